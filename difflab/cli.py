@@ -1,0 +1,231 @@
+"""The ``difflab`` command line: parse, call, print, choose exit codes. Nothing else lives here.
+
+Exit codes: 0 complete; 2 bad input (one line on stderr, nothing written); 3 the run diverged
+(its file says so); 130 interrupted (its file says so).
+Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``difflab --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from difflab.errors import DifflabError
+
+app = typer.Typer(
+    help="difflab: a sampling lab. Samplers run on targets whose scores are known in closed form, "
+    "and every error is measured against the truth.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sample_app = typer.Typer(help="Run a sampler on a target and write a run file.", no_args_is_help=True)
+app.add_typer(sample_app, name="sample")
+
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+# ---------------------------------------------------------------- shared options, defined once
+Target = Annotated[str, typer.Option("--target", "-t", help="Target YAML path, or a shipped target name (see `difflab targets`).")]
+Particles = Annotated[int, typer.Option("--particles", "-n", help="Number of particles (independent chains).")]
+Steps = Annotated[int, typer.Option("--steps", help="Number of sampler steps (after any warm-up).")]
+StepSize = Annotated[Optional[float], typer.Option("--step-size", help="Step size h. Default: 0.01 for ula, 0.1 for mala.", show_default=False)]
+Seed = Annotated[int, typer.Option("--seed", help="Seed: the same command and seed give bit-identical samples.")]
+Init = Annotated[str, typer.Option("--init", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")]
+Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", show_default=False)]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Save trajectory frames every this many steps. Default: steps // 100.", show_default=False)]
+MetricsEvery = Annotated[Optional[int], typer.Option("--metrics-every", help="Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.", show_default=False)]
+TrajParticles = Annotated[int, typer.Option("--trajectory-particles", help="How many particles the trajectory keeps (the first ones).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run file's path.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _progress(total: int, enabled: bool):
+    """A rich progress bar on stderr, or a no-op; returns (context manager, on_step callback)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(), None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+    task = progress.add_task("run", total=total)
+    every = max(1, total // 200)
+
+    def on_step(k: int) -> None:
+        if k % every == 0 or k == total:
+            progress.update(task, completed=k)
+
+    return progress, on_step
+
+
+def _sample(sampler: str, **kw) -> None:
+    from difflab import sample as sample_mod
+
+    quiet = kw.pop("quiet")
+    opts = sample_mod.SampleOptions(sampler=sampler, **kw)
+    try:
+        spec, target, params, path = sample_mod.prepare(opts)
+    except DifflabError as exc:
+        _fail(str(exc))
+    show_progress = not quiet and sys.stderr.isatty()
+    ctx, on_step = _progress(params["steps"], show_progress)
+    # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with ctx:
+            path, result, summary = sample_mod.execute(opts, spec=spec, target=target, params=params,
+                                                       path=path, on_step=on_step)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if quiet:
+        typer.echo(str(path))
+    else:
+        _print_summary(path, result, summary)
+    if result.status == "diverged":
+        typer.echo(f"warning: the run diverged at step {result.diverged_step} (non-finite values); "
+                   f"{path} holds the last finite state", err=True)
+        raise typer.Exit(EXIT_DIVERGED)
+    if result.status == "interrupted":
+        typer.echo(f"interrupted after {result.steps_done} steps; {path} holds the state reached", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _print_summary(path, result, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.compare import METRICS, fmt
+
+    table = Table(title=f"{path}  ({result.status}, {result.steps_done} steps, {result.wall_time_s:.2f} s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("exact-draw floor", justify="right")
+    for m in METRICS:
+        if m in summary:
+            table.add_row(m, fmt(summary[m]), fmt(summary.get(f"floor_{m}")))
+    Console().print(table)
+
+
+@sample_app.command("ula")
+def ula(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
+        seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
+        metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
+        quiet: Quiet = False, force: Force = False) -> None:
+    """Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0)."""
+    _sample("ula", target=target, particles=particles, steps=steps, step_size=step_size, seed=seed,
+            init=init, out=out, save_every=save_every, metrics_every=metrics_every,
+            trajectory_particles=trajectory_particles, quiet=quiet, force=force)
+
+
+@sample_app.command("mala")
+def mala(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
+         seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
+         metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
+         adapt: Annotated[bool, typer.Option("--adapt", help="Tune h during a warm-up toward acceptance 0.574.")] = False,
+         warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps with --adapt (not kept).")] = 500,
+         quiet: Quiet = False, force: Force = False) -> None:
+    """Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact)."""
+    _sample("mala", target=target, particles=particles, steps=steps, step_size=step_size, seed=seed,
+            init=init, out=out, save_every=save_every, metrics_every=metrics_every,
+            trajectory_particles=trajectory_particles, adapt=adapt, warmup=warmup, quiet=quiet, force=force)
+
+
+@app.command()
+def compare(
+    paths: Annotated[List[Path], typer.Argument(help="Run files, e.g. runs/*.")],
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort rows by this column (ascending).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every field of every run as JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
+) -> None:
+    """One row per run: the parameters that differ between the runs and the final metrics."""
+    from difflab import compare as cmp
+
+    paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
+    rows = cmp.load_rows(paths)
+    cols, flat = cmp.flatten(rows, cmp.differing_params(rows))
+    if sort:
+        try:
+            flat = cmp.sort_rows(flat, sort, cols)
+        except DifflabError as exc:
+            _fail(str(exc))
+    if as_json:
+        order = {d["run"]: i for i, d in enumerate(flat)}
+        typer.echo(cmp.to_json(sorted(rows, key=lambda r: order[r["run"]])))
+        return
+    if as_csv:
+        typer.echo(cmp.to_csv(cols, flat), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("run", "status") else "right")
+    for d in flat:
+        if "error" in d:
+            table.add_row(cmp.fmt(d["run"]), f"[red]unreadable: {d['error']}[/red]")
+        else:
+            table.add_row(*(cmp.fmt(d.get(c)) for c in cols))
+    Console().print(table)
+
+
+@app.command()
+def targets() -> None:
+    """List the shipped targets (use them by name with --target)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.config import build_target, parse_target, shipped_targets
+
+    table = Table()
+    for c in ("name", "kind", "dim", "components", "description"):
+        table.add_column(c)
+    for name, text in shipped_targets().items():
+        spec = parse_target(text, f"{name}.yaml (shipped)", name)
+        t = build_target(spec)
+        first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
+        table.add_row(name, spec.kind, str(t.dim), str(t.n_components), first)
+    Console().print(table)
+
+
+@app.command()
+def show(run: Annotated[Path, typer.Argument(help="A run file.")]) -> None:
+    """Print one run's identity, parameters and final metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.compare import fmt
+    from difflab.io import read_run
+
+    try:
+        rec = read_run(run)
+    except DifflabError as exc:
+        _fail(str(exc))
+    table = Table(title=str(run), show_header=False)
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for k in ("sampler", "target", "seed", "status", "steps_done", "diverged_step", "wall_time_s",
+              "n_particles", "dim", "created", "difflab_version", "schema_version"):
+        table.add_row(k, fmt(rec.attrs.get(k)))
+    table.add_section()
+    for k, v in sorted(rec.params.items()):
+        table.add_row(f"param {k}", fmt(v))
+    table.add_section()
+    for k, v in sorted(rec.summary.items()):
+        table.add_row(k, fmt(v))
+    Console().print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,113 @@
+"""Runs -> one table: the parameters that differ between the runs, and the final metrics.
+
+A file that is not a readable run becomes a row whose ``error`` says why; nothing here raises on
+a bad file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+from pathlib import Path
+
+from difflab.errors import ConfigError, RunFileError
+
+# Columns shown in the table, in this order, when at least one run has them.
+METRICS = (
+    "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2", "energy",
+    "acceptance_rate", "step_size", "ess_min", "split_rhat_max",
+)
+RUN_KEYS = ("sampler", "target", "seed", "status", "steps_done")
+
+
+def load_rows(paths) -> list[dict]:
+    """One row per path: run identity, parameters, summary metrics (or an ``error``)."""
+    from difflab.io import read_run
+
+    rows = []
+    for p in paths:
+        row = {"run": str(p)}
+        try:
+            rec = read_run(p)
+        except RunFileError as exc:
+            row["error"] = str(exc)
+            rows.append(row)
+            continue
+        row.update({k: rec.attrs.get(k) for k in RUN_KEYS})
+        row["wall_time_s"] = rec.attrs.get("wall_time_s")
+        row["params"] = rec.params
+        row["summary"] = rec.summary
+        rows.append(row)
+    return rows
+
+
+def differing_params(rows: list[dict]) -> list[str]:
+    """Parameter names (and seed, sampler, target) whose values are not the same in every run."""
+    good = [r for r in rows if "error" not in r]
+    names = []
+    for key in ("sampler", "target", "seed"):
+        if len({json.dumps(r.get(key)) for r in good}) > 1:
+            names.append(key)
+    keys = sorted({k for r in good for k in r["params"]})
+    for k in keys:
+        if len({json.dumps(r["params"].get(k)) for r in good}) > 1:
+            names.append(k)
+    return names
+
+
+def flatten(rows: list[dict], param_cols: list[str]) -> tuple[list[str], list[dict]]:
+    """Rows as flat dicts with the columns to show: run, status, differing params, metrics."""
+    present = [m for m in METRICS if any(m in r.get("summary", {}) for r in rows)]
+    cols = ["run", "status", "steps_done"] + param_cols + present
+    flat = []
+    for r in rows:
+        if "error" in r:
+            flat.append({"run": r["run"], "status": "unreadable", "error": r["error"]})
+            continue
+        d = {"run": r["run"], "status": r["status"], "steps_done": r["steps_done"]}
+        for k in param_cols:
+            d[k] = r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
+        for m in present:
+            d[m] = r["summary"].get(m)
+        flat.append(d)
+    return cols, flat
+
+
+def sort_rows(flat: list[dict], key: str, cols: list[str]) -> list[dict]:
+    if key not in cols:
+        raise ConfigError(f"--sort: unknown column '{key}'; expected one of {', '.join(cols)}")
+
+    def k(d):
+        v = d.get(key)
+        missing = v is None or (isinstance(v, float) and math.isnan(v))
+        return (missing, 0 if missing else v)
+
+    return sorted(flat, key=k)
+
+
+def to_json(rows: list[dict]) -> str:
+    """Every field of every run (all summary keys, all parameters)."""
+    return json.dumps(rows, indent=2, sort_keys=True, default=str)
+
+
+def to_csv(cols: list[str], flat: list[dict]) -> str:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols + ["error"], extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for d in flat:
+        w.writerow(d)
+    return buf.getvalue()
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, str) and len(v) > 40:
+        return Path(v).name if "/" in v else v[:40]
+    return str(v)

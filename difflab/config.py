@@ -1,0 +1,308 @@
+"""Target files: YAML -> validated frozen specs -> target objects.
+
+Every problem becomes one :class:`~difflab.errors.ConfigError` whose message names the file, the
+dotted key, the rule and the value, e.g.
+``targets/bad.yaml: components[1].cov: must be positive definite, got smallest eigenvalue -0.5``.
+
+Accepted kinds (see the README's "Target YAML reference"):
+
+* ``kind: gaussian`` with ``mean`` and ``cov`` (matrix, list = diagonal, scalar = isotropic);
+* ``kind: gmm`` with exactly one of ``components`` (a list of ``{weight, mean, cov}``),
+  ``ring: {k, radius, std}`` or ``random: {k, dim, seed}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from difflab.errors import ConfigError
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_COMMON_KEYS = {"kind", "name", "description"}
+_KIND_KEYS = {
+    "gaussian": {"mean", "cov"},
+    "gmm": {"components", "ring", "random"},
+}
+_BLOCK_KEYS = {
+    "components[]": {"weight", "mean", "cov"},
+    "ring": {"k", "radius", "std"},
+    "random": {"k", "dim", "seed"},
+}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A validated target file: everything needed to rebuild the target exactly."""
+
+    name: str
+    kind: str  # 'gaussian' | 'gmm'
+    weights: tuple  # (K,) normalised
+    means: tuple  # (K, d)
+    covs: tuple  # (K, d, d)
+    source: str  # the path or shipped name it was read from
+    text: str  # the file's YAML text, stored in run files
+
+
+class _Ctx:
+    """Where we are in the file, for error messages."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, rule: str, got: Any = None, *, show_got: bool = True) -> ConfigError:
+        where = f"{self.source}: {key}: " if key else f"{self.source}: "
+        tail = f", got {_show(got)}" if show_got else ""
+        return ConfigError(f"{where}{rule}{tail}")
+
+
+def _show(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), sorted(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(ctx: _Ctx, mapping: dict, allowed: set, prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ctx.fail(
+                where,
+                f"unknown key{_suggest(key, allowed)}; expected one of {', '.join(sorted(allowed))}",
+                show_got=False,
+            )
+
+
+def _number(ctx: _Ctx, key: str, v: Any) -> float:
+    """A finite float. Accepts YAML numbers and numeric strings ('1e-3'); rejects booleans."""
+    if isinstance(v, bool):
+        raise ctx.fail(key, "expected a number", v)
+    if isinstance(v, str) and _FLOAT_RE.match(v.strip()):
+        v = float(v)
+    if not isinstance(v, (int, float)):
+        raise ctx.fail(key, "expected a number", v)
+    v = float(v)
+    if not math.isfinite(v):
+        raise ctx.fail(key, "must be finite", v)
+    return v
+
+
+def _integer(ctx: _Ctx, key: str, v: Any, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ctx.fail(key, "expected an integer", v)
+    if v < minimum:
+        raise ctx.fail(key, f"must be >= {minimum}", v)
+    return v
+
+
+def _vector(ctx: _Ctx, key: str, v: Any) -> list[float]:
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return [_number(ctx, key, v)]
+    if not isinstance(v, list) or not v:
+        raise ctx.fail(key, "expected a non-empty list of numbers", v)
+    return [_number(ctx, f"{key}[{i}]", x) for i, x in enumerate(v)]
+
+
+def _covariance(ctx: _Ctx, key: str, v: Any, d: int):
+    """A scalar (isotropic), a list of d numbers (diagonal) or a d x d symmetric PD matrix."""
+    import numpy as np
+
+    if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
+        if len(v) != d or any(len(r) != d for r in v):
+            shape = f"{len(v)}x{'/'.join(str(len(r)) for r in v)}"
+            raise ctx.fail(key, f"expected a {d}x{d} matrix to match the mean's dimension {d}", shape)
+        m = np.array([[_number(ctx, f"{key}[{i}][{j}]", x) for j, x in enumerate(r)] for i, r in enumerate(v)])
+    elif isinstance(v, list):
+        diag = _vector(ctx, key, v)
+        if len(diag) != d:
+            raise ctx.fail(key, f"expected {d} diagonal entries to match the mean's dimension {d}", len(diag))
+        m = np.diag(diag)
+    else:
+        if v is None:
+            raise ctx.fail(key, "expected a scalar, a list (diagonal) or a matrix", v)
+        m = _number(ctx, key, v) * np.eye(d)
+    scale = float(np.max(np.abs(m)))
+    if not np.allclose(m, m.T, rtol=0.0, atol=1e-10 * max(scale, 1e-300)):
+        raise ctx.fail(key, "must be symmetric", m.tolist())
+    lam = np.linalg.eigvalsh(m)
+    if lam[0] <= 1e-12 * max(scale, 1e-300):
+        raise ctx.fail(key, "must be positive definite", f"smallest eigenvalue {lam[0]:.3g}", show_got=True)
+    return m
+
+
+def _weights(ctx: _Ctx, raw: list[tuple[str, Any]]):
+    ws = []
+    for key, v in raw:
+        w = _number(ctx, key, v)
+        if w < 0:
+            raise ctx.fail(key, "must be >= 0", w)
+        ws.append(w)
+    total = sum(ws)
+    if total <= 0:
+        raise ctx.fail(raw[0][0].split("[")[0] if raw else "components", "weights must have a positive sum", total)
+    return [w / total for w in ws]
+
+
+def _require(ctx: _Ctx, mapping: dict, key: str, prefix: str) -> Any:
+    if key not in mapping:
+        where = f"{prefix}.{key}" if prefix else key
+        raise ctx.fail(where, "missing required key", show_got=False)
+    return mapping[key]
+
+
+def _mapping(ctx: _Ctx, key: str, v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise ctx.fail(key, "expected a mapping", v)
+    return v
+
+
+def _gaussian(ctx: _Ctx, doc: dict):
+    mean = _vector(ctx, "mean", _require(ctx, doc, "mean", ""))
+    cov = _covariance(ctx, "cov", _require(ctx, doc, "cov", ""), len(mean))
+    return [1.0], [mean], [cov.tolist()]
+
+
+def _components(ctx: _Ctx, comps: Any):
+    if not isinstance(comps, list) or not comps:
+        raise ctx.fail("components", "expected a non-empty list of {weight, mean, cov}", comps)
+    means, covs, raw_w = [], [], []
+    dim = None
+    for i, comp in enumerate(comps):
+        p = f"components[{i}]"
+        comp = _mapping(ctx, p, comp)
+        _check_keys(ctx, comp, _BLOCK_KEYS["components[]"], p)
+        raw_w.append((f"{p}.weight", _require(ctx, comp, "weight", p)))
+        mean = _vector(ctx, f"{p}.mean", _require(ctx, comp, "mean", p))
+        if dim is None:
+            dim = len(mean)
+        elif len(mean) != dim:
+            raise ctx.fail(f"{p}.mean", f"expected dimension {dim} like components[0].mean", len(mean))
+        covs.append(_covariance(ctx, f"{p}.cov", _require(ctx, comp, "cov", p), dim).tolist())
+        means.append(mean)
+    return _weights(ctx, raw_w), means, covs
+
+
+def _ring(ctx: _Ctx, block: Any):
+    block = _mapping(ctx, "ring", block)
+    _check_keys(ctx, block, _BLOCK_KEYS["ring"], "ring")
+    k = _integer(ctx, "ring.k", _require(ctx, block, "k", "ring"), 1)
+    radius = _number(ctx, "ring.radius", _require(ctx, block, "radius", "ring"))
+    std = _number(ctx, "ring.std", _require(ctx, block, "std", "ring"))
+    if radius < 0:
+        raise ctx.fail("ring.radius", "must be >= 0", radius)
+    if std <= 0:
+        raise ctx.fail("ring.std", "must be > 0", std)
+    angles = [2.0 * math.pi * j / k for j in range(k)]
+    means = [[radius * math.cos(a), radius * math.sin(a)] for a in angles]
+    covs = [[[std * std, 0.0], [0.0, std * std]] for _ in range(k)]
+    return [1.0 / k] * k, means, covs
+
+
+def _random(ctx: _Ctx, block: Any):
+    """The benchmark recipe: default_rng(seed); per component mu = N(0, I),
+    A = N(0, 1)^(d x d), Sigma = 0.5 (I + A A^T / d); weights proportional to 1, 2, ..., k."""
+    import numpy as np
+
+    block = _mapping(ctx, "random", block)
+    _check_keys(ctx, block, _BLOCK_KEYS["random"], "random")
+    k = _integer(ctx, "random.k", _require(ctx, block, "k", "random"), 1)
+    d = _integer(ctx, "random.dim", _require(ctx, block, "dim", "random"), 1)
+    seed = _integer(ctx, "random.seed", _require(ctx, block, "seed", "random"), 0)
+    rng = np.random.default_rng(seed)
+    means, covs = [], []
+    for _ in range(k):
+        means.append(rng.standard_normal(d).tolist())
+        a = rng.standard_normal((d, d))
+        covs.append((0.5 * (np.eye(d) + a @ a.T / d)).tolist())
+    total = k * (k + 1) / 2
+    return [(j + 1) / total for j in range(k)], means, covs
+
+
+def parse_target(text: str, source: str, default_name: str) -> TargetSpec:
+    """Validate a target file's text. ``source`` names it in error messages."""
+    import yaml
+
+    ctx = _Ctx(source)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: YAML syntax error at {where}: {problem}") from None
+    if doc is None:
+        raise ConfigError(f"{source}: the file is empty; expected a mapping with a 'kind' key")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'kind' key, got a {type(doc).__name__}")
+    kind = _require(ctx, doc, "kind", "")
+    if kind not in _KIND_KEYS:
+        raise ctx.fail("kind", f"unknown kind{_suggest(kind, _KIND_KEYS)}; expected one of {', '.join(_KIND_KEYS)}", kind)
+    _check_keys(ctx, doc, _COMMON_KEYS | _KIND_KEYS[kind], "")
+    name = doc.get("name", default_name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise ctx.fail("name", "expected a word of letters, digits, '_', '.', '+' or '-'", name)
+    if kind == "gaussian":
+        weights, means, covs = _gaussian(ctx, doc)
+    else:
+        present = [k for k in ("components", "ring", "random") if k in doc]
+        if len(present) != 1:
+            raise ctx.fail("", "a gmm needs exactly one of 'components', 'ring' or 'random'", present or None)
+        builder = {"components": _components, "ring": _ring, "random": _random}[present[0]]
+        weights, means, covs = builder(ctx, doc[present[0]])
+    return TargetSpec(
+        name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
+        covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,
+    )
+
+
+def shipped_targets() -> dict[str, str]:
+    """Names of the shipped targets -> their YAML text."""
+    files = resources.files("difflab.shipped")
+    return {
+        p.name[: -len(".yaml")]: p.read_text(encoding="utf-8")
+        for p in sorted(files.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".yaml")
+    }
+
+
+def read_target_spec(ref: str) -> TargetSpec:
+    """Resolve ``--target``: first as a path, then as a shipped name with or without '.yaml'."""
+    path = Path(ref)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{ref}: cannot read the target file: {exc}") from None
+        return parse_target(text, str(ref), path.stem)
+    if path.is_dir():
+        raise ConfigError(f"--target: '{ref}' is a folder; expected a target YAML file or a shipped name")
+    shipped = shipped_targets()
+    name = ref[: -len(".yaml")] if ref.endswith(".yaml") else ref
+    if name in shipped:
+        return parse_target(shipped[name], f"{name}.yaml (shipped)", name)
+    raise ConfigError(
+        f"--target: no file '{ref}' and no shipped target '{name}'{_suggest(name, shipped)}; "
+        f"shipped: {', '.join(shipped)}"
+    )
+
+
+def build_target(spec: TargetSpec):
+    """The target object of a validated spec."""
+    from difflab.targets.mixture import GaussianMixture
+
+    return GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind)
+
+
+def load_target(ref: str):
+    """``(spec, target)`` for a ``--target`` value."""
+    spec = read_target_spec(ref)
+    return spec, build_target(spec)

@@ -1,0 +1,195 @@
+"""Error metrics: pure functions, arrays in, numbers out.
+
+Each definition below is the one the README's metric table documents. ``x`` is a sample (n, d);
+``ref`` is a sample of exact target draws (m, d).
+
+* ``mean_error``: |mean(x) - mu|_2, mu the exact target mean.
+* ``cov_rel_error``: |Cov(x) - Sigma|_F / |Sigma|_F, Sigma the exact target covariance.
+* ``w2_gaussian``: the Bures-Wasserstein distance between N(mean(x), Cov(x)) and N(mu, Sigma),
+  W2^2 = |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2). Exact for Gaussians, a lower
+  bound on W2 for other laws (Gelbrich's bound).
+* ``sliced_w2``: (mean over P random unit directions theta of W2^2(theta^T x, theta^T ref))^1/2,
+  each 1-D W2 from matched quantiles. Biased upward by sampling noise at finite n.
+* ``mmd2``: the unbiased estimate (U-statistic) of the squared MMD with the Gaussian kernel
+  exp(-|a - b|^2 / (2 l^2)); it can be slightly negative when the laws agree.
+* ``energy``: Szekely's energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| (U-statistics).
+* ``mode_tv``: (1/2) sum_k |occ_k - w_k|, occ_k = mean_i p(k | x_i) the soft occupancy of
+  component k. For exact draws E[occ_k] = w_k, so the estimate is unbiased for the target itself.
+* ``split_rhat``, ``ess``: split R-hat (Gelman et al., BDA3) and the multi-chain effective sample
+  size with Geyer's initial monotone sequence (Vehtari et al. 2021), per coordinate, from an array
+  of draws (T, chains, d).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+
+def mean_error(x: np.ndarray, mean: np.ndarray) -> float:
+    return float(np.linalg.norm(x.mean(axis=0) - mean))
+
+
+def sample_cov(x: np.ndarray) -> np.ndarray:
+    return np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def cov_rel_error(x: np.ndarray, cov: np.ndarray) -> float:
+    return float(np.linalg.norm(sample_cov(x) - cov) / np.linalg.norm(cov))
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    lam, u = np.linalg.eigh(0.5 * (a + a.T))
+    return (u * np.sqrt(np.clip(lam, 0.0, None))) @ u.T
+
+
+def gaussian_w2(m1, s1, m2, s2) -> float:
+    """Bures-Wasserstein distance between N(m1, s1) and N(m2, s2)."""
+    s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
+    r2 = _psd_sqrt(s2)
+    cross = np.linalg.eigvalsh(r2 @ s1 @ r2)
+    bures = np.trace(s1) + np.trace(s2) - 2.0 * np.sqrt(np.clip(cross, 0.0, None)).sum()
+    return float(np.sqrt(max(np.sum((np.asarray(m1) - np.asarray(m2)) ** 2) + bures, 0.0)))
+
+
+def w2_gaussian(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> float:
+    return gaussian_w2(x.mean(axis=0), sample_cov(x), mean, cov)
+
+
+def random_directions(rng: np.random.Generator, n_proj: int, d: int) -> np.ndarray:
+    """n_proj directions uniform on the unit sphere, (d, n_proj)."""
+    th = rng.standard_normal((d, n_proj))
+    return th / np.linalg.norm(th, axis=0)
+
+
+def sliced_w2(x: np.ndarray, ref: np.ndarray, directions: np.ndarray) -> float:
+    """Sliced W2 over the given directions (d, P); unequal sizes are matched on a common quantile grid."""
+    px = np.sort(x @ directions, axis=0)
+    pr = np.sort(ref @ directions, axis=0)
+    k = min(len(px), len(pr))
+    if len(px) != k:
+        px = _quantiles(px, k)
+    if len(pr) != k:
+        pr = _quantiles(pr, k)
+    return float(np.sqrt(np.mean((px - pr) ** 2)))
+
+
+def _quantiles(sorted_vals: np.ndarray, k: int) -> np.ndarray:
+    """Empirical quantiles at (i + 1/2) / k of sorted columns."""
+    n = len(sorted_vals)
+    pos = (np.arange(k) + 0.5) / k * n - 0.5
+    return np.array([np.interp(pos, np.arange(n), col) for col in sorted_vals.T]).T
+
+
+def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
+    """Unbiased squared MMD with the Gaussian kernel of length scale ``bandwidth``."""
+    g = -0.5 / bandwidth**2
+    kxx = np.exp(g * cdist(x, x, "sqeuclidean"))
+    kyy = np.exp(g * cdist(y, y, "sqeuclidean"))
+    kxy = np.exp(g * cdist(x, y, "sqeuclidean"))
+    n, m = len(x), len(y)
+    return float(
+        (kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1)) - 2.0 * kxy.mean()
+    )
+
+
+def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Szekely's energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| (U-statistics within samples)."""
+    n, m = len(x), len(y)
+    dxy = cdist(x, y).mean()
+    dxx = cdist(x, x).sum() / (n * (n - 1))
+    dyy = cdist(y, y).sum() / (m * (m - 1))
+    return float(2.0 * dxy - dxx - dyy)
+
+
+def mode_tv(x: np.ndarray, target) -> float:
+    occupancy = target.posterior_weights(x).mean(axis=0)
+    return float(0.5 * np.abs(occupancy - target.weights).sum())
+
+
+def _split_chains(draws: np.ndarray) -> np.ndarray:
+    """(T, m, d) -> (T // 2, 2 m, d): each chain cut into its two halves."""
+    half = draws.shape[0] // 2
+    return np.concatenate([draws[:half], draws[half : 2 * half]], axis=1)
+
+
+def split_rhat(draws: np.ndarray) -> np.ndarray:
+    """Split R-hat per coordinate for draws (T, chains, d); needs T >= 4."""
+    s = _split_chains(draws)
+    n = s.shape[0]
+    w = s.var(axis=0, ddof=1).mean(axis=0)
+    b = n * s.mean(axis=0).var(axis=0, ddof=1)
+    var_plus = (n - 1) / n * w + b / n
+    return np.sqrt(var_plus / w)
+
+
+def ess(draws: np.ndarray) -> np.ndarray:
+    """Multi-chain effective sample size per coordinate for draws (T, chains, d).
+
+    rho_t = 1 - (W - mean_j acov_j(t)) / var_plus on split chains; Geyer's initial positive
+    sequence of pair sums P_k = rho_2k + rho_2k+1, made monotone; tau = -1 + 2 sum_k P_k;
+    ESS = (chains x T) / tau.
+    """
+    s = _split_chains(draws)
+    n, m, d = s.shape
+    centred = s - s.mean(axis=0)
+    nfft = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(centred, n=nfft, axis=0)
+    acov = np.fft.irfft(f * np.conj(f), n=nfft, axis=0)[:n] / n  # (n, m, d), biased estimator
+    chain_var = acov[0] * n / (n - 1)
+    w = chain_var.mean(axis=0)
+    var_plus = (n - 1) / n * w + s.mean(axis=0).var(axis=0, ddof=1)
+    rho = 1.0 - (w - acov.mean(axis=1)) / var_plus  # (n, d)
+    pairs = rho[: 2 * (n // 2)].reshape(n // 2, 2, d).sum(axis=1)  # P_k, (n/2, d)
+    positive = np.cumprod(pairs > 0, axis=0).astype(bool)
+    mono = np.minimum.accumulate(np.where(positive, pairs, np.inf), axis=0)
+    tau = -1.0 + 2.0 * np.where(positive, mono, 0.0).sum(axis=0)
+    return n * m / np.maximum(tau, 1.0 / np.log10(max(n * m, 10)))
+
+
+class MetricSuite:
+    """The metrics of one run, against one target and one set of exact reference draws.
+
+    The random directions and the reference draws are fixed at construction (from the run's
+    metric stream), so a series along the run compares like with like and is reproducible.
+    Samples larger than ``max_points`` are subsampled (evenly spaced rows) for the sample-based
+    metrics; moments always use every particle.
+    """
+
+    SERIES = ("mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv")
+    FINAL = SERIES + ("mmd2", "energy")
+
+    def __init__(self, target, rng: np.random.Generator, n_reference: int = 10_000,
+                 n_proj: int = 64, max_points: int = 10_000, max_pairwise: int = 2_000):
+        self.target = target
+        self.mean = target.mean
+        self.cov = target.cov
+        self.reference = target.sample(rng, n_reference)
+        self.directions = random_directions(rng, n_proj, target.dim)
+        self.bandwidth = float(np.sqrt(np.trace(self.cov) / target.dim))
+        self.max_points = max_points
+        self.max_pairwise = max_pairwise
+        self.names = [m for m in self.FINAL if m != "mode_tv" or target.n_components > 1]
+
+    @staticmethod
+    def _thin(x: np.ndarray, k: int) -> np.ndarray:
+        return x if len(x) <= k else x[np.linspace(0, len(x) - 1, k).astype(np.int64)]
+
+    def series(self, x: np.ndarray) -> dict[str, float]:
+        out = {
+            "mean_error": mean_error(x, self.mean),
+            "cov_rel_error": cov_rel_error(x, self.cov),
+            "w2_gaussian": w2_gaussian(x, self.mean, self.cov),
+            "sliced_w2": sliced_w2(self._thin(x, self.max_points), self.reference, self.directions),
+        }
+        if self.target.n_components > 1:
+            out["mode_tv"] = mode_tv(x, self.target)
+        return out
+
+    def final(self, x: np.ndarray) -> dict[str, float]:
+        out = self.series(x)
+        xs = self._thin(x, self.max_pairwise)
+        rs = self._thin(self.reference, self.max_pairwise)
+        out["mmd2"] = mmd2(xs, rs, self.bandwidth)
+        out["energy"] = energy_distance(xs, rs)
+        return out

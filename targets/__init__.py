@@ -1,0 +1,1 @@
+"""Shipped target files, installed as ``difflab.shipped`` (see pyproject.toml)."""
