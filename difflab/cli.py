@@ -227,5 +227,33 @@ def show(run: Annotated[Path, typer.Argument(help="A run file.")]) -> None:
     Console().print(table)
 
 
+def _is(exc: BaseException, name: str) -> bool:
+    """Match the CLI framework's exceptions by class name (Typer vendors click in recent versions)."""
+    return any(c.__name__ == name for c in type(exc).__mro__)
+
+
 def main() -> None:
-    app()
+    """Entry point. Usage errors (unknown command or option, unparsable value) become one line, exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - only the framework's own exceptions are handled below
+        if _is(exc, "NoArgsIsHelpError"):
+            typer.echo(exc.format_message())
+            code = 0
+        elif _is(exc, "UsageError"):
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "difflab"
+            typer.echo(f"error: {where}: {exc.format_message()} (see '{where} --help')", err=True)
+            code = EXIT_BAD_INPUT
+        elif _is(exc, "Exit"):
+            code = exc.exit_code
+        elif _is(exc, "Abort"):
+            code = EXIT_INTERRUPTED
+        else:
+            raise
+    sys.exit(code if isinstance(code, int) else 0)

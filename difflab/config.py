@@ -135,7 +135,7 @@ def _covariance(ctx: _Ctx, key: str, v: Any, d: int):
         raise ctx.fail(key, "must be symmetric", m.tolist())
     lam = np.linalg.eigvalsh(m)
     if lam[0] <= 1e-12 * max(scale, 1e-300):
-        raise ctx.fail(key, "must be positive definite", f"smallest eigenvalue {lam[0]:.3g}", show_got=True)
+        raise ctx.fail(key, f"must be positive definite, got smallest eigenvalue {lam[0]:.3g}", show_got=False)
     return m
 
 

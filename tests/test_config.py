@@ -1,0 +1,120 @@
+"""Target files: the shipped ones load, generators expand, and every malformed file is one clear error."""
+
+import os
+
+import pytest
+
+from difflab.config import load_target, read_target_spec, shipped_targets
+from difflab.errors import ConfigError
+
+GOOD_GAUSS = "kind: gaussian\nmean: [0.0, 1.0]\ncov: [[1.0, 0.5], [0.5, 2.0]]\n"
+
+# (file text, key the message must name, words the message must contain)
+BAD = [
+    ("kind: gaussian\nmean: [0, 1\n", "", "YAML syntax error at line"),
+    ("", "", "empty"),
+    ("- 1\n- 2\n", "", "expected a mapping"),
+    ("mean: [0]\ncov: 1\n", "kind", "missing required key"),
+    ("kind: gausian\nmean: [0]\ncov: 1\n", "kind", "did you mean 'gaussian'"),
+    ("kind: gaussian\nmean: [0]\ncov: 1\nmeen: 2\n", "meen", "unknown key"),
+    ("kind: gaussian\ncov: 1\n", "mean", "missing required key"),
+    ("kind: gaussian\nmean: [0, 1]\n", "cov", "missing required key"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]\n", "cov", "2x2 matrix"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: [1, 2, 3]\n", "cov", "2 diagonal entries"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: [[1, 0.5], [0.4, 1]]\n", "cov", "must be symmetric"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: [[1, 2], [2, 1]]\n", "cov", "must be positive definite"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: 0\n", "cov", "must be positive definite"),
+    ("kind: gaussian\nmean: [0, .nan]\ncov: 1\n", "mean[1]", "must be finite"),
+    ("kind: gaussian\nmean: [0, .inf]\ncov: 1\n", "mean[1]", "must be finite"),
+    ("kind: gaussian\nmean: [0, yes]\ncov: 1\n", "mean[1]", "expected a number"),
+    ("kind: gaussian\nmean: [0, abc]\ncov: 1\n", "mean[1]", "expected a number"),
+    ("kind: gaussian\nmean: []\ncov: 1\n", "mean", "non-empty list"),
+    ("kind: gmm\n", "", "exactly one of"),
+    ("kind: gmm\nring: {k: 8, radius: 4, std: 0.5}\nrandom: {k: 2, dim: 2, seed: 0}\n", "", "exactly one of"),
+    ("kind: gmm\ncomponents: []\n", "components", "non-empty list"),
+    ("kind: gmm\ncomponents:\n  - {weight: -0.2, mean: [0], cov: 1}\n  - {weight: 1, mean: [1], cov: 1}\n",
+     "components[0].weight", "must be >= 0"),
+    ("kind: gmm\ncomponents:\n  - {weight: 0, mean: [0], cov: 1}\n  - {weight: 0, mean: [1], cov: 1}\n",
+     "components", "positive sum"),
+    ("kind: gmm\ncomponents:\n  - {weight: 1, mean: [0], cov: 1}\n  - {weight: 1, mean: [1, 2], cov: 1}\n",
+     "components[1].mean", "expected dimension 1"),
+    ("kind: gmm\ncomponents:\n  - {weight: 1, mean: [0], cov: 1}\n  - {weight: 1, mean: [1], cov: [[-1]]}\n",
+     "components[1].cov", "must be positive definite"),
+    ("kind: gmm\ncomponents:\n  - {weight: 1, mean: [0], cov: 1, color: red}\n", "components[0].color", "unknown key"),
+    ("kind: gmm\ncomponents:\n  - {mean: [0], cov: 1}\n", "components[0].weight", "missing required key"),
+    ("kind: gmm\ncomponents:\n  - 3\n", "components[0]", "expected a mapping"),
+    ("kind: gmm\nring: {k: 0, radius: 4, std: 0.5}\n", "ring.k", "must be >= 1"),
+    ("kind: gmm\nring: {k: 8, radius: 4, std: -0.5}\n", "ring.std", "must be > 0"),
+    ("kind: gmm\nring: {k: 8, radius: 4}\n", "ring.std", "missing required key"),
+    ("kind: gmm\nring: {k: 2.5, radius: 4, std: 1}\n", "ring.k", "expected an integer"),
+    ("kind: gmm\nrandom: {k: 2, dim: 3, sed: 1}\n", "random.sed", "did you mean 'seed'"),
+    ("kind: gaussian\nname: 'a b/c'\nmean: [0]\ncov: 1\n", "name", "expected a word"),
+]
+
+
+@pytest.mark.parametrize("text,key,words", BAD)
+def test_bad_target_is_one_clear_error(tmp_path, text, key, words):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_target(str(f))
+    msg = str(err.value)
+    assert msg.startswith(f"{f}: "), msg
+    if key:
+        assert f": {key}: " in msg, msg
+    assert words in msg, msg
+    assert "\n" not in msg
+
+
+def test_numeric_strings_are_numbers(tmp_path):
+    """PyYAML reads 1e-3 (no dot) as a string; difflab converts it explicitly."""
+    f = tmp_path / "t.yaml"
+    f.write_text("kind: gaussian\nmean: [1e-3, 0]\ncov: 2e0\n")
+    spec, t = load_target(str(f))
+    assert spec.means[0][0] == 1e-3 and t.covs[0][0, 0] == 2.0
+
+
+@pytest.mark.parametrize("cov,expect", [(2.0, [[2, 0], [0, 2]]), ([1.0, 3.0], [[1, 0], [0, 3]]),
+                                        ([[1.0, 0.5], [0.5, 2.0]], [[1, 0.5], [0.5, 2]])])
+def test_covariance_spellings(tmp_path, cov, expect):
+    f = tmp_path / "t.yaml"
+    f.write_text(f"kind: gaussian\nmean: [0, 1]\ncov: {cov}\n")
+    spec, t = load_target(str(f))
+    assert t.covs[0].tolist() == expect
+    assert spec.name == "t"  # defaults to the file's stem
+
+
+@pytest.mark.parametrize("ref", ["gmm", "gmm.yaml", "gaussian", "gmm50", "bimodal1d.yaml"])
+def test_shipped_names_resolve_from_any_folder(tmp_path, ref):
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        spec = read_target_spec(ref)
+    finally:
+        os.chdir(cwd)
+    assert spec.name == ref.removesuffix(".yaml")
+    assert "(shipped)" in spec.source
+
+
+def test_a_path_wins_over_a_shipped_name(tmp_path):
+    (tmp_path / "gmm").write_text(GOOD_GAUSS)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        spec = read_target_spec("gmm")
+    finally:
+        os.chdir(cwd)
+    assert spec.kind == "gaussian" and spec.source == "gmm"
+
+
+def test_unknown_target_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match=r"--target: no file 'gmn' and no shipped target 'gmn' \(did you mean 'gmm'\?\); shipped: bimodal1d, gaussian, gmm, gmm50"):
+        read_target_spec("gmn")
+
+
+def test_shipped_targets_all_parse():
+    names = shipped_targets()
+    assert {"gaussian", "gmm", "gmm50"} <= set(names)
+    for name in names:
+        spec, t = load_target(name)
+        assert t.dim >= 1

@@ -1,0 +1,132 @@
+"""Each metric estimator against a case with a known answer.
+
+Where an estimator is random, its tolerance comes from R independent replications:
+|mean of R estimates - truth| < 4 sd / sqrt(R) (false-failure rate 6e-5 per check).
+"""
+
+import numpy as np
+import pytest
+from scipy import linalg, stats
+
+from difflab import metrics
+from difflab.config import load_target
+
+
+def _rng(seed):
+    return np.random.Generator(np.random.SFC64(seed))
+
+
+def test_gaussian_w2_closed_forms():
+    # 1-D: W2 = sqrt((m1 - m2)^2 + (s1 - s2)^2)
+    assert metrics.gaussian_w2([1.0], [[4.0]], [-1.0], [[1.0]]) == pytest.approx(np.sqrt(4 + 1), rel=1e-12)
+    # commuting (diagonal) covariances: sum of (sqrt a - sqrt b)^2
+    a, b = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
+    assert metrics.gaussian_w2([0, 0], a, [0, 0], b) == pytest.approx(np.sqrt(1 + 4), rel=1e-12)
+    # general: against the textbook formula with scipy's sqrtm
+    rng = np.random.default_rng(0)
+    A, B = (lambda q: q @ q.T + np.eye(3))(rng.standard_normal((3, 3))), (lambda q: q @ q.T)(rng.standard_normal((3, 3)))
+    rb = linalg.sqrtm(B).real
+    expect = np.sqrt(np.trace(A + B - 2 * linalg.sqrtm(rb @ A @ rb).real))
+    assert metrics.gaussian_w2(np.zeros(3), A, np.zeros(3), B) == pytest.approx(expect, rel=1e-8)
+    assert metrics.gaussian_w2(np.ones(3), A, np.ones(3), A) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_sliced_w2_of_a_shift_is_exact():
+    """y = x + delta: every projected pair of sorted samples differs by theta . delta exactly,
+    so SW2 = |delta| sqrt(mean theta_1^2) to round-off."""
+    x = _rng(1).standard_normal((5000, 3))
+    delta = np.array([0.7, 0.0, 0.0])
+    th = metrics.random_directions(_rng(2), 200, 3)
+    assert metrics.sliced_w2(x + delta, x, th) == pytest.approx(0.7 * np.sqrt(np.mean(th[0] ** 2)), rel=1e-12)
+    # unequal sizes go through the quantile grid; for identical samples repeated the distance stays ~0
+    assert metrics.sliced_w2(np.repeat(x, 2, axis=0), x, th) < 0.02
+
+
+def test_sliced_w2_of_identical_laws_shrinks_like_one_over_sqrt_n():
+    th = metrics.random_directions(_rng(3), 64, 2)
+    vals = [metrics.sliced_w2(_rng(10 + k).standard_normal((n, 2)), _rng(20 + k).standard_normal((n, 2)), th)
+            for k, n in enumerate((1000, 16000))]
+    assert vals[1] < vals[0] / 2  # sqrt(16) = 4 in expectation; 2 leaves room for noise
+
+
+def _gauss_kernel_mean(m1, s1, m2, s2, ell, d):
+    """E exp(-|X - Y|^2 / (2 l^2)) for X ~ N(m1, s1^2 I), Y ~ N(m2, s2^2 I) independent."""
+    v = ell**2 + s1**2 + s2**2
+    return (ell**2 / v) ** (d / 2) * np.exp(-np.sum((np.asarray(m1) - m2) ** 2) / (2 * v))
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_mmd2_is_unbiased_for_its_closed_form(shift):
+    d, ell, n, R = 2, 1.0, 400, 40
+    mx, my = np.zeros(d), np.array([shift, 0.0])
+    truth = (_gauss_kernel_mean(mx, 1, mx, 1, ell, d) + _gauss_kernel_mean(my, 1, my, 1, ell, d)
+             - 2 * _gauss_kernel_mean(mx, 1, my, 1, ell, d))
+    est = np.array([metrics.mmd2(_rng(100 + r).standard_normal((n, d)) + mx,
+                                 _rng(200 + r).standard_normal((n, d)) + my, ell) for r in range(R)])
+    assert abs(est.mean() - truth) < 4 * est.std(ddof=1) / np.sqrt(R)
+    if shift:
+        assert est.mean() > 8 * est.std(ddof=1) / np.sqrt(R)  # negative control: clearly non-zero
+
+
+def test_energy_distance_closed_form_1d():
+    """X ~ N(0, 1), Y ~ N(mu, 1): E|X - Y| is the folded-normal mean of N(-mu, 2); E|X - X'| = 2 / sqrt(pi)."""
+    mu, n, R = 0.8, 500, 30
+    s = np.sqrt(2.0)
+    e_xy = s * np.sqrt(2 / np.pi) * np.exp(-mu**2 / (2 * s**2)) + mu * (1 - 2 * stats.norm.cdf(-mu / s))
+    truth = 2 * e_xy - 2 * (2 / np.sqrt(np.pi))
+    est = np.array([metrics.energy_distance(_rng(300 + r).standard_normal((n, 1)),
+                                            _rng(400 + r).standard_normal((n, 1)) + mu) for r in range(R)])
+    assert abs(est.mean() - truth) < 4 * est.std(ddof=1) / np.sqrt(R)
+
+
+def test_mode_tv_exact_draws_and_single_mode():
+    t = load_target("gmm")[1]
+    n = 20_000
+    x = t.sample(_rng(5), n)
+    r = t.posterior_weights(x)
+    tol = 0.5 * np.sum(4 * r.std(0) / np.sqrt(n))
+    assert metrics.mode_tv(x, t) < tol
+    # all mass in component 0: every other occupancy is below 1/8, so TV = occ_0 - 1/8 exactly,
+    # and occ_0 is near 1 (neighbours are 6 std apart)
+    one = t.means[0] + 0.5 * _rng(6).standard_normal((n, 2))
+    occ0 = t.posterior_weights(one)[:, 0].mean()
+    assert occ0 > 0.99
+    assert metrics.mode_tv(one, t) == pytest.approx(occ0 - 1 / 8, rel=1e-12)
+
+
+def test_rhat_and_ess_on_iid_chains():
+    draws = _rng(7).standard_normal((400, 50, 3))
+    rhat = metrics.split_rhat(draws)
+    assert np.all(np.abs(rhat - 1) < 0.01)
+    ess = metrics.ess(draws)
+    assert np.all(np.abs(ess / (400 * 50) - 1) < 0.15)
+
+
+def test_ess_of_an_ar1_process():
+    """AR(1) with coefficient rho: ESS = N (1 - rho) / (1 + rho)."""
+    rho, T, m = 0.8, 2000, 40
+    rng = _rng(8)
+    x = np.empty((T, m, 1))
+    x[0] = rng.standard_normal((m, 1))
+    eps = rng.standard_normal((T, m, 1)) * np.sqrt(1 - rho**2)
+    for t in range(1, T):
+        x[t] = rho * x[t - 1] + eps[t]
+    expect = T * m * (1 - rho) / (1 + rho)
+    assert abs(metrics.ess(x)[0] / expect - 1) < 0.15
+
+
+def test_rhat_flags_chains_that_disagree():
+    """Negative control: chains stuck at different means give R-hat far above 1."""
+    draws = _rng(9).standard_normal((200, 8, 1)) + np.arange(8)[None, :, None]
+    assert metrics.split_rhat(draws)[0] > 1.5
+
+
+def test_metric_suite_on_exact_draws_sits_at_its_floor():
+    """Exact draws: every metric is at Monte Carlo level, far below a clearly wrong sample's."""
+    t = load_target("gmm")[1]
+    suite = metrics.MetricSuite(t, _rng(11), n_reference=5000)
+    good = suite.final(t.sample(_rng(12), 5000))
+    bad = suite.final(_rng(13).standard_normal((5000, 2)) + [3.0, 0.0])
+    assert set(good) == set(metrics.MetricSuite.FINAL)
+    for k in ("mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2", "energy"):
+        assert abs(good[k]) < bad[k] / 5, k
