@@ -171,13 +171,15 @@ def compare(
 
     table = Table()
     for c in cols:
-        table.add_column(c, justify="left" if c in ("run", "status") else "right")
+        table.add_column(c, justify="left" if c in ("run", "status") else "right", no_wrap=c != "status")
     for d in flat:
+        run_name = Path(d["run"]).name
         if "error" in d:
-            table.add_row(cmp.fmt(d["run"]), f"[red]unreadable: {d['error']}[/red]")
+            table.add_row(run_name, f"[red]unreadable: {d['error']}[/red]")
         else:
-            table.add_row(*(cmp.fmt(d.get(c)) for c in cols))
-    Console().print(table)
+            table.add_row(run_name, *(cmp.fmt(d.get(c)) for c in cols[1:]))
+    # Piped output is not squeezed to 80 columns (a terminal gets its own width).
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
 
 
 @app.command()

@@ -68,37 +68,41 @@ def run(
 
     def record_metrics(k: int, x: np.ndarray) -> None:
         if metric_fn is not None:
+            with np.errstate(over="ignore", invalid="ignore"):  # metrics of a huge state may be inf
+                row = metric_fn(x)
             metrics_step.append(k)
-            metric_rows.append(metric_fn(x))
+            metric_rows.append(row)
 
     state = sampler.init(x0)
+    # Overflow on the way to a divergence is expected: the non-finite guard below reports it.
     try:
-        if adapter is not None and warmup > 0:
-            for _ in range(warmup):
-                state, info = sampler.step(rng, state)
-                sampler = dataclasses.replace(sampler, step_size=adapter.update(info))
-            sampler = dataclasses.replace(sampler, step_size=adapter.final())
-            # A fresh cache at the adapted step size; positions carry over.
-            state = sampler.init(state.x)
-            final_params["step_size_adapted"] = sampler.step_size
-        if metrics_every:
-            record_metrics(0, state.x)
-        for k in range(1, steps + 1):
-            new_state, info = sampler.step(rng, state)
-            if not np.isfinite(new_state.x).all():
-                status, diverged_at = DIVERGED, k
-                break
-            state = new_state
-            done = k
-            for name, value in info.items():
-                per_step.setdefault(name, []).append(value)
-            if k % save_every == 0:
-                traj.append(state.x[:m].copy())
-                traj_step.append(k)
-            if metrics_every and (k % metrics_every == 0):
-                record_metrics(k, state.x)
-            if on_step is not None:
-                on_step(k)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if adapter is not None and warmup > 0:
+                for _ in range(warmup):
+                    state, info = sampler.step(rng, state)
+                    sampler = dataclasses.replace(sampler, step_size=adapter.update(info))
+                sampler = dataclasses.replace(sampler, step_size=adapter.final())
+                # A fresh cache at the adapted step size; positions carry over.
+                state = sampler.init(state.x)
+                final_params["step_size_adapted"] = sampler.step_size
+            if metrics_every:
+                record_metrics(0, state.x)
+            for k in range(1, steps + 1):
+                new_state, info = sampler.step(rng, state)
+                if not np.isfinite(new_state.x).all():
+                    status, diverged_at = DIVERGED, k
+                    break
+                state = new_state
+                done = k
+                for name, value in info.items():
+                    per_step.setdefault(name, []).append(value)
+                if k % save_every == 0:
+                    traj.append(state.x[:m].copy())
+                    traj_step.append(k)
+                if metrics_every and (k % metrics_every == 0):
+                    record_metrics(k, state.x)
+                if on_step is not None:
+                    on_step(k)
     except KeyboardInterrupt:
         status = INTERRUPTED
     x = state.x

@@ -139,7 +139,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_s
         metrics_every=params["metrics_every"], metric_fn=suite.series,
         warmup=params["warmup"], adapter=adapter, on_step=on_step,
     )
-    summary = suite.final(result.samples)
+    with np.errstate(over="ignore", invalid="ignore"):  # metrics of a diverging state may be inf
+        summary = suite.final(result.samples)
     # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each.
     floor = suite.final(target.sample(rng_metric, n))
     summary.update({f"floor_{k}": v for k, v in floor.items()})

@@ -1,0 +1,226 @@
+"""End to end through the CLI: sample -> run file -> compare/show, reproducibility, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from difflab.cli import app
+from difflab.io import SCHEMA_VERSION, read_run
+
+runner = CliRunner()
+SMALL = ["-n", "200", "--steps", "60", "-q"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_sample_writes_the_documented_schema(in_tmp):
+    r = invoke("sample", "mala", *SMALL, "--save-every", "10", "--metrics-every", "20", "--trajectory-particles", "7")
+    assert r.exit_code == 0, r.output
+    path = r.output.strip()
+    assert path.startswith("runs/mala-gmm-") and path.endswith(".h5")
+    with h5py.File(path) as f:
+        for key in ("difflab_version", "schema_version", "sampler", "target", "seed", "status", "steps_done",
+                    "diverged_step", "wall_time_s", "created", "argv", "n_particles", "dim"):
+            assert key in f.attrs, key
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f.attrs["status"] == "complete" and f.attrs["steps_done"] == 60
+        assert f["samples"].shape == (200, 2) and f["samples"].dtype == np.float64
+        assert "ring" in f["config"].attrs["target_yaml"]
+        assert json.loads(f["config"].attrs["params_json"])["step_size"] == 0.1
+        assert f["config/params"].attrs["particles"] == 200
+        assert f["trajectory/positions"].shape == (7, 7, 2)
+        assert f["trajectory/step"][()].tolist() == [0, 10, 20, 30, 40, 50, 60]
+        assert f["trajectory/positions"].compression == "gzip"
+        assert f["metrics/step"][()].tolist() == [0, 20, 40, 60]
+        for m in ("mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv"):
+            assert f[f"metrics/{m}"].shape == (4,)
+        assert f["metrics/per_step/acceptance_rate"].shape == (60,)
+        assert f["metrics/per_step/step"][()].tolist() == list(range(1, 61))
+        summary = dict(f["summary"].attrs)
+        for m in ("mean_error", "sliced_w2", "mmd2", "energy", "mode_tv", "acceptance_rate", "step_size",
+                  "ess_min", "split_rhat_max", "floor_sliced_w2"):
+            assert m in summary, m
+        assert f["summary/ess"].shape == (2,) and f["summary/split_rhat"].shape == (2,)
+    assert not [p for p in os.listdir("runs") if p.startswith(".")]  # no temporary file left
+
+
+def test_same_command_and_seed_are_bit_identical(in_tmp):
+    for out, seed in (("a.h5", 3), ("b.h5", 3), ("c.h5", 4)):
+        r = invoke("sample", "ula", *SMALL, "--seed", seed, "-o", out)
+        assert r.exit_code == 0, r.output
+    a, b, c = (read_run(p, samples=True) for p in ("a.h5", "b.h5", "c.h5"))
+    assert a.samples.tobytes() == b.samples.tobytes()
+    assert a.summary == {k: v for k, v in b.summary.items()}
+    assert not np.array_equal(a.samples, c.samples)
+
+
+def test_default_name_depends_on_parameters_and_seed(in_tmp):
+    paths = {invoke("sample", "ula", *SMALL, *extra).output.strip()
+             for extra in ([], ["--seed", "1"], ["--step-size", "0.02"])}
+    assert len(paths) == 3
+
+
+def test_existing_file_is_not_overwritten_without_force(in_tmp):
+    assert invoke("sample", "ula", *SMALL, "-o", "r.h5").exit_code == 0
+    before = (in_tmp / "r.h5").read_bytes()
+    r = invoke("sample", "ula", *SMALL, "--seed", "9", "-o", "r.h5")
+    assert r.exit_code == 2 and "exists" in r.output and "--force" in r.output
+    assert (in_tmp / "r.h5").read_bytes() == before
+    r = invoke("sample", "ula", *SMALL, "--seed", "9", "-o", "r.h5", "--force")
+    assert r.exit_code == 0 and (in_tmp / "r.h5").read_bytes() != before
+
+
+BAD_OPTIONS = [
+    (["sample", "ula", "--step-size", "-0.1"], "--step-size: must be positive"),
+    (["sample", "ula", "--step-size", "0"], "--step-size: must be positive"),
+    (["sample", "ula", "--step-size", "nan"], "--step-size: must be positive"),
+    (["sample", "mala", "-n", "0"], "--particles: must be positive, got 0"),
+    (["sample", "mala", "--steps", "0"], "--steps: must be positive, got 0"),
+    (["sample", "mala", "--seed", "-1"], "--seed: must be >= 0"),
+    (["sample", "mala", "--save-every", "0"], "--save-every: must be positive"),
+    (["sample", "mala", "--init", "uniform"], "--init: expected one of normal, target"),
+    (["sample", "mala", "--adapt", "--warmup", "0"], "--warmup: must be positive"),
+    (["sample", "mala", "-t", "nope"], "no shipped target 'nope'"),
+    (["sample", "mala", "-t", "."], "is a folder"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_OPTIONS)
+def test_bad_options_exit_2_and_write_nothing(in_tmp, args, message):
+    r = invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (in_tmp / "runs").exists()
+
+
+BAD_FILES = [
+    ("kind: gaussian\nmean: [0, 1\n", "YAML syntax error"),
+    ("", "empty"),
+    ("kind: gmm\ncomponents:\n  - {weight: 1, mean: [0], cov: [[-1]]}\n", "components[0].cov: must be positive definite"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: [[1, 0.5], [0.4, 1]]\n", "cov: must be symmetric"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_FILES)
+def test_bad_target_files_through_the_cli(in_tmp, text, message):
+    (in_tmp / "bad.yaml").write_text(text)
+    r = invoke("sample", "mala", "-t", "bad.yaml")
+    assert r.exit_code == 2
+    assert r.output.startswith("error: bad.yaml: ") and message in r.output
+    assert not (in_tmp / "runs").exists()
+
+
+def test_unknown_sampler_and_option_are_one_line_exit_2(in_tmp):
+    for args, words in ((["sample", "langevin"], "No such command 'langevin'"),
+                        (["sample", "ula", "--stepsize", "1"], "No such option: --stepsize")):
+        p = subprocess.run([sys.executable, "-m", "difflab", *args], capture_output=True, text=True)
+        assert p.returncode == 2
+        assert words in p.stderr and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_diverged_run_leaves_a_file_that_says_so(in_tmp):
+    r = invoke("sample", "ula", "-t", "gaussian", "--step-size", "5", "--steps", "3000", "-n", "20", "-o", "d.h5", "-q")
+    assert r.exit_code == 3, r.output
+    rec = read_run("d.h5", samples=True)
+    assert rec.attrs["status"] == "diverged"
+    assert 1 < rec.attrs["diverged_step"] < 3000 and rec.attrs["steps_done"] == rec.attrs["diverged_step"] - 1
+    assert np.isfinite(rec.samples).all()
+
+
+def test_interrupted_run_leaves_a_file_that_says_so(in_tmp, monkeypatch):
+    from difflab.samplers import langevin
+
+    calls = {"n": 0}
+    real = langevin.ULA.step
+
+    def step(self, rng, state):
+        calls["n"] += 1
+        if calls["n"] > 25:
+            raise KeyboardInterrupt
+        return real(self, rng, state)
+
+    monkeypatch.setattr(langevin.ULA, "step", step)
+    r = invoke("sample", "ula", *SMALL, "-o", "i.h5")
+    assert r.exit_code == 130
+    rec = read_run("i.h5")
+    assert rec.attrs["status"] == "interrupted" and rec.attrs["steps_done"] == 25
+
+
+def test_a_failed_write_leaves_nothing_behind(in_tmp, monkeypatch):
+    import difflab.io as dio
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(h5py.Group, "create_group", broken)
+    with pytest.raises(OSError):
+        dio.write_run(in_tmp / "x.h5", attrs={}, samples=np.zeros((2, 1)), params={}, target_yaml="",
+                      target_source="", trajectory=np.zeros((1, 1, 1)), trajectory_step=[0], metrics_step=[],
+                      metrics={}, per_step={}, summary={}, summary_arrays={})
+    assert os.listdir(in_tmp) == []
+
+
+def test_compare_table_json_csv_and_unreadable_rows(in_tmp):
+    for h in ("0.01", "0.05"):
+        assert invoke("sample", "ula", *SMALL, "--step-size", h).exit_code == 0
+    (in_tmp / "runs" / "junk.h5").write_text("not hdf5")
+    files = sorted(str(p) for p in (in_tmp / "runs").iterdir())
+    r = invoke("compare", *files)
+    assert r.exit_code == 0, r.output
+    assert "step_size" in r.output and "unreadable" in r.output
+    r = invoke("compare", *files, "--json")
+    rows = json.loads(r.output)
+    assert len(rows) == 3 and sum("error" in row for row in rows) == 1
+    ok = [row for row in rows if "error" not in row]
+    assert sorted(row["params"]["step_size"] for row in ok) == [0.01, 0.05]
+    r = invoke("compare", *files, "--csv", "--sort", "step_size")
+    lines = r.output.strip().splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["run", "status", "steps_done"] and "step_size" in header and "sliced_w2" in header
+    col = header.index("step_size")
+    assert [ln.split(",")[col] for ln in lines[1:3]] == ["0.01", "0.05"]
+    r = invoke("compare", *files, "--sort", "bogus")
+    assert r.exit_code == 2 and "--sort: unknown column 'bogus'" in r.output
+
+
+def test_show_targets_and_help(in_tmp):
+    assert invoke("sample", "mala", *SMALL, "-o", "s.h5").exit_code == 0
+    r = invoke("show", "s.h5")
+    assert r.exit_code == 0 and "acceptance_rate" in r.output and "param step_size" in r.output
+    r = invoke("show", "missing.h5")
+    assert r.exit_code == 2 and "not a readable difflab run file" in r.output
+    r = invoke("targets")
+    assert all(name in r.output for name in ("gaussian", "gmm", "gmm50"))
+    for cmd in ([], ["sample"], ["sample", "ula"], ["sample", "mala"], ["compare"], ["targets"], ["show"]):
+        r = invoke(*cmd, "--help")
+        assert r.exit_code == 0 and "Usage" in r.output, cmd
+
+
+def test_init_target_and_adapt_are_recorded(in_tmp):
+    r = invoke("sample", "mala", "-t", "gaussian", "-n", "500", "--steps", "50", "--adapt", "--warmup", "200",
+               "--init", "target", "-o", "a.h5", "-q")
+    assert r.exit_code == 0, r.output
+    rec = read_run("a.h5")
+    assert rec.params["adapt"] is True and rec.params["warmup"] == 200 and rec.params["init"] == "target"
+    assert rec.summary["step_size"] != 0.1
+    assert abs(rec.summary["acceptance_rate"] - 0.574) < 0.05
+
+
+def test_help_does_not_import_numpy():
+    code = "import sys; from difflab.cli import app; assert 'numpy' not in sys.modules and 'h5py' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
