@@ -139,22 +139,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_s
         metrics_every=params["metrics_every"], metric_fn=suite.series,
         warmup=params["warmup"], adapter=adapter, on_step=on_step,
     )
-    with np.errstate(over="ignore", invalid="ignore"):  # metrics of a diverging state may be inf
-        summary = suite.final(result.samples)
-    # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each.
-    floor = suite.final(target.sample(rng_metric, n))
-    summary.update({f"floor_{k}": v for k, v in floor.items()})
-    summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
-    for name, series in result.per_step.items():
-        if len(series):
-            summary[name] = float(series.mean())
-    summary_arrays = {}
-    kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
-    if kept.shape[0] >= 4 and kept.shape[1] >= 2:
-        summary_arrays["ess"] = metrics.ess(kept)
-        summary_arrays["split_rhat"] = metrics.split_rhat(kept)
-        summary["ess_min"] = float(summary_arrays["ess"].min())
-        summary["split_rhat_max"] = float(summary_arrays["split_rhat"].max())
+    with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
+        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params)
 
     write_run(
         path,
@@ -173,3 +159,23 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_s
     return path, result, summary
 
 
+def _summarise(suite, result, target, rng_metric, params: dict):
+    """Final metrics, their exact-draw floors, per-step means and MCMC diagnostics."""
+    from difflab import metrics
+
+    summary = suite.final(result.samples)
+    # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each.
+    floor = suite.final(target.sample(rng_metric, params["particles"]))
+    summary.update({f"floor_{k}": v for k, v in floor.items()})
+    summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
+    for name, series in result.per_step.items():
+        if len(series):
+            summary[name] = float(series.mean())
+    summary_arrays = {}
+    kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
+    if kept.shape[0] >= 4 and kept.shape[1] >= 2:
+        summary_arrays["ess"] = metrics.ess(kept)
+        summary_arrays["split_rhat"] = metrics.split_rhat(kept)
+        summary["ess_min"] = float(summary_arrays["ess"].min())
+        summary["split_rhat_max"] = float(summary_arrays["split_rhat"].max())
+    return summary, summary_arrays

@@ -43,7 +43,7 @@ def test_ula_step_by_hand():
     h = 0.07
     s = ULA(GAUSS, h)
     new, info = s.step(_rng(2), s.init(x))
-    xi = _rng(2).standard_normal((5, 2))
+    xi = _rng(2).standard_normal((2, 5)).T  # noise is drawn as (d, n)
     expect = x - h * np.linalg.solve(S, (x - M).T).T + np.sqrt(2 * h) * xi
     np.testing.assert_allclose(new.x, expect, rtol=1e-13, atol=1e-13)
     assert info == {}
@@ -57,7 +57,7 @@ def test_mala_step_by_hand():
     s = MALA(t, h)
     new, info = s.step(_rng(4), s.init(x))
     twin = _rng(4)
-    xi = twin.standard_normal((400, 1))
+    xi = twin.standard_normal((1, 400)).T
     u = twin.random(400)
     prop = x + h * t.score(x) + np.sqrt(2 * h) * xi
 
@@ -73,7 +73,7 @@ def test_mala_step_by_hand():
     np.testing.assert_array_equal(new.x, np.where(accept[:, None], prop, x))
     assert info["acceptance_rate"] == pytest.approx(np.exp(np.minimum(log_a, 0)).mean(), rel=1e-10)
     np.testing.assert_allclose(new.log_prob, t.log_prob(new.x), rtol=1e-12)
-    np.testing.assert_allclose(new.grad, t.score(new.x), rtol=1e-12)
+    np.testing.assert_allclose(new.grad_t.T, t.score(new.x), rtol=1e-12)
 
 
 def _final(sampler, n, steps, seed, init="target", target=GAUSS):

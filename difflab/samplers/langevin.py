@@ -26,62 +26,76 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LangevinState:
-    x: np.ndarray  # (n, d) positions
+    """Positions and cached quantities, particles along the last axis (the targets' fast layout)."""
+
+    xt: np.ndarray  # (d, n) positions
     log_prob: np.ndarray | None  # (n,) cached log p(x) (MALA only)
-    grad: np.ndarray  # (n, d) cached grad log p(x)
+    grad_t: np.ndarray  # (d, n) cached grad log p(x)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Positions as (n, d) (a view)."""
+        return self.xt.T
 
 
 @dataclass(frozen=True)
 class ULA:
-    """Unadjusted Langevin algorithm: step (1)."""
+    """Unadjusted Langevin algorithm: step (1). Noise is drawn as a (d, n) array."""
 
     target: object
     step_size: float
     name: str = "ula"
 
     def init(self, x: np.ndarray) -> LangevinState:
-        return LangevinState(x=x, log_prob=None, grad=self.target.score(x))
+        xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
+        return LangevinState(xt=xt, log_prob=None, grad_t=self.target.score_t(xt))
 
     def step(self, rng: np.random.Generator, state: LangevinState):
         h = self.step_size
-        noise = rng.standard_normal(state.x.shape)
-        x = state.x + h * state.grad + np.sqrt(2.0 * h) * noise
-        return LangevinState(x=x, log_prob=None, grad=self.target.score(x)), {}
+        xt = rng.standard_normal(state.xt.shape)
+        xt *= np.sqrt(2.0 * h)
+        xt += state.xt
+        xt += h * state.grad_t
+        return LangevinState(xt=xt, log_prob=None, grad_t=self.target.score_t(xt)), {}
 
 
 @dataclass(frozen=True)
 class MALA:
-    """Metropolis-adjusted Langevin algorithm: proposal (1), acceptance (2)."""
+    """Metropolis-adjusted Langevin algorithm: proposal (1), acceptance (2).
+
+    Per step it draws xi as a (d, n) array, then one uniform per chain."""
 
     target: object
     step_size: float
     name: str = "mala"
 
     def init(self, x: np.ndarray) -> LangevinState:
-        logp, grad = self.target.log_prob_and_score(x)
-        return LangevinState(x=x, log_prob=logp, grad=grad)
+        xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
+        logp, grad_t = self.target.log_prob_and_score_t(xt)
+        return LangevinState(xt=xt, log_prob=logp, grad_t=grad_t)
 
     def step(self, rng: np.random.Generator, state: LangevinState):
         h = self.step_size
-        xi = rng.standard_normal(state.x.shape)
-        prop = state.x + h * state.grad + np.sqrt(2.0 * h) * xi
-        logp_p, grad_p = self.target.log_prob_and_score(prop)
-        back = state.x - prop - h * grad_p
-        log_a = (
-            logp_p - state.log_prob
-            + 0.5 * np.einsum("nd,nd->n", xi, xi)
-            - np.einsum("nd,nd->n", back, back) / (4.0 * h)
-        )
+        xi = rng.standard_normal(state.xt.shape)
+        drift = h * state.grad_t
+        prop = state.xt + drift
+        prop += np.sqrt(2.0 * h) * xi
+        logp_p, grad_p = self.target.log_prob_and_score_t(prop)
+        back = state.xt - prop
+        back -= h * grad_p
+        log_a = logp_p - state.log_prob
+        log_a += 0.5 * np.einsum("dn,dn->n", xi, xi)
+        log_a -= np.einsum("dn,dn->n", back, back) / (4.0 * h)
         # A non-finite proposal has log_a = nan or -inf: the comparison is False, so it is rejected.
         log_u = np.log(rng.random(log_a.shape[0]))
         accept = log_u < log_a
-        x = np.where(accept[:, None], prop, state.x)
+        xt = np.where(accept, prop, state.xt)
         logp = np.where(accept, logp_p, state.log_prob)
-        grad = np.where(accept[:, None], grad_p, state.grad)
+        grad_t = np.where(accept, grad_p, state.grad_t)
         with np.errstate(invalid="ignore", over="ignore"):
             acc_prob = np.exp(np.minimum(np.nan_to_num(log_a, nan=-np.inf), 0.0))
         info = {"acceptance_rate": float(acc_prob.mean()), "accepted_fraction": float(accept.mean())}
-        return LangevinState(x=x, log_prob=logp, grad=grad), info
+        return LangevinState(xt=xt, log_prob=logp, grad_t=grad_t), info
 
 
 TARGET_ACCEPTANCE = 0.574  # optimal MALA acceptance rate (Roberts and Rosenthal 1998)

@@ -9,6 +9,7 @@ Notation (used by every diffusion sampler):
 ``C_k``        covariance of Y given component k: ``alpha^2 S_k + sigma^2 I
                = U_k diag(c_k) U_k^T`` with ``c_k = alpha^2 lam_k + sigma^2``
 ``z_k``        ``U_k^T (y - alpha mu_k)``: coordinates of y in component k's eigenbasis
+``w_k``        ``z_k / sqrt(c_k)``: whitened residual, sum_j w_kj^2 the Mahalanobis distance
 ``r_k(y)``     posterior component probability p(k | Y = y)
 =============  ==============================================================================
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -41,9 +41,9 @@ class _Evaluation:
     """Quantities shared by the log density, score and denoiser at one noise level."""
 
     log_prob: np.ndarray  # (n,)
-    resp: np.ndarray  # (n, K) posterior component probabilities
-    z_over_c: np.ndarray  # (n, K, d) C_k^{-1}(y - alpha mu_k) in eigen-coordinates
-    z: np.ndarray  # (n, K, d)
+    resp: np.ndarray  # (K, n) posterior component probabilities
+    w: np.ndarray  # (K, d, n) whitened residuals diag(c_k^-1/2) U_k^T (y - alpha mu_k)
+    inv_sqrt_c: np.ndarray  # (K, d)
 
 
 class GaussianMixture:
@@ -118,70 +118,100 @@ class GaussianMixture:
         return np.searchsorted(cdf, rng.random(n), side="right")
 
     # ------------------------------------------------------------------ the shared evaluation
-    def _evaluate(self, y: np.ndarray, alpha: float, sigma: float) -> _Evaluation:
-        y = np.asarray(y, dtype=np.float64)
-        n = y.shape[0]
+    # Internally particles run along the last axis ("structure of arrays"): y is (d, n) and z is
+    # (K, d, n), so every elementwise operation streams over long contiguous rows and every
+    # reduction over components or coordinates adds rows, instead of reducing tiny inner axes of
+    # length K or d, which numpy does slowly. Samplers call the ``*_t`` methods in this layout;
+    # the public methods take and return the usual (n, d).
+    def _evaluate(self, yt: np.ndarray, alpha: float, sigma: float) -> _Evaluation:
+        n = yt.shape[1]
         K, d = self.n_components, self.dim
-        c = alpha * alpha * self.eigvals + sigma * sigma  # (K, d)
+        inv_sqrt_c = 1.0 / np.sqrt(alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
         if self._diagonal:
-            z = y[:, None, :] - alpha * self.means  # (n, K, d)
+            w = yt[None, :, :] - (alpha * self.means)[:, :, None]  # (K, d, n)
+            w *= inv_sqrt_c[:, :, None]
         else:
-            z = (y @ self._U_stack).reshape(n, K, d)
-            z -= alpha * self._mu_rot
-        z_over_c = z / c
-        maha = np.einsum("nkd,nkd->nk", z, z_over_c)
-        log_norm = self.log_weights - 0.5 * (np.log(c).sum(axis=1) + d * _LOG_2PI)
-        logits = log_norm - 0.5 * maha  # (n, K)
-        log_prob = logsumexp(logits, axis=1)
-        resp = np.exp(logits - log_prob[:, None])
-        return _Evaluation(log_prob=log_prob, resp=resp, z_over_c=z_over_c, z=z)
+            # The whitening diag(c_k^-1/2) U_k^T is folded into the stacked basis: one GEMM gives w.
+            a = self._U_stack_T * inv_sqrt_c.reshape(K * d, 1)  # (K d, d), cheap: no particles
+            w = (a @ yt).reshape(K, d, n)
+            w -= (alpha * self._mu_rot * inv_sqrt_c)[:, :, None]
+        maha = np.einsum("kdn,kdn->kn", w, w) if d > 8 else (w * w).sum(axis=1)
+        log_norm = self.log_weights + np.log(inv_sqrt_c).sum(axis=1) - 0.5 * d * _LOG_2PI  # (K,)
+        logits = log_norm[:, None] - 0.5 * maha  # (K, n)
+        if K == 1:
+            return _Evaluation(log_prob=logits[0], resp=np.ones_like(logits), w=w, inv_sqrt_c=inv_sqrt_c)
+        top = logits.max(axis=0)  # log-sum-exp over components
+        e = np.exp(logits - top)
+        total = e.sum(axis=0)
+        return _Evaluation(log_prob=top + np.log(total), resp=e / total, w=w, inv_sqrt_c=inv_sqrt_c)
 
-    def _back(self, coeffs: np.ndarray) -> np.ndarray:
-        """sum_k U_k coeffs_k for coeffs of shape (n, K, d)."""
+    def _back(self, coeffs: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """sum_k U_k diag(scale_k) coeffs_k for coeffs (K, d, n) and scale (K, d), as (d, n)."""
         if self._diagonal:
-            return coeffs.sum(axis=1)
-        n = coeffs.shape[0]
-        return coeffs.reshape(n, -1) @ self._U_stack_T
+            coeffs *= scale[:, :, None]
+            return coeffs.sum(axis=0)
+        K, d, n = coeffs.shape
+        return (self._U_stack * scale.reshape(1, K * d)) @ coeffs.reshape(K * d, n)
+
+    def _score_t(self, ev: _Evaluation) -> np.ndarray:
+        """-sum_k r_k C_k^-1 (y - alpha mu_k) = -sum_k r_k U_k diag(c_k^-1/2) w_k. Consumes ev.w."""
+        coeffs = ev.w
+        if self.n_components > 1:
+            coeffs *= ev.resp[:, None, :]
+        return -self._back(coeffs, ev.inv_sqrt_c)
+
+    def log_prob_and_score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0):
+        """Particle-last layout: xt (d, n) contiguous -> (log density (n,), score (d, n))."""
+        ev = self._evaluate(xt, alpha, sigma)
+        return ev.log_prob, self._score_t(ev)
+
+    def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
+        """Particle-last layout: xt (d, n) -> score (d, n)."""
+        return self._score_t(self._evaluate(xt, alpha, sigma))
 
     @staticmethod
     def _batch(x):
+        """(n, d) or (d,) -> (contiguous (d, n), whether a single point was given)."""
         x = np.asarray(x, dtype=np.float64)
-        return (x[None, :], True) if x.ndim == 1 else (x, False)
+        single = x.ndim == 1
+        return np.ascontiguousarray((x[None, :] if single else x).T), single
+
+    @staticmethod
+    def _out(arr, single):
+        """(..., n) internal result -> (n, ...) for the caller, or one row for a single point."""
+        out = arr.T
+        return out[0] if single else out
 
     # ------------------------------------------------------------------ noised law of alpha X + sigma Z
     def noised_log_prob(self, y, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """log density of alpha X + sigma Z at y, (n,)."""
-        y, single = self._batch(y)
-        out = self._evaluate(y, alpha, sigma).log_prob
-        return out[0] if single else out
+        yt, single = self._batch(y)
+        return self._out(self._evaluate(yt, alpha, sigma).log_prob, single)
 
     def noised_score(self, y, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """Gradient of the noised log density at y, (n, d)."""
-        y, single = self._batch(y)
-        ev = self._evaluate(y, alpha, sigma)
-        out = -self._back(ev.resp[:, :, None] * ev.z_over_c)
-        return out[0] if single else out
+        yt, single = self._batch(y)
+        return self._out(self.score_t(yt, alpha, sigma), single)
 
     def noised_log_prob_and_score(self, y, alpha: float = 1.0, sigma: float = 0.0):
         """Both at once, sharing the quadratic forms: ((n,), (n, d))."""
-        y, single = self._batch(y)
-        ev = self._evaluate(y, alpha, sigma)
-        score = -self._back(ev.resp[:, :, None] * ev.z_over_c)
-        return (ev.log_prob[0], score[0]) if single else (ev.log_prob, score)
+        yt, single = self._batch(y)
+        lp, st = self.log_prob_and_score_t(yt, alpha, sigma)
+        return self._out(lp, single), self._out(st, single)
 
     def denoiser(self, y, alpha: float, sigma: float) -> np.ndarray:
         """E[X | alpha X + sigma Z = y], (n, d), by Gaussian conditioning per component."""
-        y, single = self._batch(y)
-        ev = self._evaluate(y, alpha, sigma)
-        gain = alpha * self.eigvals  # (K, d); times z_over_c gives alpha lam / c * z
-        out = ev.resp @ self.means + self._back(ev.resp[:, :, None] * gain * ev.z_over_c)
-        return out[0] if single else out
+        yt, single = self._batch(y)
+        ev = self._evaluate(yt, alpha, sigma)
+        # U_k diag(alpha lam_k / c_k) z_k = U_k diag(alpha lam_k c_k^-1/2) w_k
+        coeffs = ev.w * ev.resp[:, None, :]
+        out = self.means.T @ ev.resp + self._back(coeffs, alpha * self.eigvals * ev.inv_sqrt_c)
+        return self._out(out, single)
 
     def posterior_weights(self, y, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """p(component k | alpha X + sigma Z = y), (n, K); rows sum to one."""
-        y, single = self._batch(y)
-        out = self._evaluate(y, alpha, sigma).resp
-        return out[0] if single else out
+        yt, single = self._batch(y)
+        return self._out(self._evaluate(yt, alpha, sigma).resp, single)
 
     def noised(self, alpha: float, sigma: float) -> "GaussianMixture":
         """The law of alpha X + sigma Z as a mixture of its own (for references and tests)."""
