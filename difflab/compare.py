@@ -59,7 +59,8 @@ def differing_params(rows: list[dict]) -> list[str]:
 
 def flatten(rows: list[dict], param_cols: list[str]) -> tuple[list[str], list[dict]]:
     """Rows as flat dicts with the columns to show: run, status, differing params, metrics."""
-    present = [m for m in METRICS if any(m in r.get("summary", {}) for r in rows)]
+    # A metric that is also a differing parameter (step_size) is shown once, as the parameter.
+    present = [m for m in METRICS if m not in param_cols and any(m in r.get("summary", {}) for r in rows)]
     cols = ["run", "status", "steps_done"] + param_cols + present
     flat = []
     for r in rows:

@@ -97,6 +97,7 @@ H_BIAS = 0.5  # a step at which ULA's bias (about 25% on the variances) dwarfs t
 N_CHAINS = 20_000
 
 
+@pytest.mark.slow
 def test_ula_converges_to_its_biased_closed_form_law():
     """ULA, n = 20,000 chains started at exact draws, 200 steps (the initial law's distance to
     stationarity contracts by (1 - h / lambda_max(S))^(2k) < 1e-40): moments match
@@ -106,6 +107,7 @@ def test_ula_converges_to_its_biased_closed_form_law():
     assert not _moments_agree(x, M, S)
 
 
+@pytest.mark.slow
 def test_mala_has_no_such_bias():
     """MALA at the same step is exact: the target's moments, and not ULA's biased ones."""
     x = _final(MALA(GAUSS, H_BIAS), N_CHAINS, 200, seed=11)
@@ -113,6 +115,7 @@ def test_mala_has_no_such_bias():
     assert not _moments_agree(x, M, ula_stationary_cov(S, H_BIAS))
 
 
+@pytest.mark.slow
 def test_mala_keeps_mixture_mode_weights():
     """On the asymmetric 1-D mixture from exact draws, MALA leaves the law invariant: the mean and
     the soft occupancy of each mode stay at their exact values (n = 20,000, 100 steps)."""

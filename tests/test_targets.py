@@ -128,6 +128,7 @@ def test_mixture_moments_closed_form():
     assert t.cov[0, 0] == pytest.approx(var, rel=1e-14)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gaussian3d", "full3d", "gmm50"])
 def test_exact_draws_match_moments(name):
     """Mean of n = 40,000 exact draws within 4.5 standard errors per coordinate (Bonferroni over
