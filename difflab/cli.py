@@ -86,6 +86,8 @@ def _sample(sampler: str, **kw) -> None:
         with ctx:
             path, result, summary = sample_mod.execute(opts, spec=spec, target=target, params=params,
                                                        path=path, on_step=on_step)
+    except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
+        _fail(f"{path}: could not write the run file: {exc}", code=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if quiet:

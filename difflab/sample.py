@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,10 +96,16 @@ def run_hash(sampler: str, spec, params: dict, seed: int) -> str:
 
 def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     path = opts.out or Path("runs") / f"{opts.sampler}-{spec.name}-{run_hash(opts.sampler, spec, params, opts.seed)}.h5"
-    if path.exists() and not opts.force:
+    if path.is_file() and not opts.force:
         raise RunExistsError(f"{path}: the run file exists; pass --force to overwrite it or --out to write elsewhere")
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise ConfigError(f"--out: '{path}' is a folder; expected a file name")
+    # Fail now, not after the run: the nearest existing folder must be writable.
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out: cannot write '{path}': '{folder}' is not a writable folder")
     return path
 
 

@@ -108,6 +108,16 @@ def test_bad_options_exit_2_and_write_nothing(in_tmp, args, message):
     assert not (in_tmp / "runs").exists()
 
 
+def test_unwritable_output_is_refused_before_the_run(in_tmp):
+    (in_tmp / "afile").write_text("x")
+    r = invoke("sample", "ula", *SMALL, "-o", "afile/run.h5")
+    assert r.exit_code == 2 and "is not a writable folder" in r.output
+    (in_tmp / "adir").mkdir()
+    r = invoke("sample", "ula", *SMALL, "-o", "adir")
+    assert r.exit_code == 2 and "is a folder" in r.output
+    assert sorted(os.listdir(in_tmp)) == ["adir", "afile"] and os.listdir(in_tmp / "adir") == []
+
+
 BAD_FILES = [
     ("kind: gaussian\nmean: [0, 1\n", "YAML syntax error"),
     ("", "empty"),
