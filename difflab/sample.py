@@ -53,7 +53,8 @@ def resolve_params(opts: SampleOptions) -> dict:
 
     if opts.sampler not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler '{opts.sampler}'; expected one of {', '.join(SAMPLERS)}")
-    _positive("particles", opts.particles)
+    if opts.particles < 2:
+        raise ConfigError(f"--particles: must be >= 2 (sample covariances need two), got {opts.particles}")
     _positive("steps", opts.steps)
     _positive("seed", opts.seed, 0)
     _positive("trajectory-particles", opts.trajectory_particles, 0)

@@ -73,7 +73,7 @@ class GaussianMixture:
         lam, U = np.linalg.eigh(self.covs)  # (K, d), (K, d, d)
         self.eigvals = lam
         self.eigvecs = U
-        # Stacked eigenbases: column block k of _U_stack is U_k, so y @ _U_stack = [y U_1, ..., y U_K].
+        # Stacked eigenbases: column block k of _U_stack is U_k; _U_stack_T @ y^T stacks U_k^T y.
         self._U_stack = np.ascontiguousarray(U.transpose(1, 0, 2).reshape(d, K * d))
         self._U_stack_T = np.ascontiguousarray(self._U_stack.T)
         self._mu_rot = np.einsum("kd,kde->ke", self.means, U)  # U_k^T mu_k, (K, d)
