@@ -32,7 +32,7 @@ def time_case(sampler: str, target_name: str, n: int, steps: int, h: float, seed
     target = load_target(target_name)[1]
     x0 = target.sample(np.random.Generator(np.random.SFC64(seed)), n)  # start from exact draws
     rng = np.random.Generator(np.random.SFC64(seed + 1))
-    s = SAMPLERS[sampler](target=target, step_size=h)
+    s = SAMPLERS[sampler].build(target, {"step_size": h})
     t0 = time.perf_counter()
     res = driver.run(s, x0, rng, steps=steps, save_every=steps, trajectory_particles=0)
     dt = time.perf_counter() - t0

@@ -48,12 +48,8 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT):
     raise typer.Exit(code)
 
 
-def _progress(total: int, enabled: bool):
-    """A rich progress bar on stderr, or a no-op; returns (context manager, on_step callback)."""
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext(), None
+def _progress(total: int):
+    """A rich progress bar on stderr: (context manager, on_step callback)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -79,13 +75,11 @@ def _sample(sampler: str, **kw) -> None:
     except DifflabError as exc:
         _fail(str(exc))
     show_progress = not quiet and sys.stderr.isatty()
-    ctx, on_step = _progress(params["steps"], show_progress)
     # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with ctx:
-            path, result, summary = sample_mod.execute(opts, spec=spec, target=target, params=params,
-                                                       path=path, on_step=on_step)
+        path, result, summary = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
+                                                   progress=_progress if show_progress else None)
     except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
         _fail(f"{path}: could not write the run file: {exc}", code=1)
     finally:
@@ -125,9 +119,9 @@ def ula(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000
         metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
         quiet: Quiet = False, force: Force = False) -> None:
     """Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0)."""
-    _sample("ula", target=target, particles=particles, steps=steps, step_size=step_size, seed=seed,
-            init=init, out=out, save_every=save_every, metrics_every=metrics_every,
-            trajectory_particles=trajectory_particles, quiet=quiet, force=force)
+    _sample("ula", target=target, particles=particles, steps=steps, seed=seed, init=init, out=out,
+            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
+            quiet=quiet, force=force, options={"step_size": step_size})
 
 
 @sample_app.command("mala")
@@ -138,9 +132,55 @@ def mala(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 100
          warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps with --adapt (not kept).")] = 500,
          quiet: Quiet = False, force: Force = False) -> None:
     """Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact)."""
-    _sample("mala", target=target, particles=particles, steps=steps, step_size=step_size, seed=seed,
-            init=init, out=out, save_every=save_every, metrics_every=metrics_every,
-            trajectory_particles=trajectory_particles, adapt=adapt, warmup=warmup, quiet=quiet, force=force)
+    _sample("mala", target=target, particles=particles, steps=steps, seed=seed, init=init, out=out,
+            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
+            quiet=quiet, force=force, options={"step_size": step_size, "adapt": adapt, "warmup": warmup})
+
+
+Schedule = Annotated[str, typer.Option("--schedule", help="Noise schedule: vp-linear, vp-cosine or ve.")]
+BetaMin = Annotated[float, typer.Option("--beta-min", help="vp-linear: beta(0) (DDPM's first beta times 1000).")]
+BetaMax = Annotated[float, typer.Option("--beta-max", help="vp-linear: beta(1) (DDPM's last beta times 1000).")]
+SigmaMin = Annotated[float, typer.Option("--sigma-min", help="ve: smallest noise level.")]
+SigmaMax = Annotated[float, typer.Option("--sigma-max", help="ve: largest noise level (the prior's std).")]
+
+
+@sample_app.command("ddpm")
+def ddpm(target: Target = "gmm", particles: Particles = 1000,
+         steps: Annotated[int, typer.Option("--steps", help="K reverse steps on K of the schedule's 1000 (<= 1000).")] = 1000,
+         seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+         trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
+         eta: Annotated[float, typer.Option("--eta", help="DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.")] = 1.0,
+         variance: Annotated[str, typer.Option("--variance", help="Reverse variance: beta-tilde (posterior) or beta (forward step).")] = "beta-tilde",
+         early_stop: Annotated[float, typer.Option("--early-stop", help="Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs to t = 0.")] = 0.0,
+         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
+         quiet: Quiet = False, force: Force = False) -> None:
+    """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
+    _sample("ddpm", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
+            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
+            quiet=quiet, force=force,
+            options={"schedule": schedule, "eta": eta, "variance": variance, "early_stop": early_stop,
+                     "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min, "sigma_max": sigma_max})
+
+
+@sample_app.command("pflow")
+def pflow(target: Target = "gmm", particles: Particles = 1000,
+          steps: Annotated[int, typer.Option("--steps", help="Solver steps (ignored by rk45).")] = 100,
+          seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+          trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
+          solver: Annotated[str, typer.Option("--solver", help="euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).")] = "heun",
+          grid: Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")] = "logsnr",
+          early_stop: Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")] = 1e-3,
+          rtol: Annotated[float, typer.Option("--rtol", help="rk45 relative tolerance.")] = 1e-6,
+          atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
+          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
+          quiet: Quiet = False, force: Force = False) -> None:
+    """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
+    _sample("pflow", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
+            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
+            quiet=quiet, force=force,
+            options={"schedule": schedule, "solver": solver, "grid": grid, "early_stop": early_stop,
+                     "rtol": rtol, "atol": atol, "beta_min": beta_min, "beta_max": beta_max,
+                     "sigma_min": sigma_min, "sigma_max": sigma_max})
 
 
 @app.command()

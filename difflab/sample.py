@@ -11,34 +11,32 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from difflab.errors import ConfigError, RunExistsError
 
-DEFAULT_STEP_SIZE = {"ula": 0.01, "mala": 0.1}
-INITS = ("normal", "target")
-
-
 @dataclass(frozen=True)
 class SampleOptions:
-    """The options of ``difflab sample <sampler>`` as the user gave them (None = default)."""
+    """The options of ``difflab sample <sampler>`` as the user gave them (None = default).
+
+    ``options`` holds the sampler's own options (e.g. step_size, eta, solver), resolved by the
+    sampler's registry entry.
+    """
 
     sampler: str
     target: str = "gmm"
     particles: int = 1000
-    steps: int = 1000
-    step_size: float | None = None
+    steps: int | None = None
     seed: int = 0
-    init: str = "normal"
+    init: str | None = None
     out: Path | None = None
     save_every: int | None = None
     metrics_every: int | None = None
     trajectory_particles: int = 100
-    adapt: bool = False
-    warmup: int = 500
     force: bool = False
+    options: dict = field(default_factory=dict)
 
 
 def _positive(name: str, value, minimum=1):
@@ -53,35 +51,30 @@ def resolve_params(opts: SampleOptions) -> dict:
 
     if opts.sampler not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler '{opts.sampler}'; expected one of {', '.join(SAMPLERS)}")
+    spec = SAMPLERS[opts.sampler]
     if opts.particles < 2:
         raise ConfigError(f"--particles: must be >= 2 (sample covariances need two), got {opts.particles}")
-    _positive("steps", opts.steps)
+    steps = spec.default_steps if opts.steps is None else opts.steps
+    _positive("steps", steps)
     _positive("seed", opts.seed, 0)
     _positive("trajectory-particles", opts.trajectory_particles, 0)
-    step_size = DEFAULT_STEP_SIZE[opts.sampler] if opts.step_size is None else opts.step_size
-    if not (step_size > 0 and step_size < float("inf")):
-        raise ConfigError(f"--step-size: must be positive and finite, got {step_size}")
-    if opts.init not in INITS:
-        raise ConfigError(f"--init: expected one of {', '.join(INITS)}, got '{opts.init}'")
-    save_every = max(1, opts.steps // 100) if opts.save_every is None else opts.save_every
+    init = spec.inits[0] if opts.init is None else opts.init
+    if init not in spec.inits:
+        raise ConfigError(f"--init: expected one of {', '.join(spec.inits)}, got '{init}'")
+    save_every = max(1, steps // 100) if opts.save_every is None else opts.save_every
     _positive("save-every", save_every)
-    metrics_every = max(1, opts.steps // 20) if opts.metrics_every is None else opts.metrics_every
+    metrics_every = max(1, steps // 20) if opts.metrics_every is None else opts.metrics_every
     _positive("metrics-every", metrics_every, 0)
-    if opts.adapt and opts.sampler != "mala":
-        raise ConfigError(f"--adapt: only mala adapts its step size (got sampler '{opts.sampler}')")
-    if opts.adapt:
-        _positive("warmup", opts.warmup)
-    return {
+    params = {
         "particles": opts.particles,
-        "steps": opts.steps,
-        "step_size": float(step_size),
-        "init": opts.init,
+        "steps": steps,
+        "init": init,
         "save_every": save_every,
         "metrics_every": metrics_every,
         "trajectory_particles": opts.trajectory_particles,
-        "adapt": opts.adapt,
-        "warmup": opts.warmup if opts.adapt else 0,
     }
+    params.update(spec.resolve(opts.options, steps))
+    return params
 
 
 def run_hash(sampler: str, spec, params: dict, seed: int) -> str:
@@ -120,8 +113,30 @@ def prepare(opts: SampleOptions):
     return spec, target, params, path
 
 
-def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_step=None):
-    """Run and write; returns (path, RunResult, summary dict)."""
+def _initial(params: dict, target, rng, n: int):
+    """Initial particles (n, d) and their law (mean, cov)."""
+    import numpy as np
+
+    d = target.dim
+    if params["init"] == "target":
+        return target.sample(rng, n), (target.mean, target.cov)
+    std = 1.0
+    if params["init"] == "prior":
+        from difflab.samplers import make_schedule
+        from difflab.schedules import prior_std
+
+        std = prior_std(make_schedule(params))
+    return std * rng.standard_normal((n, d)), (np.zeros(d), std * std * np.eye(d))
+
+
+def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, progress=None):
+    """Run and write; returns (path, RunResult, summary dict).
+
+    ``progress``, if given, is called with the number of steps and returns (context manager,
+    on_step callback).
+    """
+    import contextlib
+
     import numpy as np
 
     from difflab import driver, metrics
@@ -135,20 +150,25 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_s
     rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
 
     n, d = params["particles"], target.dim
-    x0 = target.sample(rng_init, n) if params["init"] == "target" else rng_init.standard_normal((n, d))
-    sampler = SAMPLERS[opts.sampler](target=target, step_size=params["step_size"])
+    x0, law0 = _initial(params, target, rng_init, n)
+    sampler = SAMPLERS[opts.sampler].build(target, params)
     suite = metrics.MetricSuite(target, rng_metric)
-    adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params["adapt"] else None
+    adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
 
-    result = driver.run(
-        sampler, x0, rng_step,
-        steps=params["steps"], save_every=params["save_every"],
-        trajectory_particles=params["trajectory_particles"],
-        metrics_every=params["metrics_every"], metric_fn=suite.series,
-        warmup=params["warmup"], adapter=adapter, on_step=on_step,
-    )
+    steps = getattr(sampler, "n_steps", params["steps"])
+    ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
+    with ctx:
+        result = driver.run(
+            sampler, x0, rng_step,
+            steps=steps, save_every=params["save_every"],
+            trajectory_particles=params["trajectory_particles"],
+            metrics_every=params["metrics_every"], metric_fn=suite.series,
+            warmup=params.get("warmup", 0), adapter=adapter, on_step=on_step,
+        )
     with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
-        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params)
+        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params,
+                                             mcmc=SAMPLERS[opts.sampler].mcmc)
+        _add_exact_law(sampler, target, law0, result, params, summary)
 
     write_run(
         path,
@@ -167,23 +187,41 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, on_s
     return path, result, summary
 
 
-def _summarise(suite, result, target, rng_metric, params: dict):
-    """Final metrics, their exact-draw floors, per-step means and MCMC diagnostics."""
+def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
+    """Final metrics, their exact-draw floors, per-step totals or means, MCMC diagnostics."""
     from difflab import metrics
 
     summary = suite.final(result.samples)
     # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each.
     floor = suite.final(target.sample(rng_metric, params["particles"]))
     summary.update({f"floor_{k}": v for k, v in floor.items()})
-    summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
+    if "step_size" in params:
+        summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
     for name, series in result.per_step.items():
         if len(series):
-            summary[name] = float(series.mean())
+            summary[name] = float(series.sum() if name == "nfe" else series.mean())
     summary_arrays = {}
     kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
-    if kept.shape[0] >= 4 and kept.shape[1] >= 2:
+    if mcmc and kept.shape[0] >= 4 and kept.shape[1] >= 2:
         summary_arrays["ess"] = metrics.ess(kept)
         summary_arrays["split_rhat"] = metrics.split_rhat(kept)
         summary["ess_min"] = float(summary_arrays["ess"].min())
         summary["split_rhat_max"] = float(summary_arrays["split_rhat"].max())
     return summary, summary_arrays
+
+
+def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -> None:
+    """On a Gaussian target, the exact law of the output: exact_kl, exact_w2 (final and series)."""
+    import numpy as np
+
+    from difflab import exact
+
+    if not exact.has_exact_law(sampler, target) or result.steps_done == 0:
+        return
+    every = params["metrics_every"]
+    _, _, history = exact.propagate(sampler, law0[0], law0[1], result.steps_done, every=every)
+    rows = [exact.exact_metrics(target, m, c) for _, m, c in history]
+    summary.update(rows[-1])
+    if [k for k, _, _ in history] == result.metrics_step.tolist():
+        for key in rows[-1]:
+            result.metrics[key] = np.array([r[key] for r in rows])

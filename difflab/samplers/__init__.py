@@ -1,7 +1,157 @@
-"""Sampler registry: name -> class with ``init(x0)`` and ``step(rng, state) -> (state, info)``."""
+"""Sampler registry.
 
+Each entry says how to validate a sampler's own options (``resolve``: user options -> the resolved
+parameters recorded in the run file) and how to build it (``build``: target, parameters ->
+an object with ``init(x0)`` and ``step(rng, state) -> (state, info)``). Options common to every
+sampler (particles, steps, seed, output) are handled by ``difflab.sample``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from difflab.errors import ConfigError
 from difflab.samplers.langevin import MALA, ULA
 
-SAMPLERS = {"ula": ULA, "mala": MALA}
 
-__all__ = ["SAMPLERS", "ULA", "MALA"]
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str
+    default_steps: int
+    inits: tuple  # accepted --init values; the first is the default
+    resolve: Callable[[dict, int], dict]  # (sampler options, steps) -> parameters
+    build: Callable  # (target, parameters) -> sampler
+    mcmc: bool = False  # chains of a stationary Markov kernel: ESS and R-hat apply
+
+
+def _get(opts: dict, key: str, default):
+    v = opts.get(key)
+    return default if v is None else v
+
+
+def _positive_finite(name: str, v: float, allow_zero: bool = False) -> float:
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        raise ConfigError(f"--{name}: must be {'>= 0' if allow_zero else 'positive'} and finite, got {v}")
+    return float(v)
+
+
+def _choice(name: str, v: str, choices) -> str:
+    if v not in choices:
+        raise ConfigError(f"--{name}: expected one of {', '.join(choices)}, got '{v}'")
+    return v
+
+
+# ---------------------------------------------------------------- Langevin
+def _langevin(name: str, default_h: float):
+    def resolve(opts: dict, steps: int) -> dict:
+        h = _positive_finite("step-size", _get(opts, "step_size", default_h))
+        adapt = bool(opts.get("adapt", False))
+        warmup = int(_get(opts, "warmup", 500))
+        if adapt and warmup < 1:
+            raise ConfigError(f"--warmup: must be positive, got {warmup}")
+        return {"step_size": h, "adapt": adapt, "warmup": warmup if adapt else 0}
+
+    return resolve
+
+
+# ---------------------------------------------------------------- diffusion
+N_TRAIN = 1000  # DDPM's number of discrete steps: ddpm runs on K <= N_TRAIN of them
+
+
+def _schedule_params(opts: dict) -> dict:
+    from difflab.schedules import SCHEDULES
+
+    name = _choice("schedule", _get(opts, "schedule", "vp-linear"), tuple(SCHEDULES))
+    out = {"schedule": name}
+    if name == "vp-linear":
+        out["beta_min"] = _positive_finite("beta-min", _get(opts, "beta_min", 0.1))
+        out["beta_max"] = _positive_finite("beta-max", _get(opts, "beta_max", 20.0))
+        if out["beta_max"] < out["beta_min"]:
+            raise ConfigError(f"--beta-max: must be >= --beta-min ({out['beta_min']}), got {out['beta_max']}")
+    elif name == "ve":
+        out["sigma_min"] = _positive_finite("sigma-min", _get(opts, "sigma_min", 0.01))
+        out["sigma_max"] = _positive_finite("sigma-max", _get(opts, "sigma_max", 50.0))
+        if out["sigma_max"] <= out["sigma_min"]:
+            raise ConfigError(f"--sigma-max: must be > --sigma-min ({out['sigma_min']}), got {out['sigma_max']}")
+    return out
+
+
+def make_schedule(params: dict):
+    from difflab.schedules import SCHEDULES
+
+    kw = {k: params[k] for k in ("beta_min", "beta_max", "sigma_min", "sigma_max") if k in params}
+    return SCHEDULES[params["schedule"]](**kw)
+
+
+def _early_stop(opts: dict, default: float, allow_zero: bool) -> float:
+    v = float(_get(opts, "early_stop", default))
+    if not (math.isfinite(v) and (0 <= v < 1) and (allow_zero or v > 0)):
+        rule = "in [0, 1)" if allow_zero else "in (0, 1)"
+        raise ConfigError(f"--early-stop: must be {rule}, got {v}")
+    return v
+
+
+def _ddpm_resolve(opts: dict, steps: int) -> dict:
+    if steps > N_TRAIN:
+        raise ConfigError(f"--steps: ddpm runs on at most the schedule's {N_TRAIN} steps, got {steps}")
+    p = _schedule_params(opts)
+    p["eta"] = _positive_finite("eta", _get(opts, "eta", 1.0), allow_zero=True)
+    p["variance"] = _choice("variance", _get(opts, "variance", "beta-tilde"), ("beta-tilde", "beta"))
+    p["early_stop"] = _early_stop(opts, 0.0, allow_zero=True)
+    end = round(p["early_stop"] * N_TRAIN)
+    if steps > N_TRAIN - end:
+        raise ConfigError(f"--steps: with --early-stop {p['early_stop']} at most {N_TRAIN - end} steps fit, got {steps}")
+    return p
+
+
+def ddpm_grid(params: dict, steps: int):
+    """(alphas, sigmas) of the K + 1 grid points: discrete indices linspace(N, end, K + 1), rounded."""
+    import numpy as np
+
+    alphas, sigmas = make_schedule(params).discrete(N_TRAIN)
+    end = round(params["early_stop"] * N_TRAIN)
+    idx = np.round(np.linspace(N_TRAIN, end, steps + 1)).astype(int)
+    return alphas[idx], sigmas[idx]
+
+
+def _ddpm_build(target, params: dict):
+    from difflab.samplers.diffusion import DDPM
+
+    alphas, sigmas = ddpm_grid(params, params["steps"])
+    return DDPM(target, alphas, sigmas, eta=params["eta"], variance=params["variance"],
+                final_denoise=params["early_stop"] > 0)
+
+
+def _pflow_resolve(opts: dict, steps: int) -> dict:
+    from difflab.samplers.diffusion import SOLVERS
+
+    p = _schedule_params(opts)
+    p["solver"] = _choice("solver", _get(opts, "solver", "heun"), SOLVERS)
+    p["grid"] = _choice("grid", _get(opts, "grid", "logsnr"), ("logsnr", "uniform"))
+    p["early_stop"] = _early_stop(opts, 1e-3, allow_zero=False)
+    p["rtol"] = _positive_finite("rtol", _get(opts, "rtol", 1e-6))
+    p["atol"] = _positive_finite("atol", _get(opts, "atol", 1e-8))
+    return p
+
+
+def _pflow_build(target, params: dict):
+    from difflab.samplers.diffusion import PFlow, time_grid
+
+    schedule = make_schedule(params)
+    times = time_grid(schedule, params["steps"], params["early_stop"], "uniform" if params["grid"] == "uniform" else "logsnr")
+    return PFlow(target, schedule, times, solver=params["solver"], rtol=params["rtol"], atol=params["atol"])
+
+
+SAMPLERS = {
+    "ula": SamplerSpec("ula", 1000, ("normal", "target"), _langevin("ula", 0.01),
+                       lambda t, p: ULA(t, p["step_size"]), mcmc=True),
+    "mala": SamplerSpec("mala", 1000, ("normal", "target"), _langevin("mala", 0.1),
+                        lambda t, p: MALA(t, p["step_size"]), mcmc=True),
+    "ddpm": SamplerSpec("ddpm", 1000, ("prior",), _ddpm_resolve, _ddpm_build),
+    "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
+}
+
+__all__ = ["SAMPLERS", "SamplerSpec", "ULA", "MALA"]

@@ -30,7 +30,7 @@ class LangevinState:
 
     xt: np.ndarray  # (d, n) positions
     log_prob: np.ndarray | None  # (n,) cached log p(x) (MALA only)
-    grad_t: np.ndarray  # (d, n) cached grad log p(x)
+    grad_t: np.ndarray | None  # (d, n) cached grad log p(x) (MALA only)
 
     @property
     def x(self) -> np.ndarray:
@@ -48,15 +48,24 @@ class ULA:
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
-        return LangevinState(xt=xt, log_prob=None, grad_t=self.target.score_t(xt))
+        return LangevinState(xt=xt, log_prob=None, grad_t=None)
+
+    def deterministic(self, xt: np.ndarray, k: int = 0) -> np.ndarray:
+        """x + h grad log p(x): the step without its noise (affine on a Gaussian target)."""
+        out = self.target.score_t(xt)
+        out *= self.step_size
+        out += xt
+        return out
+
+    def noise_std(self, k: int = 0) -> float:
+        return float(np.sqrt(2.0 * self.step_size))
 
     def step(self, rng: np.random.Generator, state: LangevinState):
-        h = self.step_size
-        xt = rng.standard_normal(state.xt.shape)
-        xt *= np.sqrt(2.0 * h)
-        xt += state.xt
-        xt += h * state.grad_t
-        return LangevinState(xt=xt, log_prob=None, grad_t=self.target.score_t(xt)), {}
+        xt = self.deterministic(state.xt)
+        noise = rng.standard_normal(xt.shape)
+        noise *= self.noise_std()
+        xt += noise
+        return LangevinState(xt=xt, log_prob=None, grad_t=None), {}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""Diffusion samplers driven by the target's exact denoiser: DDPM/DDIM and the probability-flow ODE.
+
+Notation: a reverse step goes from time t to an earlier time s on a fixed grid, with
+(a_t, s_t) = (alpha_t, sigma_t) of the schedule (see ``difflab.schedules``), x0_hat = E[X | x_t]
+the target's exact denoiser and eps_hat = (x_t - a_t x0_hat) / s_t the implied noise.
+
+DDPM / DDIM (Ho et al. 2020, eqs. 6-7; Song et al. 2021 "DDIM", eq. 12), in (alpha, sigma) form:
+
+1. beta_tilde = s_s^2 (1 - (a_t s_s / (a_s s_t))^2)   variance of q(x_s | x_t, x_0)
+2. c^2 = eta^2 beta_tilde                 ("beta-tilde", the posterior variance; DDPM for eta = 1)
+   c^2 = eta^2 (s_t^2 - (a_t / a_s)^2 s_s^2)   ("beta": the forward step's variance, DDPM's
+                                              other choice sigma_t^2 = beta_t; eta scales it too)
+3. x_s = a_s x0_hat + sqrt(s_s^2 - eta^2 beta_tilde) eps_hat + c xi
+   eta = 0 is deterministic DDIM. The step to s = 0 returns x0_hat with no noise.
+
+Probability-flow ODE (Song et al. 2021, eq. 13): dx/dt = f(t) x - g(t)^2 score_t(x) / 2,
+integrated backward from t = 1 to the early-stop time by Euler, Heun, classical RK4, DPM-Solver-2
+(Lu et al. 2022, Algorithm 1 with r = 1/2, noise-prediction form) or scipy's adaptive RK45.
+
+Every step here except RK45's is affine in x when the target is Gaussian (its denoiser is affine),
+which is what ``difflab.exact`` uses to compute the law of the output exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from difflab.schedules import alpha_sigma, half_log_snr, t_of_half_log_snr
+
+
+@dataclass(frozen=True)
+class DiffusionState:
+    xt: np.ndarray  # (d, n)
+    k: int  # steps done
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.xt.T
+
+
+def _as_state(x) -> DiffusionState:
+    return DiffusionState(xt=np.ascontiguousarray(np.asarray(x, dtype=np.float64).T), k=0)
+
+
+def _denoise_t(target, xt, a, s):
+    """Exact E[X | a X + s Z = x] in the particle-last layout, via Tweedie: (x + s^2 score) / a."""
+    score = target.score_t(xt, a, s)
+    score *= s * s
+    score += xt
+    score /= a
+    return score
+
+
+@dataclass(frozen=True)
+class DDPM:
+    """Ancestral DDPM / DDIM on a grid of (alpha, sigma) values from the start time to the end.
+
+    ``alphas``, ``sigmas``: (K + 1,) grid values, index 0 the start (t near 1), K the end.
+    If ``sigmas[-1] == 0`` the last step returns x0_hat; otherwise (early stop) ``final_denoise``
+    adds one denoiser evaluation that maps x_delta to E[X | x_delta].
+    """
+
+    target: object
+    alphas: np.ndarray
+    sigmas: np.ndarray
+    eta: float = 1.0
+    variance: str = "beta-tilde"
+    final_denoise: bool = False
+    name: str = "ddpm"
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.alphas) - 1 + int(self.final_denoise)
+
+    def init(self, x) -> DiffusionState:
+        return _as_state(x)
+
+    def coefficients(self, k: int):
+        """(a_t, s_t, a_s, s_s, mean coefficient of eps_hat, noise std c) of step k."""
+        K = len(self.alphas) - 1
+        if k >= K:  # the early-stop denoising step
+            a, s = self.alphas[K], self.sigmas[K]
+            return a, s, 1.0, 0.0, 0.0, 0.0
+        a_t, s_t, a_s, s_s = self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]
+        beta_tilde = s_s**2 * max(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0)
+        if s_s == 0.0:
+            var = 0.0
+        elif self.variance == "beta":
+            var = self.eta**2 * max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0)
+        else:
+            var = self.eta**2 * beta_tilde
+        eps_coef = np.sqrt(max(s_s**2 - self.eta**2 * beta_tilde, 0.0))
+        return a_t, s_t, a_s, s_s, eps_coef, float(np.sqrt(var))
+
+    def deterministic(self, xt: np.ndarray, k: int) -> np.ndarray:
+        """The mean of x_s given x_t (everything but the fresh noise)."""
+        a_t, s_t, a_s, _, eps_coef, _ = self.coefficients(k)
+        x0 = _denoise_t(self.target, xt, a_t, s_t)
+        if eps_coef == 0.0:
+            return a_s * x0
+        eps = (xt - a_t * x0) / s_t
+        return a_s * x0 + eps_coef * eps
+
+    def noise_std(self, k: int) -> float:
+        return self.coefficients(k)[5]
+
+    def step(self, rng: np.random.Generator, state: DiffusionState):
+        xt = self.deterministic(state.xt, state.k)
+        c = self.noise_std(state.k)
+        if c > 0.0:
+            xt += c * rng.standard_normal(xt.shape)
+        return DiffusionState(xt=xt, k=state.k + 1), {"nfe": 1.0}
+
+
+def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr") -> np.ndarray:
+    """(steps + 1,) decreasing times from 1 to t_end, uniform in t or in log-SNR."""
+    if spacing == "uniform":
+        return np.linspace(1.0, t_end, steps + 1)
+    lam = np.linspace(half_log_snr(schedule, 1.0), half_log_snr(schedule, t_end), steps + 1)
+    t = t_of_half_log_snr(schedule, lam)
+    t[0], t[-1] = 1.0, t_end
+    return t
+
+
+SOLVERS = ("euler", "heun", "rk4", "dpm2", "rk45")
+NFE_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2": 2}
+
+
+@dataclass(frozen=True)
+class PFlow:
+    """Probability-flow ODE from t = 1 to ``times[-1]`` with a fixed-step solver on ``times``.
+
+    For ``solver = "rk45"`` the whole integration is one step of scipy's adaptive RK45 with
+    ``rtol``/``atol`` (``times`` then only gives the end points); NFE is what scipy reports.
+    """
+
+    target: object
+    schedule: object
+    times: np.ndarray
+    solver: str = "heun"
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    name: str = "pflow"
+
+    @property
+    def n_steps(self) -> int:
+        return 1 if self.solver == "rk45" else len(self.times) - 1
+
+    def init(self, x) -> DiffusionState:
+        return _as_state(x)
+
+    def velocity(self, xt: np.ndarray, t: float) -> np.ndarray:
+        """f(t) x - g(t)^2 score_t(x) / 2, (d, n)."""
+        a, s = alpha_sigma(self.schedule, t)
+        v = self.target.score_t(xt, float(a), float(s))
+        v *= -0.5 * float(self.schedule.g2(t))
+        v += float(self.schedule.f(t)) * xt
+        return v
+
+    def deterministic(self, xt: np.ndarray, k: int) -> np.ndarray:
+        t, s = float(self.times[k]), float(self.times[k + 1])
+        dt = s - t
+        v = self.velocity
+        if self.solver == "euler":
+            return xt + dt * v(xt, t)
+        if self.solver == "heun":
+            d1 = v(xt, t)
+            d2 = v(xt + dt * d1, s)
+            return xt + 0.5 * dt * (d1 + d2)
+        if self.solver == "rk4":
+            m = t + 0.5 * dt
+            k1 = v(xt, t)
+            k2 = v(xt + 0.5 * dt * k1, m)
+            k3 = v(xt + 0.5 * dt * k2, m)
+            k4 = v(xt + dt * k3, s)
+            return xt + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        if self.solver == "dpm2":
+            return self._dpm2(xt, t, s)
+        raise ValueError(f"solver {self.solver!r} has no fixed step")
+
+    def _eps(self, xt, t):
+        """Noise prediction eps = -sigma_t score_t(x)."""
+        a, s = alpha_sigma(self.schedule, t)
+        return -float(s) * self.target.score_t(xt, float(a), float(s))
+
+    def _dpm2(self, xt, t, s):
+        lam_t, lam_s = float(half_log_snr(self.schedule, t)), float(half_log_snr(self.schedule, s))
+        h = lam_s - lam_t
+        u = float(t_of_half_log_snr(self.schedule, lam_t + 0.5 * h))
+        a_t, _ = alpha_sigma(self.schedule, t)
+        a_u, s_u = alpha_sigma(self.schedule, u)
+        a_s, s_s = alpha_sigma(self.schedule, s)
+        xu = (a_u / a_t) * xt - s_u * np.expm1(0.5 * h) * self._eps(xt, t)
+        return (a_s / a_t) * xt - s_s * np.expm1(h) * self._eps(xu, u)
+
+    def noise_std(self, k: int) -> float:
+        return 0.0
+
+    def step(self, rng: np.random.Generator, state: DiffusionState):
+        if self.solver == "rk45":
+            return self._rk45(state)
+        xt = self.deterministic(state.xt, state.k)
+        return DiffusionState(xt=xt, k=state.k + 1), {"nfe": float(NFE_PER_STEP[self.solver])}
+
+    def _rk45(self, state: DiffusionState):
+        from scipy.integrate import solve_ivp
+
+        shape = state.xt.shape
+
+        def rhs(t, y):
+            return self.velocity(y.reshape(shape), t).ravel()
+
+        sol = solve_ivp(rhs, (float(self.times[0]), float(self.times[-1])), state.xt.ravel(), method="RK45",
+                        rtol=self.rtol, atol=self.atol)
+        if not sol.success:
+            xt = np.full(shape, np.nan)  # the driver's guard reports it as diverged
+        else:
+            xt = sol.y[:, -1].reshape(shape)
+        return DiffusionState(xt=np.ascontiguousarray(xt), k=state.k + 1), {"nfe": float(sol.nfev)}
