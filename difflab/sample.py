@@ -113,20 +113,30 @@ def prepare(opts: SampleOptions):
     return spec, target, params, path
 
 
-def _initial(params: dict, target, rng, n: int):
-    """Initial particles (n, d) and their law (mean, cov)."""
+def _initial(params: dict, target, sampler, rng, n: int):
+    """Initial particles (n, d) and their law (mean, cov).
+
+    ``normal``: N(0, I); ``target``: exact target draws; ``prior`` (diffusion samplers): with
+    ``prior = standard`` N(0, I) (VP) or N(0, sigma_max^2 I) (VE); with ``prior = matched`` the
+    Gaussian with the moments of the noised target at the start time, N(a m, a^2 S + s^2 I)
+    (exact for a Gaussian target, so the prior-mismatch error vanishes; nearly so for mixtures).
+    """
     import numpy as np
 
     d = target.dim
     if params["init"] == "target":
         return target.sample(rng, n), (target.mean, target.cov)
-    std = 1.0
-    if params["init"] == "prior":
-        from difflab.samplers import make_schedule
-        from difflab.schedules import prior_std
-
-        std = prior_std(make_schedule(params))
-    return std * rng.standard_normal((n, d)), (np.zeros(d), std * std * np.eye(d))
+    if params["init"] == "normal":
+        return rng.standard_normal((n, d)), (np.zeros(d), np.eye(d))
+    a, s = sampler.start
+    if params["prior"] == "standard":
+        std = s if a == 1.0 else 1.0  # VE (alpha = 1): N(0, sigma_max^2 I); VP: N(0, I)
+        mean, cov = np.zeros(d), std * std * np.eye(d)
+    else:
+        mean, cov = a * target.mean, a * a * target.cov + s * s * np.eye(d)
+    lam, u = np.linalg.eigh(cov)
+    x = mean + rng.standard_normal((n, d)) @ (u * np.sqrt(lam)).T
+    return x, (mean, cov)
 
 
 def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, progress=None):
@@ -150,8 +160,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
 
     n, d = params["particles"], target.dim
-    x0, law0 = _initial(params, target, rng_init, n)
     sampler = SAMPLERS[opts.sampler].build(target, params)
+    x0, law0 = _initial(params, target, sampler, rng_init, n)
     suite = metrics.MetricSuite(target, rng_metric)
     adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
 

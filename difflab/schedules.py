@@ -149,9 +149,4 @@ def t_of_half_log_snr(schedule, lam):
     return schedule.t_of_log_alpha(-0.5 * np.logaddexp(0.0, -2.0 * lam))
 
 
-def prior_std(schedule) -> float:
-    """Standard deviation of the prior N(0, std^2 I) the reverse processes start from."""
-    return schedule.sigma_max if isinstance(schedule, VE) else 1.0
-
-
 SCHEDULES = {"vp-linear": VPLinear, "vp-cosine": VPCosine, "ve": VE}

@@ -65,7 +65,7 @@ def _schedule_params(opts: dict) -> dict:
     from difflab.schedules import SCHEDULES
 
     name = _choice("schedule", _get(opts, "schedule", "vp-linear"), tuple(SCHEDULES))
-    out = {"schedule": name}
+    out = {"schedule": name, "prior": _choice("prior", _get(opts, "prior", "matched"), ("matched", "standard"))}
     if name == "vp-linear":
         out["beta_min"] = _positive_finite("beta-min", _get(opts, "beta_min", 0.1))
         out["beta_max"] = _positive_finite("beta-max", _get(opts, "beta_max", 20.0))
@@ -82,8 +82,11 @@ def _schedule_params(opts: dict) -> dict:
 def make_schedule(params: dict):
     from difflab.schedules import SCHEDULES
 
-    kw = {k: params[k] for k in ("beta_min", "beta_max", "sigma_min", "sigma_max") if k in params}
-    return SCHEDULES[params["schedule"]](**kw)
+    import dataclasses
+
+    cls = SCHEDULES[params["schedule"]]
+    names = {f.name for f in dataclasses.fields(cls)} - {"name"}
+    return cls(**{k: params[k] for k in names if k in params})
 
 
 def _early_stop(opts: dict, default: float, allow_zero: bool) -> float:

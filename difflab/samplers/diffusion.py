@@ -77,6 +77,11 @@ class DDPM:
     def init(self, x) -> DiffusionState:
         return _as_state(x)
 
+    @property
+    def start(self) -> tuple[float, float]:
+        """(alpha, sigma) at the start of the reverse process."""
+        return float(self.alphas[0]), float(self.sigmas[0])
+
     def coefficients(self, k: int):
         """(a_t, s_t, a_s, s_s, mean coefficient of eps_hat, noise std c) of step k."""
         K = len(self.alphas) - 1
@@ -150,6 +155,12 @@ class PFlow:
 
     def init(self, x) -> DiffusionState:
         return _as_state(x)
+
+    @property
+    def start(self) -> tuple[float, float]:
+        """(alpha, sigma) at the start of the reverse process."""
+        a, s = alpha_sigma(self.schedule, float(self.times[0]))
+        return float(a), float(s)
 
     def velocity(self, xt: np.ndarray, t: float) -> np.ndarray:
         """f(t) x - g(t)^2 score_t(x) / 2, (d, n)."""
