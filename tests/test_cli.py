@@ -85,6 +85,17 @@ def test_existing_file_is_not_overwritten_without_force(in_tmp):
 
 
 BAD_OPTIONS = [
+    (["sample", "ddpm", "--steps", "1001"], "--steps: ddpm runs on at most the schedule's 1000 steps"),
+    (["sample", "ddpm", "--eta", "-1"], "--eta: must be >= 0"),
+    (["sample", "ddpm", "--variance", "sigma"], "--variance: expected one of beta-tilde, beta"),
+    (["sample", "ddpm", "--schedule", "cosine"], "--schedule: expected one of vp-linear, vp-cosine, ve"),
+    (["sample", "ddpm", "--early-stop", "1.5"], "--early-stop: must be in [0, 1)"),
+    (["sample", "pflow", "--early-stop", "0"], "--early-stop: must be in (0, 1)"),
+    (["sample", "pflow", "--solver", "rk2"], "--solver: expected one of euler, heun, rk4, dpm2, rk45"),
+    (["sample", "pflow", "--grid", "log"], "--grid: expected one of logsnr, uniform"),
+    (["sample", "pflow", "--rtol", "0"], "--rtol: must be positive"),
+    (["sample", "pflow", "--beta-min", "5", "--beta-max", "1"], "--beta-max: must be >= --beta-min"),
+    (["sample", "pflow", "--prior", "wide"], "--prior: expected one of matched, standard"),
     (["sample", "ula", "--step-size", "-0.1"], "--step-size: must be positive"),
     (["sample", "ula", "--step-size", "0"], "--step-size: must be positive"),
     (["sample", "ula", "--step-size", "nan"], "--step-size: must be positive"),
@@ -235,3 +246,20 @@ def test_init_target_and_adapt_are_recorded(in_tmp):
 def test_help_does_not_import_numpy():
     code = "import sys; from difflab.cli import app; assert 'numpy' not in sys.modules and 'h5py' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("sampler,extra", [("ddpm", ["--steps", "50"]), ("pflow", ["--steps", "20"]),
+                                           ("pflow", ["--solver", "rk45"]), ("ddpm", ["--steps", "40", "--early-stop", "0.01"])])
+def test_diffusion_runs_record_nfe_and_exact_law(in_tmp, sampler, extra):
+    r = invoke("sample", sampler, "-t", "gaussian", "-n", "500", *extra, "-o", "d.h5", "-q")
+    assert r.exit_code == 0, r.output
+    rec = read_run("d.h5", series=True)
+    assert rec.attrs["status"] == "complete" and rec.params["schedule"] == "vp-linear"
+    expected_nfe = {"50": 50, "20": 40, "40": 41}  # ddpm: one per step (+1 final denoise); heun: two
+    assert rec.summary["nfe"] == expected_nfe[extra[1]] if extra[1] in expected_nfe else rec.summary["nfe"] > 10
+    if "rk45" in extra:
+        assert "exact_kl" not in rec.summary  # adaptive steps: no exact law
+    else:
+        assert rec.summary["exact_kl"] >= 0 and rec.summary["exact_w2"] > 0
+        assert len(rec.metrics["exact_w2"]) == len(rec.metrics["step"])
+    assert "ess_min" not in rec.summary  # MCMC diagnostics only for MCMC samplers

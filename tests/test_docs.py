@@ -25,10 +25,28 @@ def _help_options(*cmd) -> set[str]:
     return set(re.findall(r"(--[a-z][a-z-]+)", out)) - {"--help"}
 
 
-def test_cli_reference_lists_exactly_the_sample_options():
-    doc = set(re.findall(r"`(--[a-z][a-z-]+)`", _section("CLI reference").split("### `difflab compare")[0]))
-    code = _help_options("sample", "ula") | _help_options("sample", "mala")
-    assert len(code) >= 14 and doc == code
+SECTIONS = {  # README subsections of the CLI reference that document each sampler's options
+    "ula": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
+    "mala": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
+    "ddpm": ["### Common options", "### Schedules", "### `difflab sample ddpm`"],
+    "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
+}
+
+
+def _subsection(sec: str, title: str) -> str:
+    start = sec.index(title)
+    end = sec.find("\n### ", start + 4)
+    return sec[start:end if end > 0 else None]
+
+
+@pytest.mark.parametrize("sampler", list(SECTIONS))
+def test_cli_reference_lists_exactly_each_samplers_options(sampler):
+    sec = _section("CLI reference")
+    text = "\n".join(_subsection(sec, t) for t in SECTIONS[sampler])
+    lines = [ln for ln in text.splitlines() if not (sampler == "ula" and "(mala only)" in ln)]
+    doc = set(re.findall(r"`(--[a-z][a-z-]+)`", "\n".join(lines)))
+    code = _help_options("sample", sampler)
+    assert len(code) >= 10 and doc == code
 
 
 def test_cli_reference_lists_exactly_the_compare_options():
@@ -37,12 +55,22 @@ def test_cli_reference_lists_exactly_the_compare_options():
     assert set(re.findall(r"`(--[a-z][a-z-]+)", compare)) == _help_options("compare")
 
 
-@pytest.fixture(scope="module")
-def run_file(tmp_path_factory):
+def _run(tmp_path_factory, *args):
     out = tmp_path_factory.mktemp("doc") / "r.h5"
-    r = runner.invoke(app, ["sample", "mala", "-n", "50", "--steps", "20", "-q", "-o", str(out)])
+    r = runner.invoke(app, ["sample", *args, "-n", "50", "--steps", "20", "-q", "-o", str(out)])
     assert r.exit_code == 0, r.output
     return out
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory):
+    return _run(tmp_path_factory, "mala")
+
+
+@pytest.fixture(scope="module")
+def all_runs(tmp_path_factory):
+    return [_run(tmp_path_factory, *a) for a in (["mala"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
+                                                  ["pflow", "--schedule", "ve"])]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -58,12 +86,8 @@ def test_schema_paths_and_params_match(run_file):
         for path in ("/samples", "/trajectory/positions", "/trajectory/step", "/metrics/step",
                      "/metrics/per_step/step", "/summary/ess", "/summary/split_rhat"):
             assert f"`{path}" in sec and path in f, path
-        params_row = next(ln for ln in sec.splitlines() if ln.startswith("| `/config/params`"))
-        assert set(re.findall(r"`([a-z_]+)`", params_row.split("|")[2])) == set(f["config/params"].attrs)
         for key in ("target_yaml", "target_source", "params_json"):
             assert key in f["config"].attrs and f"`{key}`" in sec
-        series = next(ln for ln in sec.splitlines() if ln.startswith("| `/metrics/<name>`"))
-        assert set(re.findall(r"`([a-z_0-9]+)`", series.split("|")[2])) == set(f["metrics"]) - {"step", "per_step"}
 
 
 def test_metric_table_names_every_summary_metric(run_file):
@@ -72,3 +96,27 @@ def test_metric_table_names_every_summary_metric(run_file):
         names = {k for k in f["summary"].attrs if not k.startswith("floor_") and k != "step_size"}
     for name in names:
         assert f"`{name}`" in sec, name
+
+
+def test_schema_lists_every_samplers_params_and_series(all_runs):
+    sec = _section("Run-file schema")
+    params_row = next(ln for ln in sec.splitlines() if ln.startswith("| `/config/params`"))
+    documented = set(re.findall(r"`([a-z_]+)`", params_row.split("|")[2]))
+    series_row = next(ln for ln in sec.splitlines() if ln.startswith("| `/metrics/<name>`"))
+    documented_series = set(re.findall(r"`([a-z_0-9]+)`", series_row.split("|")[2]))
+    seen, seen_series = set(), set()
+    for path in all_runs:
+        with h5py.File(path) as f:
+            seen |= set(f["config/params"].attrs)
+            seen_series |= set(f["metrics"]) - {"step", "per_step"}
+    assert seen <= documented and seen_series == documented_series
+    assert documented - seen <= {"normal", "target", "prior"}  # values named in the row, not keys
+
+
+def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
+    sec = _section("Metrics")
+    for path in all_runs:
+        with h5py.File(path) as f:
+            for name in f["summary"].attrs:
+                if not name.startswith("floor_") and name != "step_size":
+                    assert f"`{name}`" in sec, name
