@@ -185,6 +185,26 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
                      "sigma_min": sigma_min, "sigma_max": sigma_max, "prior": prior})
 
 
+@sample_app.command("sde")
+def sde(target: Target = "gmm", particles: Particles = 1000,
+        steps: Annotated[int, typer.Option("--steps", help="Predictor (Euler-Maruyama) steps.")] = 1000,
+        seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+        trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
+        grid: Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")] = "logsnr",
+        early_stop: Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")] = 1e-3,
+        corrector_steps: Annotated[int, typer.Option("--corrector-steps", help="Langevin corrector steps after each predictor step.")] = 0,
+        snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
+        beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
+        prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+    """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
+    _sample("sde", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
+            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
+            quiet=quiet, force=force,
+            options={"schedule": schedule, "grid": grid, "early_stop": early_stop, "corrector_steps": corrector_steps,
+                     "snr": snr, "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min,
+                     "sigma_max": sigma_max, "prior": prior})
+
+
 @app.command()
 def compare(
     paths: Annotated[List[Path], typer.Argument(help="Run files, e.g. runs/*.")],

@@ -1,7 +1,5 @@
 """Schedules, DDPM/DDIM and the probability-flow ODE: identities, exact laws, orders, accuracy."""
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -9,7 +7,7 @@ from difflab import driver, exact
 from difflab.config import load_target
 from difflab.samplers import SAMPLERS, ddpm_grid, make_schedule
 from difflab.sample import _initial
-from difflab.samplers.diffusion import DDPM, PFlow, time_grid
+from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE, time_grid
 from difflab.schedules import VE, VPCosine, VPLinear, alpha_sigma, half_log_snr, t_of_half_log_snr
 from difflab.targets import GaussianMixture
 
@@ -132,17 +130,22 @@ def _pflow(target, steps, solver, early_stop=1e-3, schedule=VPLinear()):
     return PFlow(target, schedule, time_grid(schedule, steps, early_stop), solver=solver)
 
 
+def _sde(target, steps, corrector_steps=0, snr=0.1, schedule=VPLinear()):
+    return ReverseSDE(target, schedule, time_grid(schedule, steps, 1e-3), corrector_steps=corrector_steps, snr=snr)
+
+
 @pytest.mark.parametrize("make", [
     lambda: _ddpm(G3, 20, eta=1.0),
     lambda: _ddpm(G3, 20, eta=0.5, variance="beta"),
     lambda: _pflow(G3, 8, "euler"),
-], ids=["ddpm-eta1", "ddim-eta0.5-beta", "pflow-euler-8"])
+    lambda: _sde(G3, 10, corrector_steps=2, snr=0.3),
+], ids=["ddpm-eta1", "ddim-eta0.5-beta", "pflow-euler-8", "sde-pc"])
 def test_exact_law_matches_monte_carlo(make):
     """Few steps, so the law is far from the target and the check is not vacuous; n = 40,000
     particles from N(0, I); 4 standard errors per moment."""
     sampler = make()
     n = 40_000
-    steps = len(sampler.alphas) - 1 if isinstance(sampler, DDPM) else sampler.n_steps
+    steps = sampler.n_steps
     res = driver.run(sampler, _rng(6).standard_normal((n, 3)), _rng(7), steps=steps, save_every=steps,
                      trajectory_particles=0)
     mean, cov, _ = exact.propagate(sampler, np.zeros(3), np.eye(3), steps)
@@ -169,25 +172,35 @@ def _slope(x, y):
     return np.polyfit(np.log(x), np.log(y), 1)[0]
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_flow_law():
-    """The law of the exact flow from N(0, I), to round-off: rk4 with 2,000 steps."""
-    mean, cov, _ = exact.propagate(_pflow(G3, 2000, "rk4"), np.zeros(3), np.eye(3), 2000)
-    return mean, cov
+def _p(t):
+    """The exact marginal p_t = N(a m, a^2 S + s^2 I) of the 3-D Gaussian target, vp-linear."""
+    a, s = (float(v) for v in alpha_sigma(VPLinear(), t))
+    return a * G3.mean, a * a * G3.cov + s * s * np.eye(3)
+
+
+def _from_p1_to_delta_error(sampler, delta=1e-3):
+    """W2 between the exact output law from the exact p_1 and the exact p_delta: the
+    discretisation error alone (no prior mismatch, no early-stopping error)."""
+    m1, c1 = _p(1.0)
+    m, c, _ = exact.propagate(sampler, m1, c1, sampler.n_steps)
+    return exact.gaussian_w2(m, c, *_p(delta))
 
 
 @pytest.mark.parametrize("solver,order", [("euler", 1), ("heun", 2), ("dpm2", 2), ("rk4", 4)])
 def test_solver_order_by_exact_w2(solver, order):
-    """W2 between the exact law after K steps and the exact flow's law (rk4, 2,000 steps):
-    pure discretisation error, whose log-log slope against K is -order."""
-    ref_mean, ref_cov = _reference_flow_law()
+    """Started at the exact p_1, the exact flow ends at p_delta; W2 between the solver's exact
+    output law and p_delta is pure discretisation error, whose log-log slope against K is -order."""
     ks = np.array([16, 32, 64, 128]) if order < 4 else np.array([8, 16, 32, 48])
-    errs = []
-    for k in ks:
-        m, c, _ = exact.propagate(_pflow(G3, int(k), solver), np.zeros(3), np.eye(3), int(k))
-        errs.append(exact.gaussian_w2(m, c, ref_mean, ref_cov))
-    slope = _slope(ks, np.array(errs))
+    errs = np.array([_from_p1_to_delta_error(_pflow(G3, int(k), solver)) for k in ks])
+    slope = _slope(ks, errs)
     assert abs(slope + order) < 0.3, (slope, errs)
+
+
+def test_euler_maruyama_is_first_order_in_w2():
+    """The same for the reverse SDE (its marginals are p_t too): W2 falls like 1 / K."""
+    ks = np.array([50, 100, 200, 400])
+    errs = np.array([_from_p1_to_delta_error(_sde(G3, int(k))) for k in ks])
+    assert abs(_slope(ks, errs) + 1) < 0.2, errs
 
 
 def test_ddpm_exact_kl_falls_with_steps():
@@ -202,10 +215,11 @@ def test_ddpm_exact_kl_falls_with_steps():
 
 # ---------------------------------------------------------------- defaults are accurate
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ddpm", "pflow"])
+@pytest.mark.parametrize("name", ["ddpm", "pflow", "sde"])
 @pytest.mark.parametrize("target", ["g3", "bimodal1d"])
 def test_defaults_reproduce_moments_and_mode_weights(name, target):
-    """The CLI's defaults (ddpm: 1000 steps; pflow: heun, 100 steps, log-SNR grid, delta = 1e-3),
+    """The CLI's defaults (ddpm: 1000 steps; pflow: heun, 100 steps, log-SNR grid, delta = 1e-3;
+    sde: Euler-Maruyama, 1000 steps, log-SNR grid, delta = 1e-3),
     n = 20,000 particles from the prior: mean, covariance and mode occupancies within 4 standard
     errors of the exact values."""
     t = G3 if target == "g3" else BIMODAL
@@ -227,8 +241,8 @@ def _default(name, target):
     return spec.build(target, params), params
 
 
-@pytest.mark.parametrize("prior,bound", [("matched", {"ddpm": 0.01, "pflow": 0.002}),
-                                         ("standard", {"ddpm": 0.02, "pflow": 0.05})])
+@pytest.mark.parametrize("prior,bound", [("matched", {"ddpm": 0.01, "pflow": 0.002, "sde": 0.004}),
+                                         ("standard", {"ddpm": 0.02, "pflow": 0.05, "sde": 0.02})])
 def test_default_exact_error_is_below_monte_carlo_level(prior, bound):
     """The exact W2 of the defaults on the 3-D Gaussian against the Monte Carlo level of W2 at
     20,000 particles, sqrt(tr S / n) ~ 0.013. ddpm's remainder is its first-order discretisation
@@ -236,7 +250,7 @@ def test_default_exact_error_is_below_monte_carlo_level(prior, bound):
     standard N(0, I) prior the prior mismatch (alpha_1 = e^-5.0) shows: the flow carries the
     offset -alpha_1 m back to t = 0, so pflow's error grows twentyfold."""
     errs = {}
-    for name in ("ddpm", "pflow"):
+    for name in ("ddpm", "pflow", "sde"):
         s, params = _default(name, G3)
         params["prior"] = prior
         _, (m0, c0) = _initial(params, G3, s, _rng(0), 2)

@@ -30,6 +30,7 @@ SECTIONS = {  # README subsections of the CLI reference that document each sampl
     "mala": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
     "ddpm": ["### Common options", "### Schedules", "### `difflab sample ddpm`"],
     "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
+    "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
 }
 
 
@@ -70,7 +71,7 @@ def run_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def all_runs(tmp_path_factory):
     return [_run(tmp_path_factory, *a) for a in (["mala"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
-                                                  ["pflow", "--schedule", "ve"])]
+                                                  ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"])]
 
 
 def test_schema_root_attributes_match(run_file):

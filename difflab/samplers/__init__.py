@@ -144,8 +144,27 @@ def _pflow_build(target, params: dict):
     from difflab.samplers.diffusion import PFlow, time_grid
 
     schedule = make_schedule(params)
-    times = time_grid(schedule, params["steps"], params["early_stop"], "uniform" if params["grid"] == "uniform" else "logsnr")
+    times = time_grid(schedule, params["steps"], params["early_stop"], params["grid"])
     return PFlow(target, schedule, times, solver=params["solver"], rtol=params["rtol"], atol=params["atol"])
+
+
+def _sde_resolve(opts: dict, steps: int) -> dict:
+    p = _schedule_params(opts)
+    p["grid"] = _choice("grid", _get(opts, "grid", "logsnr"), ("logsnr", "uniform"))
+    p["early_stop"] = _early_stop(opts, 1e-3, allow_zero=False)
+    p["corrector_steps"] = int(_get(opts, "corrector_steps", 0))
+    if p["corrector_steps"] < 0:
+        raise ConfigError(f"--corrector-steps: must be >= 0, got {p['corrector_steps']}")
+    p["snr"] = _positive_finite("snr", _get(opts, "snr", 0.1))
+    return p
+
+
+def _sde_build(target, params: dict):
+    from difflab.samplers.diffusion import ReverseSDE, time_grid
+
+    schedule = make_schedule(params)
+    times = time_grid(schedule, params["steps"], params["early_stop"], params["grid"])
+    return ReverseSDE(target, schedule, times, corrector_steps=params["corrector_steps"], snr=params["snr"])
 
 
 SAMPLERS = {
@@ -155,6 +174,7 @@ SAMPLERS = {
                         lambda t, p: MALA(t, p["step_size"]), mcmc=True),
     "ddpm": SamplerSpec("ddpm", 1000, ("prior",), _ddpm_resolve, _ddpm_build),
     "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
+    "sde": SamplerSpec("sde", 1000, ("prior",), _sde_resolve, _sde_build),
 }
 
 __all__ = ["SAMPLERS", "SamplerSpec", "ULA", "MALA"]
