@@ -56,7 +56,7 @@ def gaussian_kl(m1, s1, m2, s2) -> float:
     sign, logdet1 = np.linalg.slogdet(s1)
     if sign <= 0:
         return float("inf")
-    return float(0.5 * (trace + diff @ diff - d + logdet2 - logdet1))
+    return max(float(0.5 * (trace + diff @ diff - d + logdet2 - logdet1)), 0.0)  # >= 0 but for round-off
 
 
 def exact_metrics(target, mean: np.ndarray, cov: np.ndarray) -> dict:

@@ -179,6 +179,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
         summary, summary_arrays = _summarise(suite, result, target, rng_metric, params,
                                              mcmc=SAMPLERS[opts.sampler].mcmc)
         _add_exact_law(sampler, target, law0, result, params, summary)
+        if hasattr(sampler, "start"):
+            from difflab.decomposition import error_terms
+
+            summary.update(error_terms(sampler, target, law0, rng_metric))
 
     write_run(
         path,

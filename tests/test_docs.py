@@ -71,7 +71,8 @@ def run_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def all_runs(tmp_path_factory):
     return [_run(tmp_path_factory, *a) for a in (["mala"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
-                                                  ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"])]
+                                                  ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
+                                                  ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"])]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -115,7 +116,7 @@ def test_schema_lists_every_samplers_params_and_series(all_runs):
 
 
 def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
-    sec = _section("Metrics")
+    sec = _section("Metrics") + _section("Error decomposition")
     for path in all_runs:
         with h5py.File(path) as f:
             for name in f["summary"].attrs:

@@ -82,6 +82,13 @@ class DDPM:
         """(alpha, sigma) at the start of the reverse process."""
         return float(self.alphas[0]), float(self.sigmas[0])
 
+    @property
+    def end(self) -> tuple[float, float]:
+        """(alpha, sigma) at the last grid time; the output is E[X | x there] (x itself at t = 0)."""
+        return float(self.alphas[-1]), float(self.sigmas[-1])
+
+    output = "denoised"
+
     def coefficients(self, k: int):
         """(a_t, s_t, a_s, s_s, mean coefficient of eps_hat, noise std c) of step k."""
         K = len(self.alphas) - 1
@@ -129,12 +136,37 @@ def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr") -> np
     return t
 
 
+class _ContinuousTime:
+    """Shared by the samplers that integrate from times[0] = 1 to times[-1] on a schedule."""
+
+    output = "sample"  # the output is x at the end time
+
+    @property
+    def start(self) -> tuple[float, float]:
+        """(alpha, sigma) at the start of the reverse process."""
+        a, s = alpha_sigma(self.schedule, float(self.times[0]))
+        return float(a), float(s)
+
+    @property
+    def end(self) -> tuple[float, float]:
+        """(alpha, sigma) at the end time."""
+        a, s = alpha_sigma(self.schedule, float(self.times[-1]))
+        return float(a), float(s)
+
+    def init(self, x) -> DiffusionState:
+        return _as_state(x)
+
+    def _score(self, xt, t):
+        a, s = alpha_sigma(self.schedule, t)
+        return self.target.score_t(xt, float(a), float(s))
+
+
 SOLVERS = ("euler", "heun", "rk4", "dpm2", "rk45")
 NFE_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2": 2}
 
 
 @dataclass(frozen=True)
-class PFlow:
+class PFlow(_ContinuousTime):
     """Probability-flow ODE from t = 1 to ``times[-1]`` with a fixed-step solver on ``times``.
 
     For ``solver = "rk45"`` the whole integration is one step of scipy's adaptive RK45 with
@@ -153,19 +185,9 @@ class PFlow:
     def n_steps(self) -> int:
         return 1 if self.solver == "rk45" else len(self.times) - 1
 
-    def init(self, x) -> DiffusionState:
-        return _as_state(x)
-
-    @property
-    def start(self) -> tuple[float, float]:
-        """(alpha, sigma) at the start of the reverse process."""
-        a, s = alpha_sigma(self.schedule, float(self.times[0]))
-        return float(a), float(s)
-
     def velocity(self, xt: np.ndarray, t: float) -> np.ndarray:
         """f(t) x - g(t)^2 score_t(x) / 2, (d, n)."""
-        a, s = alpha_sigma(self.schedule, t)
-        v = self.target.score_t(xt, float(a), float(s))
+        v = self._score(xt, t)
         v *= -0.5 * float(self.schedule.g2(t))
         v += float(self.schedule.f(t)) * xt
         return v
@@ -193,8 +215,7 @@ class PFlow:
 
     def _eps(self, xt, t):
         """Noise prediction eps = -sigma_t score_t(x)."""
-        a, s = alpha_sigma(self.schedule, t)
-        return -float(s) * self.target.score_t(xt, float(a), float(s))
+        return -float(alpha_sigma(self.schedule, t)[1]) * self._score(xt, t)
 
     def _dpm2(self, xt, t, s):
         lam_t, lam_s = float(half_log_snr(self.schedule, t)), float(half_log_snr(self.schedule, s))
@@ -233,7 +254,7 @@ class PFlow:
 
 
 @dataclass(frozen=True)
-class ReverseSDE:
+class ReverseSDE(_ContinuousTime):
     """Euler-Maruyama on the reverse-time SDE, with optional Langevin corrector steps.
 
     Reverse SDE (Anderson 1982; Song et al. 2021, eq. 6): dx = [f(t) x - g(t)^2 score_t(x)] dt
@@ -261,21 +282,9 @@ class ReverseSDE:
     def n_steps(self) -> int:
         return (len(self.times) - 1) * (1 + self.corrector_steps)
 
-    @property
-    def start(self) -> tuple[float, float]:
-        a, s = alpha_sigma(self.schedule, float(self.times[0]))
-        return float(a), float(s)
-
-    def init(self, x) -> DiffusionState:
-        return _as_state(x)
-
     def _sub(self, k: int):
         i, j = divmod(k, 1 + self.corrector_steps)
         return float(self.times[i]), float(self.times[i + 1]), j
-
-    def _score(self, xt, t):
-        a, s = alpha_sigma(self.schedule, t)
-        return self.target.score_t(xt, float(a), float(s))
 
     def deterministic(self, xt: np.ndarray, k: int) -> np.ndarray:
         t, s, j = self._sub(k)
