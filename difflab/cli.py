@@ -142,6 +142,8 @@ BetaMin = Annotated[float, typer.Option("--beta-min", help="vp-linear: beta(0) (
 BetaMax = Annotated[float, typer.Option("--beta-max", help="vp-linear: beta(1) (DDPM's last beta times 1000).")]
 SigmaMin = Annotated[float, typer.Option("--sigma-min", help="ve: smallest noise level.")]
 SigmaMax = Annotated[float, typer.Option("--sigma-max", help="ve: largest noise level (the prior's std).")]
+ScoreError = Annotated[float, typer.Option("--score-error", help="Size eps of a deliberate, seeded score error (0: exact score).")]
+ScoreErrorKind = Annotated[str, typer.Option("--score-error-kind", help="bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or variance (covariances times 1 + eps).")]
 Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gaussian with the noised target's moments at the start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).")]
 
 
@@ -154,14 +156,15 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          variance: Annotated[str, typer.Option("--variance", help="Reverse variance: beta-tilde (posterior) or beta (forward step).")] = "beta-tilde",
          early_stop: Annotated[float, typer.Option("--early-stop", help="Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs to t = 0.")] = 0.0,
          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-         prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         quiet: Quiet = False, force: Force = False) -> None:
     """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
     _sample("ddpm", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
             save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
             quiet=quiet, force=force,
             options={"schedule": schedule, "eta": eta, "variance": variance, "early_stop": early_stop,
                      "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min, "sigma_max": sigma_max,
-                     "prior": prior})
+                     "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
 
 
 @sample_app.command("pflow")
@@ -175,14 +178,15 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           rtol: Annotated[float, typer.Option("--rtol", help="rk45 relative tolerance.")] = 1e-6,
           atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-          prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         quiet: Quiet = False, force: Force = False) -> None:
     """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
     _sample("pflow", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
             save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
             quiet=quiet, force=force,
             options={"schedule": schedule, "solver": solver, "grid": grid, "early_stop": early_stop,
                      "rtol": rtol, "atol": atol, "beta_min": beta_min, "beta_max": beta_max,
-                     "sigma_min": sigma_min, "sigma_max": sigma_max, "prior": prior})
+                     "sigma_min": sigma_min, "sigma_max": sigma_max, "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
 
 
 @sample_app.command("sde")
@@ -195,14 +199,15 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
         corrector_steps: Annotated[int, typer.Option("--corrector-steps", help="Langevin corrector steps after each predictor step.")] = 0,
         snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-        prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+        prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         quiet: Quiet = False, force: Force = False) -> None:
     """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
     _sample("sde", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
             save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
             quiet=quiet, force=force,
             options={"schedule": schedule, "grid": grid, "early_stop": early_stop, "corrector_steps": corrector_steps,
                      "snr": snr, "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min,
-                     "sigma_max": sigma_max, "prior": prior})
+                     "sigma_max": sigma_max, "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
 
 
 @app.command()

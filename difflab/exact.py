@@ -70,4 +70,5 @@ def exact_metrics(target, mean: np.ndarray, cov: np.ndarray) -> dict:
 def has_exact_law(sampler, target) -> bool:
     """Affine steps (a ``deterministic`` map, not adaptive) on a one-component Gaussian target."""
     return (target.n_components == 1 and hasattr(sampler, "deterministic")
-            and getattr(sampler, "solver", None) != "rk45")
+            and getattr(sampler, "solver", None) != "rk45"
+            and getattr(sampler.target, "affine_score", True))

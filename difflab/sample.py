@@ -1,8 +1,8 @@
 """One ``difflab sample`` run: validate options, build target and sampler, drive, write.
 
 Everything that can be wrong with the input is checked before any work starts, so bad input
-writes nothing. Random streams come from ``SeedSequence(seed).spawn(3)``: (initial state,
-sampler steps, metrics), each a ``Generator(SFC64)``.
+writes nothing. Random streams come from ``SeedSequence(seed).spawn(4)``: (initial state,
+sampler steps, metrics, the ``--score-error`` field), each a ``Generator(SFC64)``.
 """
 
 from __future__ import annotations
@@ -154,13 +154,20 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     from difflab.samplers import SAMPLERS
     from difflab.samplers.langevin import StepSizeAdapter
 
-    ss_init, ss_step, ss_metric = np.random.SeedSequence(opts.seed).spawn(3)
+    # Children 0-2 are the same whatever the count, so adding streams never changes old runs.
+    ss_init, ss_step, ss_metric, ss_score = np.random.SeedSequence(opts.seed).spawn(4)
     rng_init = np.random.Generator(np.random.SFC64(ss_init))
     rng_step = np.random.Generator(np.random.SFC64(ss_step))
     rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
 
     n, d = params["particles"], target.dim
-    sampler = SAMPLERS[opts.sampler].build(target, params)
+    model = target  # what the sampler sees: the exact target, or a deliberately wrong score
+    if params.get("score_error", 0.0) > 0.0:
+        from difflab.targets.perturbed import PerturbedScore
+
+        model = PerturbedScore(target, params["score_error_kind"], params["score_error"],
+                               np.random.Generator(np.random.SFC64(ss_score)))
+    sampler = SAMPLERS[opts.sampler].build(model, params)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
     suite = metrics.MetricSuite(target, rng_metric)
     adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
@@ -180,9 +187,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
                                              mcmc=SAMPLERS[opts.sampler].mcmc)
         _add_exact_law(sampler, target, law0, result, params, summary)
         if hasattr(sampler, "start"):
-            from difflab.decomposition import error_terms
+            from difflab.decomposition import error_terms, score_error_term
 
             summary.update(error_terms(sampler, target, law0, rng_metric))
+            summary.update(score_error_term(sampler, rng_metric))
 
     write_run(
         path,

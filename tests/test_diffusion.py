@@ -95,7 +95,7 @@ def test_ddpm_step_is_ho_et_al_eq_11():
 
 
 def test_last_step_returns_the_denoiser():
-    a, s = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 10)
+    a, s, _ = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 10)
     sampler = DDPM(BIMODAL, a, s)
     assert s[-1] == 0 and sampler.noise_std(9) == 0
     x = _rng(2).standard_normal((1, 50))
@@ -103,7 +103,7 @@ def test_last_step_returns_the_denoiser():
 
 
 def test_ddim_eta0_is_deterministic():
-    a, s = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 20)
+    a, s, _ = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 20)
     sampler = DDPM(BIMODAL, a, s, eta=0.0)
     x0 = _rng(3).standard_normal((100, 1))
     r1 = driver.run(sampler, x0, _rng(4), steps=20, save_every=20, trajectory_particles=0)

@@ -65,7 +65,11 @@ def _schedule_params(opts: dict) -> dict:
     from difflab.schedules import SCHEDULES
 
     name = _choice("schedule", _get(opts, "schedule", "vp-linear"), tuple(SCHEDULES))
+    from difflab.targets.perturbed import KINDS
+
     out = {"schedule": name, "prior": _choice("prior", _get(opts, "prior", "matched"), ("matched", "standard"))}
+    out["score_error"] = _positive_finite("score-error", _get(opts, "score_error", 0.0), allow_zero=True)
+    out["score_error_kind"] = _choice("score-error-kind", _get(opts, "score_error_kind", "bias"), KINDS)
     if name == "vp-linear":
         out["beta_min"] = _positive_finite("beta-min", _get(opts, "beta_min", 0.1))
         out["beta_max"] = _positive_finite("beta-max", _get(opts, "beta_max", 20.0))
@@ -111,21 +115,22 @@ def _ddpm_resolve(opts: dict, steps: int) -> dict:
 
 
 def ddpm_grid(params: dict, steps: int):
-    """(alphas, sigmas) of the K + 1 grid points: discrete indices linspace(N, end, K + 1), rounded."""
+    """(alphas, sigmas, times) of the K + 1 grid points: discrete indices linspace(N, end, K + 1),
+    rounded; index i is at time i / N."""
     import numpy as np
 
     alphas, sigmas = make_schedule(params).discrete(N_TRAIN)
     end = round(params["early_stop"] * N_TRAIN)
     idx = np.round(np.linspace(N_TRAIN, end, steps + 1)).astype(int)
-    return alphas[idx], sigmas[idx]
+    return alphas[idx], sigmas[idx], idx / N_TRAIN
 
 
 def _ddpm_build(target, params: dict):
     from difflab.samplers.diffusion import DDPM
 
-    alphas, sigmas = ddpm_grid(params, params["steps"])
+    alphas, sigmas, times = ddpm_grid(params, params["steps"])
     return DDPM(target, alphas, sigmas, eta=params["eta"], variance=params["variance"],
-                final_denoise=params["early_stop"] > 0)
+                final_denoise=params["early_stop"] > 0, times=times, schedule=make_schedule(params))
 
 
 def _pflow_resolve(opts: dict, steps: int) -> dict:

@@ -44,6 +44,14 @@ def _as_state(x) -> DiffusionState:
     return DiffusionState(xt=np.ascontiguousarray(np.asarray(x, dtype=np.float64).T), k=0)
 
 
+def _info(target, xt, a, s) -> dict:
+    """Per-step info: one evaluation, and with a perturbed score the realised mean |s~ - s|^2."""
+    info = {"nfe": 1.0}
+    if hasattr(target, "score_error_sq"):
+        info["score_mse"] = float(target.score_error_sq(xt, float(a), float(s)).mean())
+    return info
+
+
 def _denoise_t(target, xt, a, s):
     """Exact E[X | a X + s Z = x] in the particle-last layout, via Tweedie: (x + s^2 score) / a."""
     score = target.score_t(xt, a, s)
@@ -68,6 +76,8 @@ class DDPM:
     eta: float = 1.0
     variance: str = "beta-tilde"
     final_denoise: bool = False
+    times: np.ndarray | None = None  # the grid's times (for the score-error integral)
+    schedule: object = None
     name: str = "ddpm"
 
     @property
@@ -119,11 +129,13 @@ class DDPM:
         return self.coefficients(k)[5]
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
+        a_t, s_t = self.coefficients(state.k)[:2]
+        info = _info(self.target, state.xt, a_t, s_t)
         xt = self.deterministic(state.xt, state.k)
         c = self.noise_std(state.k)
         if c > 0.0:
             xt += c * rng.standard_normal(xt.shape)
-        return DiffusionState(xt=xt, k=state.k + 1), {"nfe": 1.0}
+        return DiffusionState(xt=xt, k=state.k + 1), info
 
 
 def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr") -> np.ndarray:
@@ -233,8 +245,10 @@ class PFlow(_ContinuousTime):
     def step(self, rng: np.random.Generator, state: DiffusionState):
         if self.solver == "rk45":
             return self._rk45(state)
+        info = _info(self.target, state.xt, *alpha_sigma(self.schedule, float(self.times[state.k])))
+        info["nfe"] = float(NFE_PER_STEP[self.solver])
         xt = self.deterministic(state.xt, state.k)
-        return DiffusionState(xt=xt, k=state.k + 1), {"nfe": float(NFE_PER_STEP[self.solver])}
+        return DiffusionState(xt=xt, k=state.k + 1), info
 
     def _rk45(self, state: DiffusionState):
         from scipy.integrate import solve_ivp
@@ -306,8 +320,10 @@ class ReverseSDE(_ContinuousTime):
         return float(np.sqrt(2.0 * self._corrector_step(s)))
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
+        t, s, j = self._sub(state.k)
+        info = _info(self.target, state.xt, *alpha_sigma(self.schedule, t if j == 0 else s))
         xt = self.deterministic(state.xt, state.k)
         noise = rng.standard_normal(xt.shape)
         noise *= self.noise_std(state.k)
         xt += noise
-        return DiffusionState(xt=xt, k=state.k + 1), {"nfe": 1.0}
+        return DiffusionState(xt=xt, k=state.k + 1), info

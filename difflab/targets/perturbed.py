@@ -1,0 +1,65 @@
+"""A deliberately wrong score, to study how score error propagates (``--score-error``).
+
+``PerturbedScore`` wraps a target: ``score_t`` (what the samplers call) returns the perturbed
+score s~, every other attribute is the exact target's. Kinds, each with size ``eps``:
+
+* ``bias``: s~(x, t) = s(x, t) + eps b(x) / sigma_t, with b a fixed smooth random field
+  b(x) = sqrt(2 / F) sum_f a_f cos(w_f . x / l + phi_f) (F = 16 random Fourier features,
+  a_f ~ N(0, I_d), w_f ~ N(0, I_d), phi_f ~ U(0, 2 pi), l the target's scale (tr Sigma / d)^1/2),
+  drawn from the run's own seeded stream. E|b|^2 = d on average over the features: an error of
+  relative size eps in the noise prediction eps_hat = -sigma_t s, the quantity networks learn.
+* ``scale``: s~ = (1 + eps) s.
+* ``variance``: s~ is the exact score of the target with every covariance times (1 + eps): the
+  denoiser of a model that has the component variances wrong.
+
+``scale`` and ``variance`` keep the score affine on a Gaussian target, so the exact law of the
+output (``exact_kl``) still applies and includes the score error; ``bias`` does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("bias", "scale", "variance")
+N_FEATURES = 16
+
+
+class PerturbedScore:
+    def __init__(self, target, kind: str, eps: float, rng: np.random.Generator):
+        self.base = target
+        self.kind = kind
+        self.eps = float(eps)
+        self.affine_score = kind != "bias"
+        d = target.dim
+        if kind == "bias":
+            scale = float(np.sqrt(np.trace(target.cov) / d))
+            self._w = rng.standard_normal((N_FEATURES, d)) / scale  # (F, d)
+            self._phi = rng.uniform(0.0, 2.0 * np.pi, N_FEATURES)  # (F,)
+            self._amp = rng.standard_normal((d, N_FEATURES)) * np.sqrt(2.0 / N_FEATURES)  # (d, F)
+        elif kind == "variance":
+            from difflab.targets.mixture import GaussianMixture
+
+            self._wrong = GaussianMixture(target.weights, target.means, target.covs * (1.0 + self.eps),
+                                          name=target.name, kind=target.kind)
+
+    def __getattr__(self, name):  # everything but the score is the exact target's
+        return getattr(self.base, name)
+
+    def bias_field_t(self, xt: np.ndarray) -> np.ndarray:
+        """b(x) for xt (d, n), as (d, n)."""
+        return self._amp @ np.cos(self._w @ xt + self._phi[:, None])
+
+    def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
+        if self.kind == "variance":
+            return self._wrong.score_t(xt, alpha, sigma)
+        s = self.base.score_t(xt, alpha, sigma)
+        if self.kind == "scale":
+            s *= 1.0 + self.eps
+            return s
+        s += (self.eps / sigma) * self.bias_field_t(xt)
+        return s
+
+    def score_error_sq(self, xt: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+        """|s~ - s|^2 per particle, (n,)."""
+        diff = self.score_t(xt, alpha, sigma) - self.base.score_t(xt, alpha, sigma)
+        return np.einsum("dn,dn->n", diff, diff)
