@@ -177,6 +177,9 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           early_stop: Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")] = 1e-3,
           rtol: Annotated[float, typer.Option("--rtol", help="rk45 relative tolerance.")] = 1e-6,
           atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
+          likelihood: Annotated[bool, typer.Option("--likelihood", help="Also compute ODE log-likelihoods of points next to the exact log densities.")] = False,
+          likelihood_points: Annotated[int, typer.Option("--likelihood-points", help="With --likelihood: how many exact target draws.")] = 1000,
+          points: Annotated[Optional[str], typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
@@ -185,7 +188,8 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
             save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
             quiet=quiet, force=force,
             options={"schedule": schedule, "solver": solver, "grid": grid, "early_stop": early_stop,
-                     "rtol": rtol, "atol": atol, "beta_min": beta_min, "beta_max": beta_max,
+                     "rtol": rtol, "atol": atol, "likelihood": likelihood, "likelihood_points": likelihood_points,
+                     "points": points, "beta_min": beta_min, "beta_max": beta_max,
                      "sigma_min": sigma_min, "sigma_max": sigma_max, "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
 
 

@@ -17,6 +17,8 @@ Schema version 1 (the README's "Run-file schema" section is the user-facing copy
                         values recorded at every step (e.g. MALA's acceptance_rate)
 /summary                attributes: final scalar metrics; datasets ess (d,) and split_rhat (d,)
                         where computed
+/likelihood             (pflow --likelihood) points (n, d); loglik_ode, loglik_prior,
+                        exact_log_p_delta, exact_log_p0 (n,)
 
 Files are written atomically: to a temporary file in the destination folder, then renamed.
 """
@@ -35,7 +37,7 @@ SCHEMA_VERSION = 1
 
 def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: str,
               target_source: str, trajectory, trajectory_step, metrics_step, metrics: dict,
-              per_step: dict, summary: dict, summary_arrays: dict) -> None:
+              per_step: dict, summary: dict, summary_arrays: dict, groups: dict | None = None) -> None:
     """Write one run file atomically (temporary file + ``os.replace``)."""
     import h5py
     import numpy as np
@@ -88,6 +90,11 @@ def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: st
                 sg.attrs[k] = v
             for k, v in summary_arrays.items():
                 sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+
+            for name, datasets in (groups or {}).items():
+                g = f.create_group(name)
+                for k, v in datasets.items():
+                    g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from difflab.errors import ConfigError, RunExistsError
+from difflab.errors import ConfigError, DifflabError, RunExistsError
 
 @dataclass(frozen=True)
 class SampleOptions:
@@ -103,12 +103,36 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     return path
 
 
+def load_points(path: str, dim: int):
+    """Points for ``--points``: a .npy array (n, dim), or a difflab run file's /samples."""
+    import numpy as np
+
+    try:
+        if path.endswith(".npy"):
+            x = np.load(path, allow_pickle=False)
+        else:
+            from difflab.io import read_run
+
+            x = read_run(path, samples=True).samples
+    except (OSError, ValueError, DifflabError) as exc:
+        raise ConfigError(f"--points: cannot read '{path}' as a .npy array or a run file: {exc}") from None
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != dim or len(x) == 0:
+        raise ConfigError(f"--points: {path}: expected an (n, {dim}) array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ConfigError(f"--points: {path}: expected finite values, got NaN or infinity")
+    return x
+
+
 def prepare(opts: SampleOptions):
-    """Validate everything (target, options, output path) before any work: (spec, target, params, path)."""
+    """Validate everything (target, options, points, output path) before any work:
+    (spec, target, params, path)."""
     from difflab.config import load_target
 
     params = resolve_params(opts)
     spec, target = load_target(opts.target)
+    if params.get("points"):
+        load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)
     return spec, target, params, path
 
@@ -191,6 +215,9 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
 
             summary.update(error_terms(sampler, target, law0, rng_metric))
             summary.update(score_error_term(sampler, rng_metric))
+    groups = {}
+    if params.get("likelihood"):
+        groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
 
     write_run(
         path,
@@ -204,7 +231,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
         samples=result.samples, params=params, target_yaml=spec.text, target_source=spec.source,
         trajectory=result.trajectory, trajectory_step=result.trajectory_step,
         metrics_step=result.metrics_step, metrics=result.metrics, per_step=result.per_step,
-        summary=summary, summary_arrays=summary_arrays,
+        summary=summary, summary_arrays=summary_arrays, groups=groups,
     )
     return path, result, summary
 
@@ -247,3 +274,20 @@ def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -
     if [k for k, _, _ in history] == result.metrics_step.tolist():
         for key in rows[-1]:
             result.metrics[key] = np.array([r[key] for r in rows])
+
+
+def _likelihood(sampler, target, law0, params: dict, rng, summary: dict) -> dict:
+    """pflow --likelihood: ODE log-likelihoods of the points next to the exact log densities."""
+    import numpy as np
+
+    from difflab.likelihood import ode_log_likelihood
+
+    if params["points"]:
+        x = load_points(params["points"], target.dim)
+    else:
+        x = target.sample(rng, params["likelihood_points"])
+    out = ode_log_likelihood(target, sampler.schedule, x, params["early_stop"], law0)
+    summary["likelihood_max_err"] = float(np.abs(out["loglik_ode"] - out["exact_log_p_delta"]).max())
+    summary["likelihood_prior_max_err"] = float(np.abs(out["loglik_prior"] - out["exact_log_p_delta"]).max())
+    summary["likelihood_nfe"] = float(out.pop("nfe"))
+    return {"points": x, **out}

@@ -72,7 +72,8 @@ def run_file(tmp_path_factory):
 def all_runs(tmp_path_factory):
     return [_run(tmp_path_factory, *a) for a in (["mala"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
                                                   ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
-                                                  ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"])]
+                                                  ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
+                                                  ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"])]
 
 
 def test_schema_root_attributes_match(run_file):

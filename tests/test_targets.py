@@ -180,3 +180,18 @@ def test_random_generator_follows_the_benchmark_recipe():
         np.testing.assert_array_equal(t.means[k], mu)
         np.testing.assert_allclose(t.covs[k], 0.5 * (np.eye(50) + a @ a.T / 50), rtol=1e-15)
     np.testing.assert_allclose(t.weights, [0.1, 0.2, 0.3, 0.4])
+
+
+@pytest.mark.parametrize("name", TARGETS)
+@pytest.mark.parametrize("alpha,sigma", [(1.0, 0.0), (0.6, 0.8)])
+def test_divergence_of_the_score_by_finite_differences(name, alpha, sigma):
+    t = TARGETS[name]
+    y = np.random.default_rng(8).standard_normal((6, t.dim)) * 1.5
+    eps = 1e-5
+    fd = np.zeros(len(y))
+    for j in range(t.dim):
+        e = np.zeros(t.dim)
+        e[j] = eps
+        fd += (t.noised_score(y + e, alpha, sigma)[:, j] - t.noised_score(y - e, alpha, sigma)[:, j]) / (2 * eps)
+    div = t.divergence_score_t(np.ascontiguousarray(y.T), alpha, sigma)
+    np.testing.assert_allclose(div, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(fd).max()))

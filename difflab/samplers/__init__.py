@@ -142,6 +142,12 @@ def _pflow_resolve(opts: dict, steps: int) -> dict:
     p["early_stop"] = _early_stop(opts, 1e-3, allow_zero=False)
     p["rtol"] = _positive_finite("rtol", _get(opts, "rtol", 1e-6))
     p["atol"] = _positive_finite("atol", _get(opts, "atol", 1e-8))
+    p["likelihood"] = bool(opts.get("likelihood", False))
+    if p["likelihood"]:
+        p["likelihood_points"] = int(_get(opts, "likelihood_points", 1000))
+        if p["likelihood_points"] < 1:
+            raise ConfigError(f"--likelihood-points: must be positive, got {p['likelihood_points']}")
+        p["points"] = str(_get(opts, "points", ""))
     return p
 
 

@@ -169,6 +169,19 @@ class GaussianMixture:
         """Particle-last layout: xt (d, n) -> score (d, n)."""
         return self._score_t(self._evaluate(xt, alpha, sigma))
 
+    def divergence_score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
+        """Trace of the Jacobian of the noised score at xt (d, n), (n,).
+
+        With s_k = -C_k^-1 (y - alpha mu_k) and grad r_k = r_k (s_k - s):
+        div s = sum_k r_k (|s_k|^2 - tr C_k^-1) - |s|^2, and in whitened coordinates
+        |s_k|^2 - tr C_k^-1 = sum_j (w_kj^2 - 1) / c_kj.
+        """
+        ev = self._evaluate(xt, alpha, sigma)
+        inv_c = ev.inv_sqrt_c**2  # (K, d)
+        per_k = np.einsum("kdn,kd->kn", ev.w * ev.w, inv_c) - inv_c.sum(axis=1)[:, None]  # (K, n)
+        score = self._score_t(ev)  # consumes ev.w
+        return np.einsum("kn,kn->n", ev.resp, per_k) - np.einsum("dn,dn->n", score, score)
+
     @staticmethod
     def _batch(x):
         """(n, d) or (d,) -> (contiguous (d, n), whether a single point was given)."""
