@@ -155,6 +155,7 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          eta: Annotated[float, typer.Option("--eta", help="DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.")] = 1.0,
          variance: Annotated[str, typer.Option("--variance", help="Reverse variance: beta-tilde (posterior) or beta (forward step).")] = "beta-tilde",
          early_stop: Annotated[float, typer.Option("--early-stop", help="Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs to t = 0.")] = 0.0,
+         timestep_spacing: Annotated[str, typer.Option("--timestep-spacing", help="Which K of the 1000 steps (diffusers' names): trailing, leading or linspace.")] = "trailing",
          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
@@ -163,6 +164,7 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
             save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
             quiet=quiet, force=force,
             options={"schedule": schedule, "eta": eta, "variance": variance, "early_stop": early_stop,
+                     "timestep_spacing": timestep_spacing,
                      "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min, "sigma_max": sigma_max,
                      "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
 

@@ -304,3 +304,26 @@ def test_likelihood_through_the_cli_with_points(tmp_path):
     with h5py.File(out) as f:
         np.testing.assert_array_equal(f["likelihood/points"][()], np.load(pts))
         np.testing.assert_allclose(f["likelihood/exact_log_p0"][()], BIMODAL.log_prob(np.load(pts)), rtol=1e-12)
+
+
+def test_timestep_spacings_follow_diffusers():
+    """diffusers' DDIMScheduler(num_train_timesteps=1000).set_timesteps(10) gives
+    trailing [999, 899, ..., 99], leading [900, 800, ..., 0], linspace [999, 888, ..., 0]
+    (0-based); difflab's indices are those + 1, then the clean end 0."""
+    from difflab.samplers import _indices
+
+    assert _indices("trailing", 10, 0).tolist() == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
+    assert _indices("leading", 10, 0).tolist() == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1, 0]
+    assert _indices("linspace", 10, 0).tolist() == [1000, 889, 778, 667, 556, 445, 334, 223, 112, 1, 0]
+
+
+def test_leading_spacing_starts_below_t1_and_costs_accuracy():
+    """leading starts at index 901 (t = 0.901): the prior there is off and the exact KL is worse."""
+    kls = {}
+    for spacing in ("trailing", "leading"):
+        params = {"steps": 10, "init": "prior", **SAMPLERS["ddpm"].resolve({"timestep_spacing": spacing,
+                                                                            "prior": "standard"}, 10)}
+        s = SAMPLERS["ddpm"].build(G3, params)
+        m, c, _ = exact.propagate(s, np.zeros(3), np.eye(3), s.n_steps)
+        kls[spacing] = exact.gaussian_kl(m, c, G3.mean, G3.cov)
+    assert kls["leading"] > kls["trailing"], kls

@@ -108,20 +108,39 @@ def _ddpm_resolve(opts: dict, steps: int) -> dict:
     p["eta"] = _positive_finite("eta", _get(opts, "eta", 1.0), allow_zero=True)
     p["variance"] = _choice("variance", _get(opts, "variance", "beta-tilde"), ("beta-tilde", "beta"))
     p["early_stop"] = _early_stop(opts, 0.0, allow_zero=True)
+    p["timestep_spacing"] = _choice("timestep-spacing", _get(opts, "timestep_spacing", "trailing"), SPACINGS)
     end = round(p["early_stop"] * N_TRAIN)
     if steps > N_TRAIN - end:
         raise ConfigError(f"--steps: with --early-stop {p['early_stop']} at most {N_TRAIN - end} steps fit, got {steps}")
+    if p["timestep_spacing"] != "trailing" and min(_indices(p["timestep_spacing"], steps, end)[:-1]) <= end:
+        raise ConfigError(f"--timestep-spacing: '{p['timestep_spacing']}' with {steps} steps reaches below "
+                          f"--early-stop {p['early_stop']}; use trailing")
     return p
 
 
-def ddpm_grid(params: dict, steps: int):
-    """(alphas, sigmas, times) of the K + 1 grid points: discrete indices linspace(N, end, K + 1),
-    rounded; index i is at time i / N."""
+SPACINGS = ("trailing", "leading", "linspace")
+
+
+def _indices(spacing: str, steps: int, end: int):
+    """Discrete indices (1 = DDPM's first noisy step, N = the last) of the K + 1 grid points,
+    named as diffusers' ``timestep_spacing`` (its 0-based timestep + 1), then the end index."""
     import numpy as np
 
+    k = np.arange(steps)
+    if spacing == "trailing":  # N - k N / K: starts at t = 1
+        return np.round(np.linspace(N_TRAIN, end, steps + 1)).astype(int)
+    if spacing == "leading":  # 1 + k (N // K), highest first: starts below t = 1
+        idx = 1 + k[::-1] * (N_TRAIN // steps)
+    else:  # linspace(1, N, K) rounded, highest first
+        idx = np.round(np.linspace(1, N_TRAIN, steps))[::-1].astype(int)
+    return np.concatenate([idx, [end]])
+
+
+def ddpm_grid(params: dict, steps: int):
+    """(alphas, sigmas, times) of the K + 1 grid points; index i is at time i / N."""
     alphas, sigmas = make_schedule(params).discrete(N_TRAIN)
     end = round(params["early_stop"] * N_TRAIN)
-    idx = np.round(np.linspace(N_TRAIN, end, steps + 1)).astype(int)
+    idx = _indices(params.get("timestep_spacing", "trailing"), steps, end)
     return alphas[idx], sigmas[idx], idx / N_TRAIN
 
 
