@@ -65,11 +65,19 @@ def _progress(total: int):
     return progress, on_step
 
 
-def _sample(sampler: str, **kw) -> None:
+COMMON = ("target", "particles", "steps", "seed", "init", "out", "save_every", "metrics_every",
+          "trajectory_particles", "force")
+
+
+def _sample(sampler: str, args: dict) -> None:
+    """Run one sampler command: ``args`` are the command's parameters (its ``locals()``); the
+    common ones become SampleOptions fields, the rest the sampler's own options."""
     from difflab import sample as sample_mod
 
-    quiet = kw.pop("quiet")
-    opts = sample_mod.SampleOptions(sampler=sampler, **kw)
+    args = dict(args)
+    quiet = args.pop("quiet")
+    common = {k: args.pop(k) for k in COMMON if k in args}
+    opts = sample_mod.SampleOptions(sampler=sampler, **common, options=args)
     try:
         spec, target, params, path = sample_mod.prepare(opts)
     except DifflabError as exc:
@@ -119,9 +127,7 @@ def ula(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000
         metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
         quiet: Quiet = False, force: Force = False) -> None:
     """Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0)."""
-    _sample("ula", target=target, particles=particles, steps=steps, seed=seed, init=init, out=out,
-            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
-            quiet=quiet, force=force, options={"step_size": step_size})
+    _sample("ula", locals())
 
 
 @sample_app.command("mala")
@@ -132,9 +138,7 @@ def mala(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 100
          warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps with --adapt (not kept).")] = 500,
          quiet: Quiet = False, force: Force = False) -> None:
     """Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact)."""
-    _sample("mala", target=target, particles=particles, steps=steps, seed=seed, init=init, out=out,
-            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
-            quiet=quiet, force=force, options={"step_size": step_size, "adapt": adapt, "warmup": warmup})
+    _sample("mala", locals())
 
 
 Schedule = Annotated[str, typer.Option("--schedule", help="Noise schedule: vp-linear, vp-cosine or ve.")]
@@ -144,6 +148,8 @@ SigmaMin = Annotated[float, typer.Option("--sigma-min", help="ve: smallest noise
 SigmaMax = Annotated[float, typer.Option("--sigma-max", help="ve: largest noise level (the prior's std).")]
 ScoreError = Annotated[float, typer.Option("--score-error", help="Size eps of a deliberate, seeded score error (0: exact score).")]
 ScoreErrorKind = Annotated[str, typer.Option("--score-error-kind", help="bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or variance (covariances times 1 + eps).")]
+Grid = Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")]
+EarlyStopT = Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")]
 Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gaussian with the noised target's moments at the start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).")]
 
 
@@ -160,13 +166,7 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
     """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
-    _sample("ddpm", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
-            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
-            quiet=quiet, force=force,
-            options={"schedule": schedule, "eta": eta, "variance": variance, "early_stop": early_stop,
-                     "timestep_spacing": timestep_spacing,
-                     "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min, "sigma_max": sigma_max,
-                     "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
+    _sample("ddpm", locals())
 
 
 @sample_app.command("pflow")
@@ -175,8 +175,7 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
           trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
           solver: Annotated[str, typer.Option("--solver", help="euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).")] = "heun",
-          grid: Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")] = "logsnr",
-          early_stop: Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")] = 1e-3,
+          grid: Grid = "logsnr", early_stop: EarlyStopT = 1e-3,
           rtol: Annotated[float, typer.Option("--rtol", help="rk45 relative tolerance.")] = 1e-6,
           atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
           likelihood: Annotated[bool, typer.Option("--likelihood", help="Also compute ODE log-likelihoods of points next to the exact log densities.")] = False,
@@ -186,13 +185,7 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
     """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
-    _sample("pflow", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
-            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
-            quiet=quiet, force=force,
-            options={"schedule": schedule, "solver": solver, "grid": grid, "early_stop": early_stop,
-                     "rtol": rtol, "atol": atol, "likelihood": likelihood, "likelihood_points": likelihood_points,
-                     "points": points, "beta_min": beta_min, "beta_max": beta_max,
-                     "sigma_min": sigma_min, "sigma_max": sigma_max, "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
+    _sample("pflow", locals())
 
 
 @sample_app.command("sde")
@@ -200,20 +193,14 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
         steps: Annotated[int, typer.Option("--steps", help="Predictor (Euler-Maruyama) steps.")] = 1000,
         seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
         trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
-        grid: Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")] = "logsnr",
-        early_stop: Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")] = 1e-3,
+        grid: Grid = "logsnr", early_stop: EarlyStopT = 1e-3,
         corrector_steps: Annotated[int, typer.Option("--corrector-steps", help="Langevin corrector steps after each predictor step.")] = 0,
         snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
     """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
-    _sample("sde", target=target, particles=particles, steps=steps, seed=seed, init=None, out=out,
-            save_every=save_every, metrics_every=metrics_every, trajectory_particles=trajectory_particles,
-            quiet=quiet, force=force,
-            options={"schedule": schedule, "grid": grid, "early_stop": early_stop, "corrector_steps": corrector_steps,
-                     "snr": snr, "beta_min": beta_min, "beta_max": beta_max, "sigma_min": sigma_min,
-                     "sigma_max": sigma_max, "prior": prior, "score_error": score_error, "score_error_kind": score_error_kind})
+    _sample("sde", locals())
 
 
 @app.command()
