@@ -126,11 +126,14 @@ def _ddpm(target, steps, eta=1.0, variance="beta-tilde", schedule="vp-linear"):
     return SAMPLERS["ddpm"].build(target, params)
 
 
-def _pflow(target, steps, solver, early_stop=1e-3, schedule=VPLinear()):
+VP = VPLinear()
+
+
+def _pflow(target, steps, solver, early_stop=1e-3, schedule=VP):
     return PFlow(target, schedule, time_grid(schedule, steps, early_stop), solver=solver)
 
 
-def _sde(target, steps, corrector_steps=0, snr=0.1, schedule=VPLinear()):
+def _sde(target, steps, corrector_steps=0, snr=0.1, schedule=VP):
     return ReverseSDE(target, schedule, time_grid(schedule, steps, 1e-3), corrector_steps=corrector_steps, snr=snr)
 
 

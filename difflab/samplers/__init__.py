@@ -45,7 +45,7 @@ def _choice(name: str, v: str, choices) -> str:
 
 
 # ---------------------------------------------------------------- Langevin
-def _langevin(name: str, default_h: float):
+def _langevin(default_h: float):
     def resolve(opts: dict, steps: int) -> dict:
         h = _positive_finite("step-size", _get(opts, "step_size", default_h))
         adapt = bool(opts.get("adapt", False))
@@ -198,9 +198,9 @@ def _sde_build(target, params: dict):
 
 
 SAMPLERS = {
-    "ula": SamplerSpec("ula", 1000, ("normal", "target"), _langevin("ula", 0.01),
+    "ula": SamplerSpec("ula", 1000, ("normal", "target"), _langevin(0.01),
                        lambda t, p: ULA(t, p["step_size"]), mcmc=True),
-    "mala": SamplerSpec("mala", 1000, ("normal", "target"), _langevin("mala", 0.1),
+    "mala": SamplerSpec("mala", 1000, ("normal", "target"), _langevin(0.1),
                         lambda t, p: MALA(t, p["step_size"]), mcmc=True),
     "ddpm": SamplerSpec("ddpm", 1000, ("prior",), _ddpm_resolve, _ddpm_build),
     "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
