@@ -203,6 +203,21 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
     _sample("sde", locals())
 
 
+@sample_app.command("localization")
+def localization(target: Target = "gmm", particles: Particles = 1000,
+                 steps: Annotated[int, typer.Option("--steps", help="Moves on the time grid (then one read-out).")] = 500,
+                 seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+                 trajectory_particles: TrajParticles = 100,
+                 t_min: Annotated[float, typer.Option("--t-min", help="First time after 0 on the log grid.")] = 1e-4,
+                 t_max: Annotated[float, typer.Option("--t-max", help="Final time T.")] = 1e4,
+                 grid: Annotated[str, typer.Option("--grid", help="Time grid: log (uniform in log t = log-SNR) or uniform.")] = "log",
+                 transition: Annotated[str, typer.Option("--transition", help="gaussian (exact conditional mean and covariance) or em (Euler-Maruyama).")] = "gaussian",
+                 output: Annotated[str, typer.Option("--output", help="mean: E[X | y_T]; y: y_T / T.")] = "mean",
+                 quiet: Quiet = False, force: Force = False) -> None:
+    """Stochastic localization y_t = t X + W_t driven by the exact posterior mean."""
+    _sample("localization", locals())
+
+
 @app.command()
 def compare(
     paths: Annotated[List[Path], typer.Argument(help="Run files, e.g. runs/*.")],

@@ -1,8 +1,9 @@
 """Exact laws of samplers whose steps are affine-plus-Gaussian on a Gaussian target.
 
-ULA, DDPM/DDIM and the fixed-step probability-flow solvers with the exact score of a Gaussian
-target N(m, S) map x to A_k x + b_k + c_k xi (xi standard normal). A Gaussian initial law stays
-Gaussian: mean' = A mean + b, cov' = A cov A^T + c^2 I. Rather than re-deriving A_k and b_k for
+ULA, DDPM/DDIM, the fixed-step probability-flow solvers, the reverse SDE and localization with the
+exact score of a Gaussian target N(m, S) map x to A_k x + b_k + noise_k, with Gaussian noise of
+covariance c_k^2 I (``noise_std``) or Q_k (``noise_cov``). A Gaussian initial law stays Gaussian:
+mean' = A mean + b, cov' = A cov A^T + c^2 I (or + Q). Rather than re-deriving A_k and b_k for
 each sampler (a second copy of its maths), the recursion pushes d + 1 points through the
 sampler's own ``deterministic`` map: the mean, and the mean plus each column of a square root F
 of the covariance. Because the map is affine, its outputs give A mean + b and A F exactly.
@@ -37,8 +38,11 @@ def propagate(sampler, mean0: np.ndarray, cov0: np.ndarray, steps: int, every: i
         out = sampler.deterministic(np.ascontiguousarray(pts), k)
         mean = out[:, 0].copy()
         af = out[:, 1:] - mean[:, None]
-        c = sampler.noise_std(k)
-        cov = af @ af.T + (c * c) * np.eye(d)
+        if hasattr(sampler, "noise_cov"):
+            cov = af @ af.T + sampler.noise_cov(k)
+        else:
+            c = sampler.noise_std(k)
+            cov = af @ af.T + (c * c) * np.eye(d)
         if every and ((k + 1) % every == 0) and k + 1 != steps:
             history.append((k + 1, mean, cov))
     history.append((steps, mean, cov))

@@ -152,6 +152,8 @@ def _initial(params: dict, target, sampler, rng, n: int):
         return target.sample(rng, n), (target.mean, target.cov)
     if params["init"] == "normal":
         return rng.standard_normal((n, d)), (np.zeros(d), np.eye(d))
+    if params["init"] == "zero":  # localization starts at y_0 = 0 exactly
+        return np.zeros((n, d)), (np.zeros(d), np.zeros((d, d)))
     a, s = sampler.start
     if params["prior"] == "standard":
         std = s if a == 1.0 else 1.0  # VE (alpha = 1): N(0, sigma_max^2 I); VP: N(0, I)
@@ -248,7 +250,9 @@ def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
         summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
     for name, series in result.per_step.items():
         if len(series):
-            summary[name] = float(series.sum() if name == "nfe" else series.mean())
+            # nfe: the total; posterior_trace: its final value; anything else: the mean over steps
+            summary[name] = float(series.sum() if name == "nfe" else series[-1] if name == "posterior_trace"
+                                  else series.mean())
     summary_arrays = {}
     kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
     if mcmc and kept.shape[0] >= 4 and kept.shape[1] >= 2:

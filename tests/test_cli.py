@@ -85,6 +85,9 @@ def test_existing_file_is_not_overwritten_without_force(in_tmp):
 
 
 BAD_OPTIONS = [
+    (["sample", "localization", "--t-max", "1e-5"], "--t-max: must be > --t-min"),
+    (["sample", "localization", "--transition", "exact"], "--transition: expected one of gaussian, em"),
+    (["sample", "localization", "--output", "x"], "--output: expected one of mean, y"),
     (["sample", "ddpm", "--steps", "1001"], "--steps: ddpm runs on at most the schedule's 1000 steps"),
     (["sample", "ddpm", "--eta", "-1"], "--eta: must be >= 0"),
     (["sample", "ddpm", "--variance", "sigma"], "--variance: expected one of beta-tilde, beta"),
@@ -249,13 +252,15 @@ def test_help_does_not_import_numpy():
 
 
 @pytest.mark.parametrize("sampler,extra", [("ddpm", ["--steps", "50"]), ("pflow", ["--steps", "20"]),
+                                           ("localization", ["--steps", "30"]),
                                            ("pflow", ["--solver", "rk45"]), ("ddpm", ["--steps", "40", "--early-stop", "0.01"])])
 def test_diffusion_runs_record_nfe_and_exact_law(in_tmp, sampler, extra):
     r = invoke("sample", sampler, "-t", "gaussian", "-n", "500", *extra, "-o", "d.h5", "-q")
     assert r.exit_code == 0, r.output
     rec = read_run("d.h5", series=True)
-    assert rec.attrs["status"] == "complete" and rec.params["schedule"] == "vp-linear"
-    expected_nfe = {"50": 50, "20": 40, "40": 41}  # ddpm: one per step (+1 final denoise); heun: two
+    assert rec.attrs["status"] == "complete" and rec.params.get("schedule", "vp-linear") == "vp-linear"
+    # ddpm: one per step (+1 final denoise); heun: two; localization: one per move and the read-out
+    expected_nfe = {"50": 50, "20": 40, "40": 41, "30": 31}
     assert rec.summary["nfe"] == expected_nfe[extra[1]] if extra[1] in expected_nfe else rec.summary["nfe"] > 10
     if "rk45" in extra:
         assert "exact_kl" not in rec.summary  # adaptive steps: no exact law

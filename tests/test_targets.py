@@ -195,3 +195,20 @@ def test_divergence_of_the_score_by_finite_differences(name, alpha, sigma):
         fd += (t.noised_score(y + e, alpha, sigma)[:, j] - t.noised_score(y - e, alpha, sigma)[:, j]) / (2 * eps)
     div = t.divergence_score_t(np.ascontiguousarray(y.T), alpha, sigma)
     np.testing.assert_allclose(div, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("name", ["gaussian3d", "full3d", "bimodal1d", "ring"])
+def test_posterior_moments(name):
+    """The posterior mixture's mean is the denoiser, and each component's posterior covariance is
+    S_k - alpha^2 S_k C_k^-1 S_k."""
+    t = TARGETS[name]
+    a, s = 0.7, 0.6
+    y = np.random.default_rng(10).standard_normal((5, t.dim))
+    resp, means, var = t.posterior_t(np.ascontiguousarray(y.T), a, s)
+    np.testing.assert_allclose(np.einsum("kn,kdn->nd", resp, means), t.denoiser(y, a, s), rtol=1e-10, atol=1e-12)
+    for k in range(t.n_components):
+        S = t.covs[k]
+        C = a * a * S + s * s * np.eye(t.dim)
+        expect = S - a * a * S @ np.linalg.solve(C, S)
+        got = t.eigvecs[k] @ np.diag(var[k]) @ t.eigvecs[k].T
+        np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)

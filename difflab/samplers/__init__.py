@@ -197,6 +197,26 @@ def _sde_build(target, params: dict):
     return ReverseSDE(target, schedule, times, corrector_steps=params["corrector_steps"], snr=params["snr"])
 
 
+def _localization_resolve(opts: dict, steps: int) -> dict:
+    p = {
+        "t_min": _positive_finite("t-min", _get(opts, "t_min", 1e-4)),
+        "t_max": _positive_finite("t-max", _get(opts, "t_max", 1e4)),
+        "grid": _choice("grid", _get(opts, "grid", "log"), ("log", "uniform")),
+        "transition": _choice("transition", _get(opts, "transition", "gaussian"), ("gaussian", "em")),
+        "output": _choice("output", _get(opts, "output", "mean"), ("mean", "y")),
+    }
+    if p["t_max"] <= p["t_min"]:
+        raise ConfigError(f"--t-max: must be > --t-min ({p['t_min']}), got {p['t_max']}")
+    return p
+
+
+def _localization_build(target, params: dict):
+    from difflab.samplers.localization import Localization, localization_grid
+
+    times = localization_grid(params["t_min"], params["t_max"], params["steps"], params["grid"])
+    return Localization(target, times, transition=params["transition"], output=params["output"])
+
+
 SAMPLERS = {
     "ula": SamplerSpec("ula", 1000, ("normal", "target"), _langevin(0.01),
                        lambda t, p: ULA(t, p["step_size"]), mcmc=True),
@@ -205,6 +225,7 @@ SAMPLERS = {
     "ddpm": SamplerSpec("ddpm", 1000, ("prior",), _ddpm_resolve, _ddpm_build),
     "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
     "sde": SamplerSpec("sde", 1000, ("prior",), _sde_resolve, _sde_build),
+    "localization": SamplerSpec("localization", 500, ("zero",), _localization_resolve, _localization_build),
 }
 
 __all__ = ["SAMPLERS", "SamplerSpec", "ULA", "MALA"]

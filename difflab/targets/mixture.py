@@ -169,6 +169,26 @@ class GaussianMixture:
         """Particle-last layout: xt (d, n) -> score (d, n)."""
         return self._score_t(self._evaluate(xt, alpha, sigma))
 
+    def posterior_t(self, yt: np.ndarray, alpha: float, sigma: float):
+        """The posterior of X given alpha X + sigma Z = y, per particle (particle-last layout).
+
+        Returns (resp (K, n), comp_means (K, d, n), comp_var (K, d)): component k's posterior is
+        N(comp_means_k, U_k diag(comp_var_k) U_k^T) with comp_var = lam sigma^2 / c (Gaussian
+        conditioning: S - alpha^2 S C^-1 S in the eigenbasis), and the posterior is their mixture
+        with weights resp.
+        """
+        ev = self._evaluate(yt, alpha, sigma)
+        gain = alpha * self.eigvals * ev.inv_sqrt_c  # (K, d): alpha lam / sqrt(c)
+        coeffs = ev.w * gain[:, :, None]  # (K, d, n) in each eigenbasis
+        if self._diagonal:
+            rotated = coeffs
+        else:
+            K, d, n = coeffs.shape
+            rotated = np.einsum("kij,kjn->kin", self.eigvecs, coeffs)
+        comp_means = rotated + self.means[:, :, None]
+        comp_var = self.eigvals * (sigma * sigma) * ev.inv_sqrt_c**2
+        return ev.resp, comp_means, comp_var
+
     def divergence_score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """Trace of the Jacobian of the noised score at xt (d, n), (n,).
 
