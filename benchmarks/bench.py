@@ -28,6 +28,7 @@ CASES = [  # (sampler, target, particles, steps, sampler options): sizes from th
     ("mala", "gmm50", 4_096, 500, {"step_size": 0.1}),
     ("ddpm", "gmm", 10_000, 1_000, {}),
     ("pflow", "gmm50", 4_096, 100, {"solver": "heun"}),
+    ("localization", "gmm50", 4_096, 500, {}),
 ]
 
 
@@ -38,6 +39,8 @@ def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict,
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(seed))
     x0 = target.sample(init_rng, n) if spec.mcmc else init_rng.standard_normal((n, target.dim))
+    if spec.inits[0] == "zero":
+        x0 = np.zeros((n, target.dim))
     rng = np.random.Generator(np.random.SFC64(seed + 1))
     t0 = time.perf_counter()
     res = driver.run(s, x0, rng, steps=getattr(s, "n_steps", steps), save_every=steps, trajectory_particles=0)

@@ -180,12 +180,9 @@ class GaussianMixture:
         ev = self._evaluate(yt, alpha, sigma)
         gain = alpha * self.eigvals * ev.inv_sqrt_c  # (K, d): alpha lam / sqrt(c)
         coeffs = ev.w * gain[:, :, None]  # (K, d, n) in each eigenbasis
-        if self._diagonal:
-            rotated = coeffs
-        else:
-            K, d, n = coeffs.shape
-            rotated = np.einsum("kij,kjn->kin", self.eigvecs, coeffs)
-        comp_means = rotated + self.means[:, :, None]
+        rotated = coeffs if self._diagonal else np.matmul(self.eigvecs, coeffs)  # batched GEMM: U_k coeffs_k
+        comp_means = rotated
+        comp_means += self.means[:, :, None]
         comp_var = self.eigvals * (sigma * sigma) * ev.inv_sqrt_c**2
         return ev.resp, comp_means, comp_var
 
