@@ -66,10 +66,14 @@ def run(
     status, done, diverged_at = COMPLETE, 0, -1
     final_params: dict = {}
 
-    def record_metrics(k: int, x: np.ndarray) -> None:
+    # A sampler whose state is not itself a sample of the target (localization's y_t) offers
+    # ``estimate(state)``, the sample it would output if stopped now; metrics are taken on that.
+    estimate = getattr(sampler, "estimate", None)
+
+    def record_metrics(k: int, st) -> None:
         if metric_fn is not None:
             with np.errstate(over="ignore", invalid="ignore"):  # metrics of a huge state may be inf
-                row = metric_fn(x)
+                row = metric_fn(estimate(st) if estimate is not None and k < steps else st.x)
             metrics_step.append(k)
             metric_rows.append(row)
 
@@ -86,7 +90,7 @@ def run(
                 state = sampler.init(state.x)
                 final_params["step_size_adapted"] = sampler.step_size
             if metrics_every:
-                record_metrics(0, state.x)
+                record_metrics(0, state)
             for k in range(1, steps + 1):
                 new_state, info = sampler.step(rng, state)
                 if not np.isfinite(new_state.x).all():
@@ -100,17 +104,16 @@ def run(
                     traj.append(state.x[:m].copy())
                     traj_step.append(k)
                 if metrics_every and (k % metrics_every == 0):
-                    record_metrics(k, state.x)
+                    record_metrics(k, state)
                 if on_step is not None:
                     on_step(k)
     except KeyboardInterrupt:
         status = INTERRUPTED
-    x = state.x
     if metrics_every and (not metrics_step or metrics_step[-1] != done):
-        record_metrics(done, x)
+        record_metrics(done, state)
     names = list(metric_rows[0]) if metric_rows else []
     return RunResult(
-        samples=x,
+        samples=state.x,
         status=status,
         steps_done=done,
         diverged_step=diverged_at,

@@ -275,7 +275,8 @@ def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -
     _, _, history = exact.propagate(sampler, law0[0], law0[1], result.steps_done, every=every)
     rows = [exact.exact_metrics(target, m, c) for _, m, c in history]
     summary.update(rows[-1])
-    if [k for k, _, _ in history] == result.metrics_step.tolist():
+    # A series only where the state is itself the sample (not for localization's y_t).
+    if not hasattr(sampler, "estimate") and [k for k, _, _ in history] == result.metrics_step.tolist():
         for key in rows[-1]:
             result.metrics[key] = np.array([r[key] for r in rows])
 

@@ -119,3 +119,20 @@ def test_defaults_reproduce_moments_and_mode_weights(target):
     if target.n_components > 1:
         r = target.posterior_weights(x)
         assert np.all(np.abs(r.mean(0) - target.weights) < 4 * r.std(0) / np.sqrt(n))
+
+
+def test_metric_series_follow_the_running_estimate(tmp_path):
+    """Series are taken on E[X | y_t]: the mean error falls along the run instead of growing with t."""
+    from typer.testing import CliRunner
+
+    from difflab.cli import app
+    from difflab.io import read_run
+
+    out = tmp_path / "l.h5"
+    r = CliRunner().invoke(app, ["sample", "localization", "-t", "gaussian", "-n", "2000", "--steps", "40",
+                                 "--metrics-every", "10", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    rec = read_run(out, series=True)
+    err = rec.metrics["w2_gaussian"]
+    assert rec.metrics["step"].tolist() == [0, 10, 20, 30, 40, 41]
+    assert err[0] > 0.5 and err[-1] < 0.1 and "exact_w2" not in rec.metrics and rec.summary["exact_w2"] < 0.01

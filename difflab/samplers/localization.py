@@ -86,6 +86,11 @@ class Localization:
         spread = means - m
         return np.einsum("kn,k->n", resp, var.sum(axis=1)) + np.einsum("kn,kdn,kdn->n", resp, spread, spread)
 
+    def estimate(self, state: DiffusionState) -> np.ndarray:
+        """The running estimate E[X | y_t] (n, d): what the read-out would give at the current time."""
+        resp, means, _ = self._posterior(state.xt, float(self.times[state.k]))
+        return np.einsum("kn,kdn->nd", resp, means)
+
     def deterministic(self, yt: np.ndarray, k: int) -> np.ndarray:
         if k == len(self.times) - 1:
             return self._readout(yt)
