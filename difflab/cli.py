@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -32,12 +32,12 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 Target = Annotated[str, typer.Option("--target", "-t", help="Target YAML path, or a shipped target name (see `difflab targets`).")]
 Particles = Annotated[int, typer.Option("--particles", "-n", help="Number of particles (independent chains).")]
 Steps = Annotated[int, typer.Option("--steps", help="Number of sampler steps (after any warm-up).")]
-StepSize = Annotated[Optional[float], typer.Option("--step-size", help="Step size h. Default: 0.01 for ula, 0.1 for mala.", show_default=False)]
+StepSize = Annotated[float | None, typer.Option("--step-size", help="Step size h. Default: 0.01 for ula, 0.1 for mala.", show_default=False)]
 Seed = Annotated[int, typer.Option("--seed", help="Seed: the same command and seed give bit-identical samples.")]
 Init = Annotated[str, typer.Option("--init", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")]
-Out = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", show_default=False)]
-SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Save trajectory frames every this many steps. Default: steps // 100.", show_default=False)]
-MetricsEvery = Annotated[Optional[int], typer.Option("--metrics-every", help="Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.", show_default=False)]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", show_default=False)]
+SaveEvery = Annotated[int | None, typer.Option("--save-every", help="Save trajectory frames every this many steps. Default: steps // 100.", show_default=False)]
+MetricsEvery = Annotated[int | None, typer.Option("--metrics-every", help="Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.", show_default=False)]
 TrajParticles = Annotated[int, typer.Option("--trajectory-particles", help="How many particles the trajectory keeps (the first ones).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run file's path.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
@@ -51,7 +51,13 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT):
 def _progress(total: int):
     """A rich progress bar on stderr: (context manager, on_step callback)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True)
@@ -180,7 +186,7 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
           likelihood: Annotated[bool, typer.Option("--likelihood", help="Also compute ODE log-likelihoods of points next to the exact log densities.")] = False,
           likelihood_points: Annotated[int, typer.Option("--likelihood-points", help="With --likelihood: how many exact target draws.")] = 1000,
-          points: Annotated[Optional[str], typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
+          points: Annotated[str | None, typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          quiet: Quiet = False, force: Force = False) -> None:
@@ -220,8 +226,8 @@ def localization(target: Target = "gmm", particles: Particles = 1000,
 
 @app.command()
 def compare(
-    paths: Annotated[List[Path], typer.Argument(help="Run files, e.g. runs/*.")],
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort rows by this column (ascending).")] = None,
+    paths: Annotated[list[Path], typer.Argument(help="Run files, e.g. runs/*.")],
+    sort: Annotated[str | None, typer.Option("--sort", help="Sort rows by this column (ascending).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every field of every run as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
 ) -> None:
@@ -320,7 +326,7 @@ def main() -> None:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
-    except Exception as exc:  # noqa: BLE001 - only the framework's own exceptions are handled below
+    except Exception as exc:
         if _is(exc, "NoArgsIsHelpError"):
             typer.echo(exc.format_message())
             code = 0

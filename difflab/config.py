@@ -286,7 +286,7 @@ def read_target_spec(ref: str) -> TargetSpec:
     if path.is_dir():
         raise ConfigError(f"--target: '{ref}' is a folder; expected a target YAML file or a shipped name")
     shipped = shipped_targets()
-    name = ref[: -len(".yaml")] if ref.endswith(".yaml") else ref
+    name = ref.removesuffix(".yaml")
     if name in shipped:
         return parse_target(shipped[name], f"{name}.yaml (shipped)", name)
     raise ConfigError(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from difflab.errors import ConfigError, DifflabError, RunExistsError
 
+
 @dataclass(frozen=True)
 class SampleOptions:
     """The options of ``difflab sample <sampler>`` as the user gave them (None = default).

@@ -5,10 +5,17 @@ import pytest
 
 from difflab import driver, exact
 from difflab.config import load_target
-from difflab.samplers import SAMPLERS, ddpm_grid, make_schedule
 from difflab.sample import _initial
+from difflab.samplers import SAMPLERS, ddpm_grid, make_schedule
 from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE, time_grid
-from difflab.schedules import VE, VPCosine, VPLinear, alpha_sigma, half_log_snr, t_of_half_log_snr
+from difflab.schedules import (
+    VE,
+    VPCosine,
+    VPLinear,
+    alpha_sigma,
+    half_log_snr,
+    t_of_half_log_snr,
+)
 from difflab.targets import GaussianMixture
 
 SCHEDS = [VPLinear(), VPCosine(), VE()]

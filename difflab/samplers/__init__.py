@@ -9,8 +9,8 @@ sampler (particles, steps, seed, output) are handled by ``difflab.sample``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from difflab.errors import ConfigError
 from difflab.samplers.langevin import MALA, ULA
@@ -84,9 +84,9 @@ def _schedule_params(opts: dict) -> dict:
 
 
 def make_schedule(params: dict):
-    from difflab.schedules import SCHEDULES
-
     import dataclasses
+
+    from difflab.schedules import SCHEDULES
 
     cls = SCHEDULES[params["schedule"]]
     names = {f.name for f in dataclasses.fields(cls)} - {"name"}
@@ -228,4 +228,4 @@ SAMPLERS = {
     "localization": SamplerSpec("localization", 500, ("zero",), _localization_resolve, _localization_build),
 }
 
-__all__ = ["SAMPLERS", "SamplerSpec", "ULA", "MALA"]
+__all__ = ["MALA", "SAMPLERS", "ULA", "SamplerSpec"]

@@ -243,7 +243,7 @@ class GaussianMixture:
         yt, single = self._batch(y)
         return self._out(self._evaluate(yt, alpha, sigma).resp, single)
 
-    def noised(self, alpha: float, sigma: float) -> "GaussianMixture":
+    def noised(self, alpha: float, sigma: float) -> GaussianMixture:
         """The law of alpha X + sigma Z as a mixture of its own (for references and tests)."""
         covs = alpha**2 * self.covs + sigma**2 * np.eye(self.dim)
         return GaussianMixture(self.weights, alpha * self.means, covs, name=self.name, kind=self.kind)
