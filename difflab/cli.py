@@ -224,6 +224,33 @@ def localization(target: Target = "gmm", particles: Particles = 1000,
     _sample("localization", locals())
 
 
+@sample_app.command("discrete")
+def discrete(target: Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")] = "ising6",
+             particles: Particles = 1000,
+             steps: Annotated[int, typer.Option("--steps", help="Reverse time steps (exact with absorbing noise: d unmasking steps).")] = 100,
+             seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+             trajectory_particles: TrajParticles = 100,
+             noise: Annotated[str, typer.Option("--noise", help="Forward noise: absorbing (masking) or uniform.")] = "absorbing",
+             method: Annotated[str, typer.Option("--method", help="exact (no discretisation error), tau-leaping or euler.")] = "tau-leaping",
+             schedule: Annotated[str | None, typer.Option("--schedule", help="Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric (kappa_min^t). Default: linear for absorbing, geometric for uniform.", show_default=False)] = None,
+             kappa_min: Annotated[float | None, typer.Option("--kappa-min", help="kappa(1). Default: 0 (linear), 1e-3 (geometric).", show_default=False)] = None,
+             quiet: Quiet = False, force: Force = False) -> None:
+    """Finite-state diffusion: reverse CTMC with the exact reverse rates of a discrete target."""
+    _sample("discrete", locals())
+
+
+@sample_app.command("gibbs")
+def gibbs(target: Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")] = "ising6",
+          particles: Particles = 1000,
+          steps: Annotated[int, typer.Option("--steps", help="Sweeps (each updates every site once, in order).")] = 100,
+          seed: Seed = 0,
+          init: Annotated[str, typer.Option("--init", help="Initial state: 'uniform' (independent uniform values) or 'target' (exact draws).")] = "uniform",
+          out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+          trajectory_particles: TrajParticles = 100, quiet: Quiet = False, force: Force = False) -> None:
+    """Gibbs (Glauber heat-bath) MCMC baseline for discrete targets: systematic-scan sweeps."""
+    _sample("gibbs", locals())
+
+
 @app.command()
 def compare(
     paths: Annotated[list[Path], typer.Argument(help="Run files, e.g. runs/*.")],
@@ -274,13 +301,14 @@ def targets() -> None:
     from difflab.config import build_target, parse_target, shipped_targets
 
     table = Table()
-    for c in ("name", "kind", "dim", "components", "description"):
+    for c in ("name", "kind", "dim", "components / states", "description"):
         table.add_column(c)
     for name, text in shipped_targets().items():
         spec = parse_target(text, f"{name}.yaml (shipped)", name)
         t = build_target(spec)
         first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
-        table.add_row(name, spec.kind, str(t.dim), str(t.n_components), first)
+        size = f"{t.n_states} states" if spec.discrete else str(t.n_components)
+        table.add_row(name, spec.kind, str(t.dim), size, first)
     Console().print(table)
 
 

@@ -16,7 +16,7 @@ from difflab.errors import ConfigError, RunFileError
 
 # Columns shown in the table, in this order, when at least one run has them.
 METRICS = (
-    "exact_kl", "exact_w2", "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2",
+    "exact_kl", "exact_w2", "exact_tv", "tv", "kl", "marginal_tv", "pair_tv", "jumps", "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2",
     "energy", "nfe", "acceptance_rate", "step_size", "ess_min", "split_rhat_max",
 )
 RUN_KEYS = ("sampler", "target", "seed", "status", "steps_done")

@@ -8,7 +8,9 @@ Accepted kinds (see the README's "Target YAML reference"):
 
 * ``kind: gaussian`` with ``mean`` and ``cov`` (matrix, list = diagonal, scalar = isotropic);
 * ``kind: gmm`` with exactly one of ``components`` (a list of ``{weight, mean, cov}``),
-  ``ring: {k, radius, std}`` or ``random: {k, dim, seed}``.
+  ``ring: {k, radius, std}`` or ``random: {k, dim, seed}``;
+* discrete: ``kind: ising`` (n, graph, rows, cols, coupling, field, beta), ``kind: potts``
+  (q, n, graph, rows, cols, coupling, beta) and ``kind: pmf`` (alphabet, dim, probs or log_weights).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ _COMMON_KEYS = {"kind", "name", "description"}
 _KIND_KEYS = {
     "gaussian": {"mean", "cov"},
     "gmm": {"components", "ring", "random"},
+    "ising": {"n", "graph", "rows", "cols", "coupling", "field", "beta"},
+    "potts": {"q", "n", "graph", "rows", "cols", "coupling", "beta"},
+    "pmf": {"alphabet", "dim", "probs", "log_weights"},
 }
+DISCRETE_KINDS = ("ising", "potts", "pmf")
+GRAPHS = ("chain", "ring", "grid", "complete")
 _BLOCK_KEYS = {
     "components[]": {"weight", "mean", "cov"},
     "ring": {"k", "radius", "std"},
@@ -47,6 +54,36 @@ class TargetSpec:
     covs: tuple  # (K, d, d)
     source: str  # the path or shipped name it was read from
     text: str  # the file's YAML text, stored in run files
+
+    discrete = False
+
+    def key(self) -> list:
+        """What identifies the target in a run's hash."""
+        return [self.name, self.weights, self.means, self.covs]
+
+
+@dataclass(frozen=True)
+class DiscreteSpec:
+    """A validated discrete target file: the log weights of every state of {0..K-1}^d."""
+
+    name: str
+    kind: str  # 'ising' | 'potts' | 'pmf'
+    alphabet: int
+    dim: int
+    log_weights: tuple  # (K^d,) row-major, coordinate 0 most significant; -inf = probability 0
+    labels: tuple  # (K,) the value written for each code (Ising: -1, +1)
+    source: str
+    text: str
+
+    discrete = True
+
+    def key(self) -> list:
+        import hashlib
+
+        import numpy as np
+
+        digest = hashlib.sha256(np.asarray(self.log_weights, dtype=np.float64).tobytes()).hexdigest()
+        return [self.name, self.kind, self.alphabet, self.dim, digest]
 
 
 class _Ctx:
@@ -227,7 +264,80 @@ def _random(ctx: _Ctx, block: Any):
     return [(j + 1) / total for j in range(k)], means, covs
 
 
-def parse_target(text: str, source: str, default_name: str) -> TargetSpec:
+def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
+    """(n, edges) of an ising or potts file: n sites on a chain, ring, grid (rows x cols) or
+    complete graph; for a grid n may be omitted (= rows x cols)."""
+    from difflab.targets.discrete import graph_edges
+
+    graph = doc.get("graph", "chain")
+    if graph not in GRAPHS:
+        raise ctx.fail("graph", f"unknown graph{_suggest(graph, GRAPHS)}; expected one of {', '.join(GRAPHS)}", graph)
+    rows = cols = 0
+    if graph == "grid":
+        rows = _integer(ctx, "rows", _require(ctx, doc, "rows", ""), 1)
+        cols = _integer(ctx, "cols", _require(ctx, doc, "cols", ""), 1)
+        n = _integer(ctx, "n", doc.get("n", rows * cols), 1)
+        if n != rows * cols:
+            raise ctx.fail("n", f"must equal rows x cols = {rows * cols} for a grid", n)
+    else:
+        for key in ("rows", "cols"):
+            if key in doc:
+                raise ctx.fail(key, "only for graph: grid", doc[key])
+        n = _integer(ctx, "n", _require(ctx, doc, "n", ""), 1)
+    return n, graph_edges(graph, n, rows, cols)
+
+
+def _state_space(ctx: _Ctx, key: str, alphabet: int, dim: int) -> None:
+    from difflab.targets.discrete import MAX_STATES
+
+    if alphabet**dim > MAX_STATES:
+        raise ctx.fail(key, f"the state space has {alphabet}^{dim} = {alphabet**dim} states; difflab enumerates "
+                       f"at most {MAX_STATES}", show_got=False)
+
+
+def _discrete(ctx: _Ctx, kind: str, doc: dict):
+    """(alphabet, dim, log_weights, labels) of an ising, potts or pmf file."""
+    import numpy as np
+
+    from difflab.targets.discrete import ising_log_weights, potts_log_weights
+
+    if kind == "pmf":
+        k = _integer(ctx, "alphabet", _require(ctx, doc, "alphabet", ""), 2)
+        d = _integer(ctx, "dim", _require(ctx, doc, "dim", ""), 1)
+        _state_space(ctx, "dim", k, d)
+        present = [key for key in ("probs", "log_weights") if key in doc]
+        if len(present) != 1:
+            raise ctx.fail("", "a pmf needs exactly one of 'probs' or 'log_weights'", present or None)
+        key = present[0]
+        values = doc[key]
+        if not isinstance(values, list) or len(values) != k**d:
+            got = len(values) if isinstance(values, list) else values
+            raise ctx.fail(key, f"expected a list of alphabet^dim = {k}^{d} = {k**d} numbers (row-major)", got)
+        if key == "probs":
+            p = np.array([_number(ctx, f"probs[{i}]", v) for i, v in enumerate(values)])
+            if (p < 0).any():
+                i = int(np.argmax(p < 0))
+                raise ctx.fail(f"probs[{i}]", "must be >= 0", float(p[i]))
+            if abs(p.sum() - 1.0) > 1e-6:
+                raise ctx.fail("probs", "must sum to 1 (use log_weights for unnormalised weights)", float(p.sum()))
+            with np.errstate(divide="ignore"):
+                logw = np.log(p)
+        else:
+            logw = np.array([_number(ctx, f"log_weights[{i}]", v) for i, v in enumerate(values)])
+        return k, d, logw, tuple(float(a) for a in range(k))
+    n, edges = _graph(ctx, doc)
+    beta = _number(ctx, "beta", doc.get("beta", 1.0))
+    coupling = _number(ctx, "coupling", _require(ctx, doc, "coupling", ""))
+    if kind == "ising":
+        _state_space(ctx, "n", 2, n)
+        field = _number(ctx, "field", doc.get("field", 0.0))
+        return 2, n, ising_log_weights(n, edges, coupling, field, beta), (-1.0, 1.0)
+    q = _integer(ctx, "q", _require(ctx, doc, "q", ""), 2)
+    _state_space(ctx, "n", q, n)
+    return q, n, potts_log_weights(q, n, edges, coupling, beta), tuple(float(a) for a in range(q))
+
+
+def parse_target(text: str, source: str, default_name: str) -> TargetSpec | DiscreteSpec:
     """Validate a target file's text. ``source`` names it in error messages."""
     import yaml
 
@@ -250,6 +360,10 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec:
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise ctx.fail("name", "expected a word of letters, digits, '_', '.', '+' or '-'", name)
+    if kind in DISCRETE_KINDS:
+        k, d, logw, labels = _discrete(ctx, kind, doc)
+        return DiscreteSpec(name=name, kind=kind, alphabet=k, dim=d, log_weights=tuple(logw.tolist()),
+                            labels=labels, source=source, text=text)
     if kind == "gaussian":
         weights, means, covs = _gaussian(ctx, doc)
     else:
@@ -274,7 +388,7 @@ def shipped_targets() -> dict[str, str]:
     }
 
 
-def read_target_spec(ref: str) -> TargetSpec:
+def read_target_spec(ref: str) -> TargetSpec | DiscreteSpec:
     """Resolve ``--target``: first as a path, then as a shipped name with or without '.yaml'."""
     path = Path(ref)
     if path.is_file():
@@ -297,6 +411,11 @@ def read_target_spec(ref: str) -> TargetSpec:
 
 def build_target(spec: TargetSpec):
     """The target object of a validated spec."""
+    if spec.discrete:
+        from difflab.targets.discrete import DiscreteTarget
+
+        return DiscreteTarget(spec.log_weights, spec.alphabet, spec.dim, name=spec.name, kind=spec.kind,
+                              labels=spec.labels)
     from difflab.targets.mixture import GaussianMixture
 
     return GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind)

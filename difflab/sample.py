@@ -82,7 +82,7 @@ def run_hash(sampler: str, spec, params: dict, seed: int) -> str:
     """Short hash of everything that determines the samples (not the output options)."""
     key = {
         "sampler": sampler,
-        "target": [spec.name, spec.weights, spec.means, spec.covs],
+        "target": spec.key(),
         "params": params,
         "seed": seed,
     }
@@ -130,8 +130,14 @@ def prepare(opts: SampleOptions):
     (spec, target, params, path)."""
     from difflab.config import load_target
 
+    from difflab.samplers import SAMPLERS
+
     params = resolve_params(opts)
     spec, target = load_target(opts.target)
+    if SAMPLERS[opts.sampler].discrete != spec.discrete:
+        wanted = "discrete targets (ising, potts, pmf); use ula, mala, ddpm, pflow, sde or localization for" \
+            if SAMPLERS[opts.sampler].discrete else "continuous targets (gaussian, gmm); use discrete or gibbs for"
+        raise ConfigError(f"--target: {spec.source} is a {spec.kind} target; {opts.sampler} runs on {wanted} it")
     if params.get("points"):
         load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)
@@ -177,9 +183,11 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     import numpy as np
 
     from difflab import driver, metrics
-    from difflab.io import write_run
     from difflab.samplers import SAMPLERS
     from difflab.samplers.langevin import StepSizeAdapter
+
+    if spec.discrete:
+        return _execute_discrete(opts, spec=spec, target=target, params=params, path=path, progress=progress)
 
     # Children 0-2 are the same whatever the count, so adding streams never changes old runs.
     ss_init, ss_step, ss_metric, ss_score = np.random.SeedSequence(opts.seed).spawn(4)
@@ -222,6 +230,13 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     if params.get("likelihood"):
         groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
 
+    _write(path, opts, spec, params, result, result.samples, result.trajectory, summary, summary_arrays, groups)
+    return path, result, summary
+
+
+def _write(path, opts, spec, params, result, samples, trajectory, summary, summary_arrays, groups) -> None:
+    from difflab.io import write_run
+
     write_run(
         path,
         attrs={
@@ -229,14 +244,85 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
             "steps_done": result.steps_done, "diverged_step": result.diverged_step,
             "wall_time_s": result.wall_time_s,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "argv": json.dumps(sys.argv), "n_particles": n, "dim": d,
+            "argv": json.dumps(sys.argv), "n_particles": params["particles"], "dim": samples.shape[1],
         },
-        samples=result.samples, params=params, target_yaml=spec.text, target_source=spec.source,
-        trajectory=result.trajectory, trajectory_step=result.trajectory_step,
+        samples=samples, params=params, target_yaml=spec.text, target_source=spec.source,
+        trajectory=trajectory, trajectory_step=result.trajectory_step,
         metrics_step=result.metrics_step, metrics=result.metrics, per_step=result.per_step,
         summary=summary, summary_arrays=summary_arrays, groups=groups,
     )
+
+
+def _execute_discrete(opts: SampleOptions, *, spec, target, params: dict, path: Path, progress=None):
+    """The discrete samplers' run: same streams, driver and run file; states are integer codes,
+    written as the target's labels (Ising spins -1/+1; masked = NaN)."""
+    import contextlib
+
+    import numpy as np
+
+    from difflab import driver
+    from difflab.metrics import DiscreteMetricSuite
+    from difflab.samplers import SAMPLERS
+
+    ss_init, ss_step, ss_metric, _ = np.random.SeedSequence(opts.seed).spawn(4)
+    rng_init = np.random.Generator(np.random.SFC64(ss_init))
+    rng_step = np.random.Generator(np.random.SFC64(ss_step))
+    rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
+    n, d = params["particles"], target.dim
+    entry = SAMPLERS[opts.sampler]
+    sampler = entry.build(target, params)
+    if params["init"] == "target":
+        x0, law0 = target.sample(rng_init, n), target.probs
+    elif params["init"] == "uniform":
+        x0, law0 = rng_init.integers(0, target.K, size=(n, d), dtype=np.int64), np.full(target.n_states, 1.0 / target.n_states)
+    else:
+        x0, law0 = sampler.noise.prior_sample(rng_init, n, d), sampler.noise.prior_law(d)
+    suite = DiscreteMetricSuite(target)
+    steps = getattr(sampler, "n_steps", params["steps"])
+    # Monte Carlo series only where the state lives on the target's space (gibbs), not on noisy states.
+    every = params["metrics_every"] if entry.mcmc else 0
+    ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
+    with ctx:
+        result = driver.run(sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
+                            trajectory_particles=params["trajectory_particles"],
+                            metrics_every=every, metric_fn=suite.series if every else None, on_step=on_step)
+    with np.errstate(all="ignore"):
+        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
+        _discrete_exact_law(sampler, target, law0, result, params, summary)
+    _write(path, opts, spec, params, result, target.to_labels(result.samples), target.to_labels(result.trajectory),
+           summary, summary_arrays, {})
     return path, result, summary
+
+
+def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: dict) -> None:
+    """Where the (noisy) state space has at most MAX_EXACT_LAW states: the exact law of the
+    sampler's state, propagated by matrix-vector products. Summary: exact_tv and exact_kl of the
+    output to the target; series exact_tv against the exact law p_t at each step's time (the
+    target for gibbs), where the sampler has a time grid."""
+    import numpy as np
+
+    from difflab.samplers.discrete import MAX_EXACT_LAW, clean_part, kl, tv
+
+    if len(law0) > MAX_EXACT_LAW or result.steps_done == 0:
+        return
+    every = params["metrics_every"]
+    q, steps, series = law0, [], []
+    for k in range(result.steps_done + 1):
+        if k > 0:
+            q = sampler.law_step(q, k - 1)
+        if sampler.timed and every and (k % every == 0 or k == result.steps_done):
+            steps.append(k)
+            series.append(tv(q, sampler.noised_law(k)))
+    n_noisy = sampler.noise.n_noisy if hasattr(sampler, "noise") else target.K
+    clean, masked = clean_part(q, target, n_noisy)
+    summary["exact_tv"] = tv(clean, target.probs) + 0.5 * masked
+    summary["exact_kl"] = kl(clean, target.probs) if masked < 1e-12 else float("inf")
+    if not steps:
+        return
+    if len(result.metrics_step) == 0:
+        result.metrics_step = np.array(steps)
+    if result.metrics_step.tolist() == steps:
+        result.metrics["exact_tv"] = np.array(series)
 
 
 def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):

@@ -24,6 +24,7 @@ class SamplerSpec:
     resolve: Callable[[dict, int], dict]  # (sampler options, steps) -> parameters
     build: Callable  # (target, parameters) -> sampler
     mcmc: bool = False  # chains of a stationary Markov kernel: ESS and R-hat apply
+    discrete: bool = False  # runs on discrete targets (ising, potts, pmf) instead of continuous ones
 
 
 def _get(opts: dict, key: str, default):
@@ -217,6 +218,38 @@ def _localization_build(target, params: dict):
     return Localization(target, times, transition=params["transition"], output=params["output"])
 
 
+def _discrete_resolve(opts: dict, steps: int) -> dict:
+    from difflab.samplers.discrete import METHODS, NOISES, SCHEDULES
+
+    noise = _choice("noise", _get(opts, "noise", "absorbing"), NOISES)
+    p = {"noise": noise, "method": _choice("method", _get(opts, "method", "tau-leaping"), METHODS)}
+    p["schedule"] = _choice("schedule", _get(opts, "schedule", "linear" if noise == "absorbing" else "geometric"),
+                            SCHEDULES)
+    kmin = float(_get(opts, "kappa_min", 0.0 if p["schedule"] == "linear" else 1e-3))
+    if not (math.isfinite(kmin) and 0.0 <= kmin < 1.0):
+        raise ConfigError(f"--kappa-min: must be in [0, 1), got {kmin}")
+    if kmin == 0.0 and p["schedule"] == "geometric":
+        raise ConfigError("--kappa-min: the geometric schedule kappa_min^t needs kappa_min > 0, got 0.0")
+    if kmin == 0.0 and noise == "uniform":
+        raise ConfigError("--kappa-min: uniform noise with kappa(1) = 0 has infinite reverse rates at t = 1; "
+                          "give kappa-min > 0, got 0.0")
+    p["kappa_min"] = kmin
+    return p
+
+
+def _discrete_build(target, params: dict):
+    from difflab.samplers.discrete import DiscreteDiffusion, Noise
+
+    noise = Noise(params["noise"], target.K, params["schedule"], params["kappa_min"])
+    return DiscreteDiffusion(target, noise, params["method"], params["steps"])
+
+
+def _gibbs_build(target, params: dict):
+    from difflab.samplers.discrete import Gibbs
+
+    return Gibbs(target)
+
+
 SAMPLERS = {
     "ula": SamplerSpec("ula", 1000, ("normal", "target"), _langevin(0.01),
                        lambda t, p: ULA(t, p["step_size"]), mcmc=True),
@@ -226,6 +259,9 @@ SAMPLERS = {
     "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
     "sde": SamplerSpec("sde", 1000, ("prior",), _sde_resolve, _sde_build),
     "localization": SamplerSpec("localization", 500, ("zero",), _localization_resolve, _localization_build),
+    "discrete": SamplerSpec("discrete", 100, ("prior",), _discrete_resolve, _discrete_build, discrete=True),
+    "gibbs": SamplerSpec("gibbs", 100, ("uniform", "target"), lambda o, s: {}, _gibbs_build, mcmc=True,
+                         discrete=True),
 }
 
 __all__ = ["MALA", "SAMPLERS", "ULA", "SamplerSpec"]
