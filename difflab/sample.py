@@ -137,7 +137,9 @@ def prepare(opts: SampleOptions):
     if SAMPLERS[opts.sampler].discrete != spec.discrete:
         wanted = "discrete targets (ising, potts, pmf); use ula, mala, ddpm, pflow, sde or localization for" \
             if SAMPLERS[opts.sampler].discrete else "continuous targets (gaussian, gmm); use discrete or gibbs for"
-        raise ConfigError(f"--target: {spec.source} is a {spec.kind} target; {opts.sampler} runs on {wanted} it")
+        kind = "discrete" if spec.discrete else "continuous"
+        raise ConfigError(f"--target: {spec.source} is a {kind} target (kind: {spec.kind}); {opts.sampler} runs on "
+                          f"{wanted} it")
     if params.get("points"):
         load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)

@@ -312,8 +312,8 @@ def test_discrete_runs_are_reproducible_and_write_labels(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["sample", "discrete", "-t", "gmm"], "gmm.yaml (shipped) is a gmm target; discrete runs on discrete targets"),
-    (["sample", "ula", "-t", "ising6"], "ising6.yaml (shipped) is a ising target; ula runs on continuous targets"),
+    (["sample", "discrete", "-t", "gmm"], "gmm.yaml (shipped) is a continuous target (kind: gmm); discrete runs on discrete targets"),
+    (["sample", "ula", "-t", "ising6"], "ising6.yaml (shipped) is a discrete target (kind: ising); ula runs on continuous targets"),
     (["sample", "discrete", "--noise", "uniform", "--schedule", "linear", "--kappa-min", "0"], "--kappa-min: uniform noise with kappa(1) = 0"),
     (["sample", "discrete", "--schedule", "geometric", "--kappa-min", "0"], "--kappa-min: the geometric schedule"),
     (["sample", "discrete", "--method", "leap"], "--method: expected one of exact, tau-leaping, euler"),

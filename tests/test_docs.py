@@ -32,6 +32,8 @@ SECTIONS = {  # README subsections of the CLI reference that document each sampl
     "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
     "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
     "localization": ["### Common options", "### `difflab sample localization`"],
+    "discrete": ["### Common options", "### `difflab sample discrete`"],
+    "gibbs": ["### Common options", "### `difflab sample gibbs`"],
 }
 
 
@@ -75,7 +77,8 @@ def all_runs(tmp_path_factory):
                                                   ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
                                                   ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
                                                   ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
-                                                  ["localization", "-t", "gaussian"])]
+                                                  ["localization", "-t", "gaussian"], ["discrete"],
+                                                  ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"])]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -115,7 +118,7 @@ def test_schema_lists_every_samplers_params_and_series(all_runs):
             seen |= set(f["config/params"].attrs)
             seen_series |= set(f["metrics"]) - {"step", "per_step"}
     assert seen <= documented and seen_series == documented_series
-    assert documented - seen <= {"normal", "target", "prior", "zero"}  # values named in the row, not keys
+    assert documented - seen <= {"normal", "target", "prior", "zero", "uniform"}  # values named in the row, not keys
 
 
 def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
