@@ -129,7 +129,6 @@ def prepare(opts: SampleOptions):
     """Validate everything (target, options, points, output path) before any work:
     (spec, target, params, path)."""
     from difflab.config import load_target
-
     from difflab.samplers import SAMPLERS
 
     params = resolve_params(opts)
@@ -197,7 +196,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     rng_step = np.random.Generator(np.random.SFC64(ss_step))
     rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
 
-    n, d = params["particles"], target.dim
+    n = params["particles"]
     model = target  # what the sampler sees: the exact target, or a deliberately wrong score
     if params.get("score_error", 0.0) > 0.0:
         from difflab.targets.perturbed import PerturbedScore
