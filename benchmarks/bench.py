@@ -2,7 +2,8 @@
 
 Runs the same sampler classes and driver the CLI runs, with metrics and trajectory off, and prints
 particle-steps per second (particles x steps / wall time; median of --repeat runs after a warm-up
-run). Langevin chains start from exact target draws; diffusion samplers from N(0, I).
+run) and samples per second (particles / wall time). Langevin chains start from exact target
+draws; diffusion samplers from N(0, I); discrete diffusion from its prior, gibbs from uniform states.
 
     python benchmarks/bench.py [--repeat 3] [--only ula,mala] [--json out.json]
 """
@@ -29,24 +30,36 @@ CASES = [  # (sampler, target, particles, steps, sampler options): sizes from th
     ("ddpm", "gmm", 10_000, 1_000, {}),
     ("pflow", "gmm50", 4_096, 100, {"solver": "heun"}),
     ("localization", "gmm50", 4_096, 500, {}),
+    ("discrete", "ising12", 10_000, 100, {"method": "exact"}),  # absorbing: d = 12 unmasking steps
+    ("discrete", "ising12", 10_000, 100, {"method": "tau-leaping"}),
+    ("discrete", "ising12", 10_000, 100, {"method": "exact", "noise": "uniform"}),
+    ("gibbs", "ising12", 10_000, 100, {}),
 ]
 
 
-def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict, seed: int = 0) -> float:
+def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict, seed: int = 0):
+    """(wall time in seconds, steps actually run)."""
     target = load_target(target_name)[1]
     spec = SAMPLERS[sampler]
     params = {"steps": steps, **spec.resolve(options, steps)}
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(seed))
-    x0 = target.sample(init_rng, n) if spec.mcmc else init_rng.standard_normal((n, target.dim))
-    if spec.inits[0] == "zero":
+    if spec.discrete:
+        x0 = s.noise.prior_sample(init_rng, n, target.dim) if hasattr(s, "noise") else \
+            init_rng.integers(0, target.K, size=(n, target.dim))
+    elif spec.mcmc:
+        x0 = target.sample(init_rng, n)
+    elif spec.inits[0] == "zero":
         x0 = np.zeros((n, target.dim))
+    else:
+        x0 = init_rng.standard_normal((n, target.dim))
     rng = np.random.Generator(np.random.SFC64(seed + 1))
+    run_steps = getattr(s, "n_steps", steps)
     t0 = time.perf_counter()
-    res = driver.run(s, x0, rng, steps=getattr(s, "n_steps", steps), save_every=steps, trajectory_particles=0)
+    res = driver.run(s, x0, rng, steps=run_steps, save_every=run_steps, trajectory_particles=0)
     dt = time.perf_counter() - t0
     assert res.status == "complete"
-    return dt
+    return dt, run_steps
 
 
 def main() -> None:
@@ -57,18 +70,21 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}")
-    print(f"{'sampler':8s} {'target':6s} {'particles':>9s} {'steps':>6s} {'median s':>9s} {'particle-steps/s':>17s}")
+    print(f"{'sampler':12s} {'options':28s} {'target':7s} {'particles':>9s} {'steps':>6s} {'median s':>9s} "
+          f"{'particle-steps/s':>17s} {'samples/s':>10s}")
     only = set(args.only.split(",")) if args.only else None
     for sampler, tname, n, steps, options in CASES:
         if only and sampler not in only:
             continue
         time_case(sampler, tname, n, max(steps // 10, 1), options)  # warm-up
-        times = [time_case(sampler, tname, n, steps, options, seed=r) for r in range(args.repeat)]
-        med = float(np.median(times))
-        rate = n * steps / med
-        rows.append({"sampler": sampler, "target": tname, "particles": n, "steps": steps, "options": options,
-                     "median_s": med, "particle_steps_per_s": rate})
-        print(f"{sampler:8s} {tname:6s} {n:9d} {steps:6d} {med:9.3f} {rate:17.3e}")
+        runs = [time_case(sampler, tname, n, steps, options, seed=r) for r in range(args.repeat)]
+        med = float(np.median([t for t, _ in runs]))
+        run_steps = runs[0][1]
+        rate = n * run_steps / med
+        rows.append({"sampler": sampler, "target": tname, "particles": n, "steps": run_steps, "options": options,
+                     "median_s": med, "particle_steps_per_s": rate, "samples_per_s": n / med})
+        opts = ",".join(f"{k}={v}" for k, v in options.items())
+        print(f"{sampler:12s} {opts:28s} {tname:7s} {n:9d} {run_steps:6d} {med:9.3f} {rate:17.3e} {n / med:10.3e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

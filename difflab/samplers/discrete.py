@@ -14,9 +14,8 @@ kappa(t) / kappa(s). Schedules: ``linear`` kappa(t) = 1 - (1 - kappa_min) t and 
 kappa(t) = kappa_min^t (constant rate beta = -log kappa_min); kappa_min = kappa(1).
 
 Posterior engine (:class:`Posterior`). Given a noisy state y at time t, the posterior over clean
-states is w(x) ∝ p_0(x) prod_i P_t(y_i | x_i), a function of the number of coordinates where x
-agrees with y; the posterior marginals pi_i(b | y) = P(x_i = b | y_t = y) are one GEMM of w with
-the one-hot clean states (S, d K).
+states is w(x) ∝ p_0(x) prod_i P_t(y_i | x_i); the likelihood factorises over coordinates, so the
+posterior marginals pi_i(b | y) = P(x_i = b | y_t = y) take two GEMMs of size sqrt(S) per row.
 
 Reverse rates. R^_t(y -> y^{i<-a}) = beta(t) Q(a, y_i) p_t(y^{i<-a}) / p_t(y) and
 p_t(y^{i<-a}) / p_t(y) = sum_b pi_i(b | y) P_t(a | b) / P_t(y_i | b), so
@@ -133,83 +132,101 @@ class Posterior:
     was noised independently by the uniform or absorbing kernel with keep probability r, and the
     clean state has prior ``prior`` (S,) (default: the target).
 
-    The likelihood prod_i P(y_i | x_i) depends on x only through the number of unmasked
-    coordinates where x agrees with y, m(x, y): absorbing, [m = number unmasked]; uniform,
-    proportional to rho^m, rho = (r + (1 - r) / K) / ((1 - r) / K). So w(x) = prior(x) f(m(x, y)),
-    with m from one float32 GEMM of one-hot states (exact: small integers) and f a lookup, no
-    exp. Rows are deduplicated first: the posterior depends only on the noisy state.
+    The likelihood factorises over coordinates, so with the coordinates split into a first half A
+    and a second half B (x = (a, b)) and the prior as a matrix T[a, b] (K^|A| x K^|B|),
+    w(a, b) ∝ c_A(a) T[a, b] c_B(b) with c_A, c_B the likelihoods of each half. Marginals then
+    need only (rows x sqrt S) work: pi over A from c_A ⊙ (c_B T^T), over B from c_B ⊙ (c_A T).
+    Each half's likelihood depends on the number m of its unmasked coordinates where the state
+    agrees with y: absorbing, [m = number unmasked]; uniform, proportional to rho^m,
+    rho = (r + (1 - r) / K) / ((1 - r) / K), taken relative to the row's largest m (a lookup, no
+    exp). Rows are deduplicated first: the posterior depends only on the noisy state.
     A row whose consistent states all have prior probability 0 (reachable only by euler or
-    tau-leaping unmasking several coordinates at once) gets the posterior under a uniform
-    prior, i.e. its masked coordinates are filled uniformly.
+    tau-leaping unmasking several coordinates at once) gets the posterior under a uniform prior,
+    i.e. its masked coordinates are filled uniformly.
     """
 
     def __init__(self, target, kind: str, r: float, prior: np.ndarray | None = None):
+        from difflab.targets.discrete import enumerate_states
+
         self.target, self.kind = target, kind
-        self.prior = target.probs if prior is None else prior
         k, d = target.K, target.dim
+        self.da = d // 2
         self.n_noisy = k + (kind == "absorbing")
         self.noisy_strides = self.n_noisy ** np.arange(d - 1, -1, -1, dtype=np.int64)
-        self.ohx = target.onehot.reshape(target.n_states, d * k)  # (S, d K)
-        self.ohx32 = np.ascontiguousarray(self.ohx.T, dtype=np.float32)  # (d K, S)
+        self.table = (target.probs if prior is None else prior).reshape(k**self.da, k ** (d - self.da))
+        self.halves = []
+        for lo, hi in ((0, self.da), (self.da, d)):
+            states = enumerate_states(k, hi - lo)
+            oh = (states[:, :, None] == np.arange(k)).reshape(len(states), -1).astype(np.float64)
+            self.halves.append((lo, hi, oh))  # one-hot of the half's states (K^h, h K)
         if kind == "uniform":
-            lo = (1.0 - r) / k
-            self.decay = (lo / (r + lo)) ** np.arange(d + 1)  # f(m) / f(m_max) = rho^-(m_max - m)
+            lo_p = (1.0 - r) / k
+            self.decay = (lo_p / (r + lo_p)) ** np.arange(d + 1)  # rho^-(m_max - m)
 
     def _unique(self, y: np.ndarray):
         _, first, inv = np.unique(y @ self.noisy_strides, return_index=True, return_inverse=True)
         return y[first], inv.reshape(-1)
 
-    def _weights(self, y: np.ndarray) -> np.ndarray:
-        """Normalised weights (U, S) for distinct noisy rows y (U, d)."""
-        u, d = y.shape
+    def _likelihoods(self, y: np.ndarray) -> list[np.ndarray]:
+        """[c_A (U, K^|A|), c_B (U, K^|B|)] for distinct noisy rows y (U, d)."""
         k = self.target.K
-        known = y < k
-        oh = np.zeros((u, d * k), dtype=np.float32)
-        rows, cols = np.nonzero(known)
-        oh[rows, cols * k + y[rows, cols]] = 1.0
-        m = oh @ self.ohx32  # (U, S) agreements
-        if self.kind == "absorbing":
-            lik = (m == known.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float64)
-        else:
-            lik = self.decay[(m.max(axis=1, keepdims=True) - m).astype(np.intp)]
-        w = lik * self.prior
-        total = w.sum(axis=1, keepdims=True)
-        bad = total[:, 0] <= 0
-        if bad.any():
-            w[bad] = lik[bad]
-            total[bad] = w[bad].sum(axis=1, keepdims=True)
-        w /= total
-        return w
+        out = []
+        for lo, hi, oh_states in self.halves:
+            yh = y[:, lo:hi]
+            known = yh < k
+            oh = np.zeros((len(y), (hi - lo) * k))
+            rows, cols = np.nonzero(known)
+            oh[rows, cols * k + yh[rows, cols]] = 1.0
+            m = oh @ oh_states.T  # agreements, exact small integers
+            if self.kind == "absorbing":
+                out.append((m == known.sum(axis=1)[:, None]).astype(np.float64))
+            else:
+                out.append(self.decay[np.rint(m.max(axis=1, keepdims=True) - m).astype(np.intp)])
+        return out
 
-    def _chunks(self, n: int):
-        step = max(1, _CHUNK // self.target.n_states)
-        return [(a, min(a + step, n)) for a in range(0, n, step)]
+    def _prepared(self, y: np.ndarray):
+        """(c_A, c_B, g = c_B T^T, h = c_A T, Z) with the uniform-prior fallback applied."""
+        ca, cb = self._likelihoods(y)
+        g, h = cb @ self.table.T, ca @ self.table
+        z = np.einsum("ua,ua->u", ca, g)
+        bad = z <= 0
+        if bad.any():
+            ones = np.ones_like(self.table)
+            g[bad], h[bad] = cb[bad] @ ones.T, ca[bad] @ ones
+            z[bad] = np.einsum("ua,ua->u", ca[bad], g[bad])
+        return ca, cb, g, h, z
 
     def weights(self, y: np.ndarray) -> np.ndarray:
         """Normalised posterior weights (n, S) over the clean states, one row per noisy row."""
         yu, inv = self._unique(y)
-        return self._weights(yu)[inv]
+        ca, cb, _, _, z = self._prepared(yu)
+        bad = (ca @ self.table * cb).sum(axis=1) <= 0
+        t = np.where(bad[:, None, None], 1.0, self.table[None])
+        w = (ca[:, :, None] * t * cb[:, None, :]).reshape(len(yu), -1)
+        return (w / z[:, None])[inv]
 
     def marginals(self, y: np.ndarray) -> np.ndarray:
         """Posterior single-site marginals pi (n, d, K): pi[n, i, b] = P(x_i = b | y_n)."""
         yu, inv = self._unique(y)
-        out = np.empty((len(yu), self.ohx.shape[1]))
-        for a, b in self._chunks(len(yu)):
-            out[a:b] = self._weights(yu[a:b]) @ self.ohx
-        return out[inv].reshape(len(y), y.shape[1], self.target.K)
+        ca, cb, g, h, z = self._prepared(yu)
+        (_, _, oh_a), (_, _, oh_b) = self.halves
+        pi = np.concatenate([(ca * g) @ oh_a, (cb * h) @ oh_b], axis=1) / z[:, None]
+        return pi[inv].reshape(len(y), y.shape[1], self.target.K)
 
     def sample(self, rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
-        """One draw of the clean state per row of y (n, d), as flat indices, by inverse CDF."""
-        u = rng.random(len(y))
+        """One draw of the clean state per row of y (n, d), as flat indices: the second half from
+        its marginal, then the first half given it, each by inverse CDF."""
+        u = rng.random((len(y), 2))
         yu, inv = self._unique(y)
-        idx = np.empty(len(y), dtype=np.int64)
-        for a, b in self._chunks(len(yu)):
-            c = np.cumsum(self._weights(yu[a:b]), axis=1)
-            sel = np.nonzero((inv >= a) & (inv < b))[0]
-            for lo, hi in self._chunks(len(sel)):
-                rows = c[inv[sel[lo:hi]] - a]
-                idx[sel[lo:hi]] = (u[sel[lo:hi], None] * rows[:, -1:] >= rows).sum(axis=1)
-        return np.minimum(idx, self.target.n_states - 1)
+        ca, cb, _, h, _ = self._prepared(yu)
+        cdf_b = np.cumsum(cb * h, axis=1)[inv]
+        b = np.minimum((u[:, :1] * cdf_b[:, -1:] >= cdf_b).sum(axis=1), cdf_b.shape[1] - 1)
+        cols = self.table.T[b]  # T[:, b] per particle
+        bad = (cols * ca[inv]).sum(axis=1) <= 0
+        cols[bad] = 1.0
+        cdf_a = np.cumsum(ca[inv] * cols, axis=1)
+        a = np.minimum((u[:, 1:] * cdf_a[:, -1:] >= cdf_a).sum(axis=1), cdf_a.shape[1] - 1)
+        return a * self.table.shape[1] + b
 
 
 def categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
