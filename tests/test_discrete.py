@@ -172,6 +172,24 @@ def test_posterior_weights_by_brute_force():
         np.testing.assert_allclose(post.weights(ys)[ok], w[ok] / w[ok].sum(axis=1, keepdims=True), atol=1e-14)
 
 
+def test_posterior_draws_follow_the_posterior_weights():
+    """Chi-square of 100,000 draws per noisy row against the enumerated weights (ising12: the
+    two-half factorisation is exercised on 64 x 64 blocks); negative control: the prior fails."""
+    tg = _target("ising12")
+    post = Posterior(tg, "uniform", 0.4, tg.noised_table(Noise("uniform", 2, "geometric", 1e-3).kernel(0.7)))
+    rng = np.random.default_rng(3)
+    for y in tg.states[[0, 1234, 4095]]:
+        n = 100_000
+        idx = post.sample(rng, np.repeat(y[None], n, axis=0))
+        w = post.weights(y[None])[0]
+        keep = w * n > 5
+        counts = np.bincount(idx, minlength=tg.n_states)
+        pooled = np.append(counts[keep], counts[~keep].sum())
+        expect = np.append(n * w[keep], n * w[~keep].sum())
+        assert stats.chisquare(pooled, expect).pvalue > 1e-3
+        assert stats.chisquare(pooled, np.append(n * tg.probs[keep], n * tg.probs[~keep].sum())).pvalue < 1e-12
+
+
 # ------------------------------------------------------------------ exact laws
 def _final_tv(sampler, q0=None):
     q = sampler.noise.prior_law(sampler.target.dim) if q0 is None else q0
