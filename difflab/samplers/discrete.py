@@ -185,7 +185,8 @@ class Posterior:
         return out
 
     def _prepared(self, y: np.ndarray):
-        """(c_A, c_B, g = c_B T^T, h = c_A T, Z) with the uniform-prior fallback applied."""
+        """(c_A, c_B, g = c_B T^T, h = c_A T, Z, fallback rows) with the uniform-prior fallback
+        applied to rows of zero posterior mass."""
         ca, cb = self._likelihoods(y)
         g, h = cb @ self.table.T, ca @ self.table
         z = np.einsum("ua,ua->u", ca, g)
@@ -194,21 +195,22 @@ class Posterior:
             ones = np.ones_like(self.table)
             g[bad], h[bad] = cb[bad] @ ones.T, ca[bad] @ ones
             z[bad] = np.einsum("ua,ua->u", ca[bad], g[bad])
-        return ca, cb, g, h, z
+        return ca, cb, g, h, z, bad
 
     def weights(self, y: np.ndarray) -> np.ndarray:
         """Normalised posterior weights (n, S) over the clean states, one row per noisy row."""
         yu, inv = self._unique(y)
-        ca, cb, _, _, z = self._prepared(yu)
-        bad = (ca @ self.table * cb).sum(axis=1) <= 0
-        t = np.where(bad[:, None, None], 1.0, self.table[None])
-        w = (ca[:, :, None] * t * cb[:, None, :]).reshape(len(yu), -1)
-        return (w / z[:, None])[inv]
+        ca, cb, _, _, z, bad = self._prepared(yu)
+        w = ca[:, :, None] * self.table
+        w *= (cb / z[:, None])[:, None, :]
+        if bad.any():
+            w[bad] = ca[bad, :, None] * (cb[bad] / z[bad, None])[:, None, :]
+        return w.reshape(len(yu), -1)[inv]
 
     def marginals(self, y: np.ndarray) -> np.ndarray:
         """Posterior single-site marginals pi (n, d, K): pi[n, i, b] = P(x_i = b | y_n)."""
         yu, inv = self._unique(y)
-        ca, cb, g, h, z = self._prepared(yu)
+        ca, cb, g, h, z, _ = self._prepared(yu)
         (_, _, oh_a), (_, _, oh_b) = self.halves
         pi = np.concatenate([(ca * g) @ oh_a, (cb * h) @ oh_b], axis=1) / z[:, None]
         return pi[inv].reshape(len(y), y.shape[1], self.target.K)
@@ -218,7 +220,7 @@ class Posterior:
         its marginal, then the first half given it, each by inverse CDF."""
         u = rng.random((len(y), 2))
         yu, inv = self._unique(y)
-        ca, cb, _, h, _ = self._prepared(yu)
+        ca, cb, _, h, _, _ = self._prepared(yu)
         cdf_b = np.cumsum(cb * h, axis=1)[inv]
         b = np.minimum((u[:, :1] * cdf_b[:, -1:] >= cdf_b).sum(axis=1), cdf_b.shape[1] - 1)
         cols = self.table.T[b]  # T[:, b] per particle
@@ -324,10 +326,16 @@ class DiscreteDiffusion:
         """The law (K'^d,) after step k, from the law q before it."""
         nz, d = self.noise, self.target.dim
         ys = noisy_states(nz, d)
-        if self.method != "exact":
-            return q @ product_kernel(self.step_probs(ys, k))
-        if nz.kind == "uniform":
-            return q @ self.exact_kernel(k).weights(ys)
+        if self.method != "exact" or nz.kind == "uniform":
+            # q @ T, T built only for rows of positive mass, in blocks that stay in cache
+            kernel = self.exact_kernel(k).weights if self.method == "exact" else \
+                (lambda y: product_kernel(self.step_probs(y, k)))
+            live = np.nonzero(q > 0)[0]
+            out = np.zeros(nz.n_noisy**d)
+            for a in range(0, len(live), 256):
+                rows = live[a : a + 256]
+                out += q[rows] @ kernel(ys[rows])
+            return out
         kn = nz.n_noisy
         strides = kn ** np.arange(d - 1, -1, -1)
         masked = ys == nz.K
@@ -354,9 +362,9 @@ def noisy_states(noise: Noise, dim: int) -> np.ndarray:
 def product_kernel(p: np.ndarray) -> np.ndarray:
     """Dense transition matrix (S', S') of a step that moves each coordinate independently:
     T[y, x] = prod_i p[y, i, x_i] for p (S', d, K'), by successive outer products."""
-    t = np.ones((p.shape[0], 1))
-    for i in range(p.shape[1]):
-        t = (t[:, :, None] * p[:, i, None, :]).reshape(p.shape[0], -1)
+    t = np.ascontiguousarray(p[:, -1, :])
+    for i in range(p.shape[1] - 2, -1, -1):  # prepend coordinate i: the long axis stays innermost
+        t = (p[:, i, :, None] * t[:, None, :]).reshape(p.shape[0], -1)
     return t
 
 
