@@ -205,7 +205,8 @@ class DiscreteMetricSuite:
     * ``pair_tv``: max over pairs i < j of the TV between the empirical and exact laws of
       (x_i, x_j) (for spins: the pair correlations).
 
-    The histogram metrics need the whole space enumerated; the marginal ones scale with d.
+    The histogram metrics need the whole space enumerated; the marginal ones scale with d. A
+    sample with masked coordinates (an interrupted absorbing run) gets no metrics.
     """
 
     SERIES = ("tv", "kl", "marginal_tv", "pair_tv")
@@ -221,6 +222,8 @@ class DiscreteMetricSuite:
         from difflab.samplers.discrete import kl, tv
 
         tg = self.target
+        if (x >= tg.K).any():  # masked coordinates left (an interrupted absorbing run): not states of the target
+            return {}
         h = np.bincount(tg.index(x), minlength=tg.n_states) / len(x)
         oh = (x[:, :, None] == np.arange(tg.K)).astype(np.float64)  # (n, d, K)
         marg = oh.mean(axis=0)
