@@ -224,8 +224,11 @@ def localization(target: Target = "gmm", particles: Particles = 1000,
     _sample("localization", locals())
 
 
+DiscreteTarget = Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")]
+
+
 @sample_app.command("discrete")
-def discrete(target: Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")] = "ising6",
+def discrete(target: DiscreteTarget = "ising6",
              particles: Particles = 1000,
              steps: Annotated[int, typer.Option("--steps", help="Reverse time steps (exact with absorbing noise: d unmasking steps).")] = 100,
              seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
@@ -240,7 +243,7 @@ def discrete(target: Annotated[str, typer.Option("--target", "-t", help="Discret
 
 
 @sample_app.command("gibbs")
-def gibbs(target: Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")] = "ising6",
+def gibbs(target: DiscreteTarget = "ising6",
           particles: Particles = 1000,
           steps: Annotated[int, typer.Option("--steps", help="Sweeps (each updates every site once, in order).")] = 100,
           seed: Seed = 0,
