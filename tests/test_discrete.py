@@ -362,3 +362,16 @@ def test_interrupted_absorbing_run_leaves_a_valid_file(tmp_path, monkeypatch):
     assert rec.attrs["status"] == "interrupted" and rec.attrs["steps_done"] == 5
     assert np.isnan(rec.samples).any() and "tv" not in rec.summary
     assert 0.25 < rec.summary["exact_tv"] < 1.0 and rec.summary["exact_kl"] == float("inf")
+
+
+@pytest.mark.parametrize("args", [["--method", "exact"], ["--noise", "uniform", "--method", "exact", "--steps", "5"],
+                                  ["--method", "euler", "--steps", "50"]])
+def test_one_dimensional_pmf(tmp_path, args):
+    """d = 1 (one half of the posterior split is empty): the exact methods are exact."""
+    f = tmp_path / "p.yaml"
+    f.write_text("kind: pmf\nalphabet: 4\ndim: 1\nlog_weights: [0, 1, 2, 0.5]\n")
+    r = runner.invoke(app, ["sample", "discrete", "-t", str(f), "-n", "500", *args, "-o", str(tmp_path / "o.h5"), "-q"])
+    assert r.exit_code == 0, r.output
+    rec = read_run(tmp_path / "o.h5", samples=True)
+    assert rec.samples.shape == (500, 1) and set(np.unique(rec.samples)) <= {0.0, 1.0, 2.0, 3.0}
+    assert rec.summary["exact_tv"] < (1e-6 if "exact" in args else 0.05)

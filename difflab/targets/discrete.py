@@ -18,7 +18,9 @@ MAX_STATES = 2**16
 
 
 def enumerate_states(alphabet: int, dim: int) -> np.ndarray:
-    """All alphabet^dim states (S, dim) int64 in flat-index order."""
+    """All alphabet^dim states (S, dim) int64 in flat-index order (dim 0: one empty state)."""
+    if dim == 0:
+        return np.zeros((1, 0), dtype=np.int64)
     return np.stack(np.unravel_index(np.arange(alphabet**dim), (alphabet,) * dim), axis=1).astype(np.int64)
 
 
