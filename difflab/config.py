@@ -28,8 +28,8 @@ from difflab.errors import ConfigError
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _COMMON_KEYS = {"kind", "name", "description"}
 _KIND_KEYS = {
-    "gaussian": {"mean", "cov"},
-    "gmm": {"components", "ring", "random"},
+    "gaussian": {"mean", "cov", "tilt"},
+    "gmm": {"components", "ring", "random", "tilt"},
     "ising": {"n", "graph", "rows", "cols", "coupling", "field", "beta"},
     "potts": {"q", "n", "graph", "rows", "cols", "coupling", "beta"},
     "pmf": {"alphabet", "dim", "probs", "log_weights"},
@@ -40,6 +40,7 @@ _BLOCK_KEYS = {
     "components[]": {"weight", "mean", "cov"},
     "ring": {"k", "radius", "std"},
     "random": {"k", "dim", "seed"},
+    "tilt": {"lambda", "b", "A"},
 }
 
 
@@ -149,8 +150,9 @@ def _vector(ctx: _Ctx, key: str, v: Any) -> list[float]:
     return [_number(ctx, f"{key}[{i}]", x) for i, x in enumerate(v)]
 
 
-def _covariance(ctx: _Ctx, key: str, v: Any, d: int):
-    """A scalar (isotropic), a list of d numbers (diagonal) or a d x d symmetric PD matrix."""
+def _covariance(ctx: _Ctx, key: str, v: Any, d: int, positive: bool = True):
+    """A scalar (isotropic), a list of d numbers (diagonal) or a d x d symmetric PD matrix
+    (with ``positive=False``: any symmetric matrix)."""
     import numpy as np
 
     if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
@@ -171,7 +173,7 @@ def _covariance(ctx: _Ctx, key: str, v: Any, d: int):
     if not np.allclose(m, m.T, rtol=0.0, atol=1e-10 * max(scale, 1e-300)):
         raise ctx.fail(key, "must be symmetric", m.tolist())
     lam = np.linalg.eigvalsh(m)
-    if lam[0] <= 1e-12 * max(scale, 1e-300):
+    if positive and lam[0] <= 1e-12 * max(scale, 1e-300):
         raise ctx.fail(key, f"must be positive definite, got smallest eigenvalue {lam[0]:.3g}", show_got=False)
     return m
 
@@ -262,6 +264,33 @@ def _random(ctx: _Ctx, block: Any):
         covs.append((0.5 * (np.eye(d) + a @ a.T / d)).tolist())
     total = k * (k + 1) / 2
     return [(j + 1) / total for j in range(k)], means, covs
+
+
+def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
+    """The target times exp(lambda r(x)), r(x) = b^T x - x^T A x / 2: again a mixture (closed form)."""
+    import numpy as np
+
+    from difflab.targets.mixture import tilt_mixture
+
+    block = _mapping(ctx, "tilt", block)
+    _check_keys(ctx, block, _BLOCK_KEYS["tilt"], "tilt")
+    lam = _number(ctx, "tilt.lambda", _require(ctx, block, "lambda", "tilt"))
+    d = len(means[0])
+    if "b" not in block and "A" not in block:
+        raise ctx.fail("tilt", "needs a reward: b (linear part) and/or A (quadratic part)", show_got=False)
+    b = None
+    if "b" in block:
+        b = _vector(ctx, "tilt.b", block["b"])
+        if len(b) != d:
+            raise ctx.fail("tilt.b", f"expected {d} entries to match the target's dimension", len(b))
+    a = _covariance(ctx, "tilt.A", block["A"], d, positive=False) if "A" in block else None
+    try:
+        weights, means, covs, _ = tilt_mixture(weights, means, covs, lam, b, a)
+    except ValueError as exc:
+        k, lowest = exc.args
+        raise ctx.fail("tilt.A", f"the tilted precision Sigma^-1 + lambda A of component {k} is not positive "
+                       f"definite (smallest eigenvalue {lowest:.3g}); lower lambda or A", show_got=False) from None
+    return [float(w) for w in weights], [np.asarray(m).tolist() for m in means], [np.asarray(c).tolist() for c in covs]
 
 
 def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
@@ -372,6 +401,8 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
             raise ctx.fail("", "a gmm needs exactly one of 'components', 'ring' or 'random'", present or None)
         builder = {"components": _components, "ring": _ring, "random": _random}[present[0]]
         weights, means, covs = builder(ctx, doc[present[0]])
+    if "tilt" in doc:
+        weights, means, covs = _tilt(ctx, doc["tilt"], weights, means, covs)
     return TargetSpec(
         name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
         covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,

@@ -266,3 +266,39 @@ class GaussianMixture:
             return f"{self.kind}, dim {self.dim}"
         return f"{self.kind}, dim {self.dim}, {self.n_components} components"
 
+
+
+def tilt_mixture(weights, means, covs, lam: float, b, a):
+    """The mixture proportional to p(x) exp(lam r(x)), r(x) = b^T x - x^T A x / 2, in closed form.
+
+    Component k, N(m, S) with weight w, becomes N(m', S') with S'^-1 = S^-1 + lam A,
+    m' = S' (S^-1 m + lam b), and weight proportional to
+    w exp(m'^T S'^-1 m' / 2 - m^T S^-1 m / 2) (|S'| / |S|)^1/2 (completing the square in
+    int N(x; m, S) exp(lam r(x)) dx). Returns (weights, means, covs, log_z), log_z = log E_p[exp(lam r(X))].
+    Raises ValueError(k, smallest eigenvalue) if a tilted precision is not positive definite.
+    """
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.special import logsumexp
+
+    d = len(means[0])
+    b = np.zeros(d) if b is None else np.asarray(b, dtype=np.float64)
+    a = np.zeros((d, d)) if a is None else np.asarray(a, dtype=np.float64)
+    out_m, out_c, logw = [], [], []
+    for k, (w, m, s) in enumerate(zip(weights, means, covs)):
+        m, s = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        prec = cho_solve(cho_factor(s), np.eye(d))
+        prec_t = 0.5 * ((prec + lam * a) + (prec + lam * a).T)
+        lowest = np.linalg.eigvalsh(prec_t)[0]
+        if lowest <= 0:
+            raise ValueError(k, float(lowest))
+        fac = cho_factor(prec_t)
+        m_t = cho_solve(fac, prec @ m + lam * b)
+        s_t = cho_solve(fac, np.eye(d))
+        half_logdet = np.sum(np.log(np.diag(fac[0])))  # log |S'^-1|^1/2
+        _, logdet_s = np.linalg.slogdet(s)
+        logw.append(np.log(w) + 0.5 * m_t @ prec_t @ m_t - 0.5 * m @ prec @ m - half_logdet - 0.5 * logdet_s)
+        out_m.append(m_t)
+        out_c.append(0.5 * (s_t + s_t.T))
+    logw = np.array(logw)
+    log_z = float(logsumexp(logw))
+    return np.exp(logw - log_z), out_m, out_c, log_z
