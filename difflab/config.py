@@ -414,7 +414,7 @@ def shipped_targets() -> dict[str, str]:
     files = resources.files("difflab.shipped")
     return {
         p.name[: -len(".yaml")]: p.read_text(encoding="utf-8")
-        for p in sorted(files.iterdir(), key=lambda p: p.name)
+        for p in sorted(files.iterdir(), key=lambda p: p.name.removesuffix(".yaml"))
         if p.name.endswith(".yaml")
     }
 
