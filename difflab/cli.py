@@ -156,6 +156,7 @@ ScoreError = Annotated[float, typer.Option("--score-error", help="Size eps of a 
 ScoreErrorKind = Annotated[str, typer.Option("--score-error-kind", help="bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or variance (covariances times 1 + eps).")]
 Grid = Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")]
 EarlyStopT = Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")]
+RewardGuidance = Annotated[str, typer.Option("--reward-guidance", help="On a target with a tilt: block: exact (the untilted process steered by the exact h-transform control, i.e. the tilted target's score) or naive (untilted score + lambda grad r at every time).")]
 Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gaussian with the noised target's moments at the start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).")]
 
 
@@ -170,6 +171,7 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          timestep_spacing: Annotated[str, typer.Option("--timestep-spacing", help="Which K of the 1000 steps (diffusers' names): trailing, leading or linspace.")] = "trailing",
          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         reward_guidance: RewardGuidance = "exact",
          quiet: Quiet = False, force: Force = False) -> None:
     """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
     _sample("ddpm", locals())
@@ -189,6 +191,7 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           points: Annotated[str | None, typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         reward_guidance: RewardGuidance = "exact",
          quiet: Quiet = False, force: Force = False) -> None:
     """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
     _sample("pflow", locals())
@@ -204,6 +207,7 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
         snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
+         reward_guidance: RewardGuidance = "exact",
          quiet: Quiet = False, force: Force = False) -> None:
     """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
     _sample("sde", locals())

@@ -55,6 +55,10 @@ class TargetSpec:
     covs: tuple  # (K, d, d)
     source: str  # the path or shipped name it was read from
     text: str  # the file's YAML text, stored in run files
+    # With a tilt: block the fields above are the tilted target; these keep the untilted one and
+    # the reward (lambda, b, A), for samplers that steer the untilted process (reward guidance).
+    untilted: tuple = ()  # (weights, means, covs) or ()
+    reward: tuple = ()  # (lambda, b or None, A or None) or ()
 
     discrete = False
 
@@ -285,12 +289,14 @@ def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
             raise ctx.fail("tilt.b", f"expected {d} entries to match the target's dimension", len(b))
     a = _covariance(ctx, "tilt.A", block["A"], d, positive=False) if "A" in block else None
     try:
-        weights, means, covs, _ = tilt_mixture(weights, means, covs, lam, b, a)
+        tilted = tilt_mixture(weights, means, covs, lam, b, a)
     except ValueError as exc:
         k, lowest = exc.args
         raise ctx.fail("tilt.A", f"the tilted precision Sigma^-1 + lambda A of component {k} is not positive "
                        f"definite (smallest eigenvalue {lowest:.3g}); lower lambda or A", show_got=False) from None
-    return [float(w) for w in weights], [np.asarray(m).tolist() for m in means], [np.asarray(c).tolist() for c in covs]
+    weights, means, covs, _ = tilted
+    reward = (lam, b, None if a is None else a.tolist())
+    return [float(w) for w in weights], [np.asarray(m).tolist() for m in means], [np.asarray(c).tolist() for c in covs], reward
 
 
 def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
@@ -401,11 +407,14 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
             raise ctx.fail("", "a gmm needs exactly one of 'components', 'ring' or 'random'", present or None)
         builder = {"components": _components, "ring": _ring, "random": _random}[present[0]]
         weights, means, covs = builder(ctx, doc[present[0]])
+    untilted, reward = (), ()
     if "tilt" in doc:
-        weights, means, covs = _tilt(ctx, doc["tilt"], weights, means, covs)
+        untilted = (tuple(weights), tuple(map(tuple, means)), tuple(tuple(map(tuple, c)) for c in covs))
+        weights, means, covs, reward = _tilt(ctx, doc["tilt"], weights, means, covs)
     return TargetSpec(
         name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
         covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,
+        untilted=untilted, reward=reward,
     )
 
 

@@ -139,6 +139,9 @@ def prepare(opts: SampleOptions):
         kind = "discrete" if spec.discrete else "continuous"
         raise ConfigError(f"--target: {spec.source} is a {kind} target (kind: {spec.kind}); {opts.sampler} runs on "
                           f"{wanted} it")
+    if params.get("reward_guidance") == "naive" and not spec.reward:
+        raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
+                          f"{spec.source} has none")
     if params.get("points"):
         load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)
@@ -203,6 +206,11 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
 
         model = PerturbedScore(target, params["score_error_kind"], params["score_error"],
                                np.random.Generator(np.random.SFC64(ss_score)))
+    elif params.get("reward_guidance") == "naive":
+        from difflab.targets.mixture import GaussianMixture
+        from difflab.targets.perturbed import RewardGuided
+
+        model = RewardGuided(target, GaussianMixture(*spec.untilted), *spec.reward)
     sampler = SAMPLERS[opts.sampler].build(model, params)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
     suite = metrics.MetricSuite(target, rng_metric)

@@ -71,6 +71,9 @@ def _schedule_params(opts: dict) -> dict:
     out = {"schedule": name, "prior": _choice("prior", _get(opts, "prior", "matched"), ("matched", "standard"))}
     out["score_error"] = _positive_finite("score-error", _get(opts, "score_error", 0.0), allow_zero=True)
     out["score_error_kind"] = _choice("score-error-kind", _get(opts, "score_error_kind", "bias"), KINDS)
+    out["reward_guidance"] = _choice("reward-guidance", _get(opts, "reward_guidance", "exact"), ("exact", "naive"))
+    if out["reward_guidance"] == "naive" and out["score_error"] > 0:
+        raise ConfigError("--reward-guidance: naive guidance is itself a score error; use it without --score-error")
     if name == "vp-linear":
         out["beta_min"] = _positive_finite("beta-min", _get(opts, "beta_min", 0.1))
         out["beta_max"] = _positive_finite("beta-max", _get(opts, "beta_max", 20.0))
