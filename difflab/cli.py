@@ -228,6 +228,20 @@ def localization(target: Target = "gmm", particles: Particles = 1000,
     _sample("localization", locals())
 
 
+@sample_app.command("smc")
+def smc(target: Annotated[str, typer.Option("--target", "-t", help="A target file with a tilt: block (reward r), e.g. the shipped gmm-tilted.")] = "gmm-tilted",
+        particles: Particles = 1000,
+        steps: Annotated[int, typer.Option("--steps", help="Reverse steps on K of DDPM's 1000 (<= 1000).")] = 100,
+        seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
+        trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
+        proposal: Annotated[str, typer.Option("--proposal", help="base (untilted DDPM kernel) or naive (its denoiser steered by lambda grad r).")] = "base",
+        ess_threshold: Annotated[float, typer.Option("--ess-threshold", help="Resample when the ESS falls below this fraction of the particles.")] = 0.5,
+        beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
+        prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+    """Sequential Monte Carlo over the reverse diffusion for a reward-tilted target (exact weights)."""
+    _sample("smc", locals())
+
+
 DiscreteTarget = Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")]
 
 

@@ -59,6 +59,7 @@ class TargetSpec:
     # the reward (lambda, b, A), for samplers that steer the untilted process (reward guidance).
     untilted: tuple = ()  # (weights, means, covs) or ()
     reward: tuple = ()  # (lambda, b or None, A or None) or ()
+    log_z: float = 0.0  # with a tilt: log E_p[exp(lambda r(X))], the exact normaliser
 
     discrete = False
 
@@ -294,9 +295,10 @@ def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
         k, lowest = exc.args
         raise ctx.fail("tilt.A", f"the tilted precision Sigma^-1 + lambda A of component {k} is not positive "
                        f"definite (smallest eigenvalue {lowest:.3g}); lower lambda or A", show_got=False) from None
-    weights, means, covs, _ = tilted
+    weights, means, covs, log_z = tilted
     reward = (lam, b, None if a is None else a.tolist())
-    return [float(w) for w in weights], [np.asarray(m).tolist() for m in means], [np.asarray(c).tolist() for c in covs], reward
+    return ([float(w) for w in weights], [np.asarray(m).tolist() for m in means],
+            [np.asarray(c).tolist() for c in covs], reward, log_z)
 
 
 def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
@@ -407,14 +409,14 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
             raise ctx.fail("", "a gmm needs exactly one of 'components', 'ring' or 'random'", present or None)
         builder = {"components": _components, "ring": _ring, "random": _random}[present[0]]
         weights, means, covs = builder(ctx, doc[present[0]])
-    untilted, reward = (), ()
+    untilted, reward, log_z = (), (), 0.0
     if "tilt" in doc:
         untilted = (tuple(weights), tuple(map(tuple, means)), tuple(tuple(map(tuple, c)) for c in covs))
-        weights, means, covs, reward = _tilt(ctx, doc["tilt"], weights, means, covs)
+        weights, means, covs, reward, log_z = _tilt(ctx, doc["tilt"], weights, means, covs)
     return TargetSpec(
         name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
         covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,
-        untilted=untilted, reward=reward,
+        untilted=untilted, reward=reward, log_z=log_z,
     )
 
 
@@ -458,7 +460,11 @@ def build_target(spec: TargetSpec):
                               labels=spec.labels)
     from difflab.targets.mixture import GaussianMixture
 
-    return GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind)
+    target = GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind)
+    if spec.reward:  # a tilted target knows its untilted law, the reward and the normaliser
+        target.untilted = GaussianMixture(*spec.untilted, name=spec.name, kind=spec.kind)
+        target.reward, target.tilt_log_z = spec.reward, spec.log_z
+    return target
 
 
 def load_target(ref: str):

@@ -142,6 +142,8 @@ def prepare(opts: SampleOptions):
     if params.get("reward_guidance") == "naive" and not spec.reward:
         raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
                           f"{spec.source} has none")
+    if opts.sampler == "smc" and not spec.reward:
+        raise ConfigError(f"--target: smc samples a reward-tilted target; {spec.source} has no tilt: block")
     if params.get("points"):
         load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)
@@ -165,6 +167,9 @@ def _initial(params: dict, target, sampler, rng, n: int):
         return rng.standard_normal((n, d)), (np.zeros(d), np.eye(d))
     if params["init"] == "zero":  # localization starts at y_0 = 0 exactly
         return np.zeros((n, d)), (np.zeros(d), np.zeros((d, d)))
+    if hasattr(sampler, "prior_law"):  # smc: the prior its weights are computed against
+        mean, cov = sampler.prior_law
+        return mean + rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T, (mean, cov)
     a, s = sampler.start
     if params["prior"] == "standard":
         std = s if a == 1.0 else 1.0  # VE (alpha = 1): N(0, sigma_max^2 I); VP: N(0, I)
@@ -207,10 +212,9 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
         model = PerturbedScore(target, params["score_error_kind"], params["score_error"],
                                np.random.Generator(np.random.SFC64(ss_score)))
     elif params.get("reward_guidance") == "naive":
-        from difflab.targets.mixture import GaussianMixture
         from difflab.targets.perturbed import RewardGuided
 
-        model = RewardGuided(target, GaussianMixture(*spec.untilted), *spec.reward)
+        model = RewardGuided(target, target.untilted, *target.reward)
     sampler = SAMPLERS[opts.sampler].build(model, params)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
     suite = metrics.MetricSuite(target, rng_metric)
@@ -346,9 +350,11 @@ def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
         summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
     for name, series in result.per_step.items():
         if len(series):
-            # nfe: the total; posterior_trace: its final value; anything else: the mean over steps
-            summary[name] = float(series.sum() if name == "nfe" else series[-1] if name == "posterior_trace"
+            # nfe: the total; posterior_trace, log_z_estimate: the final value; anything else: the mean over steps
+            summary[name] = float(series.sum() if name == "nfe" else series[-1] if name in ("posterior_trace", "log_z_estimate")
                                   else series.mean())
+    if hasattr(target, "tilt_log_z") and "log_z_estimate" in summary:
+        summary["log_z"] = float(target.tilt_log_z)
     summary_arrays = {}
     kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
     if mcmc and kept.shape[0] >= 4 and kept.shape[1] >= 2:

@@ -32,6 +32,7 @@ SECTIONS = {  # README subsections of the CLI reference that document each sampl
     "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
     "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
     "localization": ["### Common options", "### `difflab sample localization`"],
+    "smc": ["### Common options", "### `difflab sample smc`"],
     "discrete": ["### Common options", "### `difflab sample discrete`"],
     "gibbs": ["### Common options", "### `difflab sample gibbs`"],
 }
@@ -78,7 +79,8 @@ def all_runs(tmp_path_factory):
                                                   ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
                                                   ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
                                                   ["localization", "-t", "gaussian"], ["discrete"],
-                                                  ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"])]
+                                                  ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"], ["smc"],
+                                                  ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"])]
 
 
 def test_schema_root_attributes_match(run_file):

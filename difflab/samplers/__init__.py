@@ -221,6 +221,34 @@ def _localization_build(target, params: dict):
     return Localization(target, times, transition=params["transition"], output=params["output"])
 
 
+def _smc_resolve(opts: dict, steps: int) -> dict:
+    if steps > N_TRAIN:
+        raise ConfigError(f"--steps: smc runs on at most the schedule's {N_TRAIN} steps, got {steps}")
+    p = _schedule_params(opts)
+    for key in ("score_error", "score_error_kind", "reward_guidance"):
+        p.pop(key)
+    p["proposal"] = _choice("proposal", _get(opts, "proposal", "base"), ("base", "naive"))
+    p["ess_threshold"] = float(_get(opts, "ess_threshold", 0.5))
+    if not 0.0 <= p["ess_threshold"] <= 1.0:
+        raise ConfigError(f"--ess-threshold: must be in [0, 1], got {p['ess_threshold']}")
+    return p
+
+
+def _smc_build(target, params: dict):
+    import numpy as np
+
+    from difflab.samplers.smc import TiltSMC
+
+    alphas, sigmas, _ = ddpm_grid({**params, "early_stop": 0.0, "timestep_spacing": "trailing"}, params["steps"])
+    base, (a, s) = target.untilted, (float(alphas[0]), float(sigmas[0]))
+    if params["prior"] == "standard":
+        prior = (np.zeros(base.dim), (s * s if a == 1.0 else 1.0) * np.eye(base.dim))
+    else:  # the untilted p_1's moments: the process being steered is the untilted one
+        prior = (a * base.mean, a * a * base.cov + s * s * np.eye(base.dim))
+    return TiltSMC(base, *target.reward, alphas, sigmas, prior, proposal=params["proposal"],
+                   ess_threshold=params["ess_threshold"])
+
+
 def _discrete_resolve(opts: dict, steps: int) -> dict:
     from difflab.samplers.discrete import METHODS, NOISES, SCHEDULES
 
@@ -262,6 +290,7 @@ SAMPLERS = {
     "pflow": SamplerSpec("pflow", 100, ("prior",), _pflow_resolve, _pflow_build),
     "sde": SamplerSpec("sde", 1000, ("prior",), _sde_resolve, _sde_build),
     "localization": SamplerSpec("localization", 500, ("zero",), _localization_resolve, _localization_build),
+    "smc": SamplerSpec("smc", 100, ("prior",), _smc_resolve, _smc_build),
     "discrete": SamplerSpec("discrete", 100, ("prior",), _discrete_resolve, _discrete_build, discrete=True),
     "gibbs": SamplerSpec("gibbs", 100, ("uniform", "target"), lambda o, s: {}, _gibbs_build, mcmc=True,
                          discrete=True),
