@@ -96,6 +96,8 @@ def _sample(sampler: str, args: dict) -> None:
                                                    progress=_progress if show_progress else None)
     except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
         _fail(f"{path}: could not write the run file: {exc}", code=1)
+    except DifflabError as exc:  # found while building the run's references, before any writing
+        _fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)
     if quiet:
@@ -157,6 +159,9 @@ ScoreErrorKind = Annotated[str, typer.Option("--score-error-kind", help="bias (s
 Grid = Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")]
 EarlyStopT = Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")]
 RewardGuidance = Annotated[str, typer.Option("--reward-guidance", help="On a target with a tilt: block: exact (the untilted process steered by the exact h-transform control, i.e. the tilted target's score) or naive (untilted score + lambda grad r at every time).")]
+Guidance = Annotated[str, typer.Option("--guidance", help="none, classifier (score + W grad log p(c | x_t)) or cfg ((1 + W) conditional score - W score); needs a target with classes.")]
+ClassName = Annotated[str | None, typer.Option("--class", help="With --guidance: the class (a name from the target's classes: block).", show_default=False)]
+Scale = Annotated[float | None, typer.Option("--scale", help="With --guidance: the guidance scale W >= 0 (default 1).", show_default=False)]
 Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gaussian with the noised target's moments at the start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).")]
 
 
@@ -171,8 +176,8 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          timestep_spacing: Annotated[str, typer.Option("--timestep-spacing", help="Which K of the 1000 steps (diffusers' names): trailing, leading or linspace.")] = "trailing",
          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact",
-         quiet: Quiet = False, force: Force = False) -> None:
+         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
+         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
     """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
     _sample("ddpm", locals())
 
@@ -191,8 +196,8 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           points: Annotated[str | None, typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact",
-         quiet: Quiet = False, force: Force = False) -> None:
+         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
+         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
     """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
     _sample("pflow", locals())
 
@@ -207,8 +212,8 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
         snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact",
-         quiet: Quiet = False, force: Force = False) -> None:
+         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
+         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
     """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
     _sample("sde", locals())
 

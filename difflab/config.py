@@ -8,7 +8,8 @@ Accepted kinds (see the README's "Target YAML reference"):
 
 * ``kind: gaussian`` with ``mean`` and ``cov`` (matrix, list = diagonal, scalar = isotropic);
 * ``kind: gmm`` with exactly one of ``components`` (a list of ``{weight, mean, cov}``),
-  ``ring: {k, radius, std}`` or ``random: {k, dim, seed}``;
+  ``ring: {k, radius, std}`` or ``random: {k, dim, seed}``; optionally ``tilt: {lambda, b, A}``
+  (a reward tilt, closed form) and ``classes: {name: [component indices]}`` (for guidance);
 * discrete: ``kind: ising`` (n, graph, rows, cols, coupling, field, beta), ``kind: potts``
   (q, n, graph, rows, cols, coupling, beta) and ``kind: pmf`` (alphabet, dim, probs or log_weights).
 """
@@ -29,7 +30,7 @@ _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _COMMON_KEYS = {"kind", "name", "description"}
 _KIND_KEYS = {
     "gaussian": {"mean", "cov", "tilt"},
-    "gmm": {"components", "ring", "random", "tilt"},
+    "gmm": {"components", "ring", "random", "tilt", "classes"},
     "ising": {"n", "graph", "rows", "cols", "coupling", "field", "beta"},
     "potts": {"q", "n", "graph", "rows", "cols", "coupling", "beta"},
     "pmf": {"alphabet", "dim", "probs", "log_weights"},
@@ -60,12 +61,14 @@ class TargetSpec:
     untilted: tuple = ()  # (weights, means, covs) or ()
     reward: tuple = ()  # (lambda, b or None, A or None) or ()
     log_z: float = 0.0  # with a tilt: log E_p[exp(lambda r(X))], the exact normaliser
+    classes: tuple = ()  # ((name, (component indices...)), ...): labelled groups of components
 
     discrete = False
 
     def key(self) -> list:
         """What identifies the target in a run's hash."""
-        return [self.name, self.weights, self.means, self.covs]
+        key = [self.name, self.weights, self.means, self.covs]
+        return key + [self.classes] if self.classes else key
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,33 @@ def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
             [np.asarray(c).tolist() for c in covs], reward, log_z)
 
 
+def _classes(ctx: _Ctx, block: Any, n_components: int) -> tuple:
+    """``classes: {name: [component indices]}``: non-empty, disjoint groups of components (they
+    need not cover every component)."""
+    block = _mapping(ctx, "classes", block)
+    if not block:
+        raise ctx.fail("classes", "expected at least one class, e.g. {left: [0, 1], right: [2]}", block)
+    seen: dict[int, str] = {}
+    out = []
+    for name, members in block.items():
+        key = f"classes.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise ctx.fail("classes", "class names must be words of letters, digits, '_', '.', '+' or '-'", name)
+        if isinstance(members, int) and not isinstance(members, bool):
+            members = [members]
+        if not isinstance(members, list) or not members:
+            raise ctx.fail(key, "expected a non-empty list of component indices", members)
+        for i, m in enumerate(members):
+            if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < n_components:
+                raise ctx.fail(f"{key}[{i}]", f"expected a component index in 0..{n_components - 1}", m)
+            if m in seen:
+                raise ctx.fail(f"{key}[{i}]", f"component {m} is already in class '{seen[m]}'; classes must be "
+                               "disjoint", show_got=False)
+            seen[m] = name
+        out.append((name, tuple(members)))
+    return tuple(out)
+
+
 def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
     """(n, edges) of an ising or potts file: n sites on a chain, ring, grid (rows x cols) or
     complete graph; for a grid n may be omitted (= rows x cols)."""
@@ -413,10 +443,11 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
     if "tilt" in doc:
         untilted = (tuple(weights), tuple(map(tuple, means)), tuple(tuple(map(tuple, c)) for c in covs))
         weights, means, covs, reward, log_z = _tilt(ctx, doc["tilt"], weights, means, covs)
+    classes = _classes(ctx, doc["classes"], len(weights)) if "classes" in doc else ()
     return TargetSpec(
         name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
         covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,
-        untilted=untilted, reward=reward, log_z=log_z,
+        untilted=untilted, reward=reward, log_z=log_z, classes=classes,
     )
 
 
@@ -464,6 +495,7 @@ def build_target(spec: TargetSpec):
     if spec.reward:  # a tilted target knows its untilted law, the reward and the normaliser
         target.untilted = GaussianMixture(*spec.untilted, name=spec.name, kind=spec.kind)
         target.reward, target.tilt_log_z = spec.reward, spec.log_z
+    target.classes = {name: list(members) for name, members in spec.classes}
     return target
 
 

@@ -142,6 +142,16 @@ def prepare(opts: SampleOptions):
     if params.get("reward_guidance") == "naive" and not spec.reward:
         raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
                           f"{spec.source} has none")
+    if params.get("guidance", "none") != "none":
+        names = [name for name, _ in spec.classes]
+        if not names:
+            raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
+                              f"{spec.source} has none (the shipped gmm-classes has one)")
+        if params["class"] not in names:
+            from difflab.config import _suggest
+
+            raise ConfigError(f"--class: {spec.source} has no class '{params['class']}'"
+                              f"{_suggest(params['class'], names)}; expected one of {', '.join(names)}")
     if opts.sampler == "smc" and not spec.reward:
         raise ConfigError(f"--target: smc samples a reward-tilted target; {spec.source} has no tilt: block")
     if params.get("points"):
@@ -206,7 +216,16 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
 
     n = params["particles"]
     model = target  # what the sampler sees: the exact target, or a deliberately wrong score
-    if params.get("score_error", 0.0) > 0.0:
+    guided = params.get("guidance", "none") != "none"
+    if guided:  # the run is judged against p(x | c); the guided score is its score error
+        from difflab.targets.guidance import Guided, TiltedByClass, guidance_gamma
+
+        members, gamma = target.classes[params["class"]], guidance_gamma(params["guidance"], params["scale"])
+        unconditional, target = target, target.conditional(members, params["class"])
+        model = Guided(target, unconditional, gamma)
+        tilted = TiltedByClass(unconditional, members, gamma, rng_metric)
+        tilted_suite = metrics.MetricSuite(tilted, rng_metric)
+    elif params.get("score_error", 0.0) > 0.0:
         from difflab.targets.perturbed import PerturbedScore
 
         model = PerturbedScore(target, params["score_error_kind"], params["score_error"],
@@ -234,6 +253,9 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
         summary, summary_arrays = _summarise(suite, result, target, rng_metric, params,
                                              mcmc=SAMPLERS[opts.sampler].mcmc)
         _add_exact_law(sampler, target, law0, result, params, summary)
+        if guided:
+            _guidance_summary(summary, result.samples, tilted, tilted_suite, unconditional, members, gamma,
+                              rng_metric, n)
         if hasattr(sampler, "start"):
             from difflab.decomposition import error_terms, score_error_term
 
@@ -245,6 +267,20 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
 
     _write(path, opts, spec, params, result, result.samples, result.trajectory, summary, summary_arrays, groups)
     return path, result, summary
+
+
+def _guidance_summary(summary, samples, tilted, suite, unconditional, members, gamma, rng, n) -> None:
+    """Guided runs: the distance to the tilted law q ∝ p(x | c)^gamma p(x)^(1 - gamma) (tilted_*,
+    against exact rejection draws, with their floor), and the exact classifier's mean confidence
+    p(c | x) on the samples next to its value on exact draws of p(x | c)."""
+    summary["guidance_gamma"] = gamma
+    summary["class_weight"] = float(unconditional.weights[members].sum())
+    summary.update({f"tilted_{k}": v for k, v in suite.final(samples).items()})
+    summary.update({f"tilted_floor_{k}": v for k, v in suite.final(tilted.sample(rng, n)).items()})
+    summary["tilted_acceptance"] = tilted.acceptance
+    summary["class_confidence"] = float(unconditional.class_probability(samples, members).mean())
+    exact = tilted.conditional.sample(rng, n)
+    summary["floor_class_confidence"] = float(unconditional.class_probability(exact, members).mean())
 
 
 def _write(path, opts, spec, params, result, samples, trajectory, summary, summary_arrays, groups) -> None:

@@ -74,6 +74,7 @@ def _schedule_params(opts: dict) -> dict:
     out["reward_guidance"] = _choice("reward-guidance", _get(opts, "reward_guidance", "exact"), ("exact", "naive"))
     if out["reward_guidance"] == "naive" and out["score_error"] > 0:
         raise ConfigError("--reward-guidance: naive guidance is itself a score error; use it without --score-error")
+    out.update(_guidance_params(opts, out))
     if name == "vp-linear":
         out["beta_min"] = _positive_finite("beta-min", _get(opts, "beta_min", 0.1))
         out["beta_max"] = _positive_finite("beta-max", _get(opts, "beta_max", 20.0))
@@ -85,6 +86,27 @@ def _schedule_params(opts: dict) -> dict:
         if out["sigma_max"] <= out["sigma_min"]:
             raise ConfigError(f"--sigma-max: must be > --sigma-min ({out['sigma_min']}), got {out['sigma_max']}")
     return out
+
+
+def _guidance_params(opts: dict, out: dict) -> dict:
+    """--guidance, --class, --scale (the class is checked against the target in ``prepare``)."""
+    from difflab.targets.guidance import GUIDANCE
+
+    kind = _choice("guidance", _get(opts, "guidance", "none"), GUIDANCE)
+    if kind == "none":
+        for key in ("class_", "scale"):
+            if opts.get(key) is not None:
+                raise ConfigError(f"--{key.rstrip('_')}: only with --guidance classifier or cfg")
+        return {"guidance": "none"}
+    if opts.get("class_") is None:
+        raise ConfigError(f"--class: --guidance {kind} needs the class to steer toward, e.g. --class left")
+    scale = _positive_finite("scale", float(_get(opts, "scale", 1.0)), allow_zero=True)
+    if out["score_error"] > 0 or out["reward_guidance"] == "naive":
+        clash = "--score-error" if out["score_error"] > 0 else "--reward-guidance naive"
+        raise ConfigError(f"--guidance: use it without {clash} (guidance is measured as the score error)")
+    if opts.get("likelihood"):
+        raise ConfigError("--likelihood: not with --guidance (the ODE likelihood is the exact flow's)")
+    return {"guidance": kind, "class": str(opts["class_"]), "scale": scale}
 
 
 def make_schedule(params: dict):
@@ -225,7 +247,9 @@ def _smc_resolve(opts: dict, steps: int) -> dict:
     if steps > N_TRAIN:
         raise ConfigError(f"--steps: smc runs on at most the schedule's {N_TRAIN} steps, got {steps}")
     p = _schedule_params(opts)
-    for key in ("score_error", "score_error_kind", "reward_guidance"):
+    if p["guidance"] != "none":
+        raise ConfigError("--guidance: smc steers by a reward (tilt: block), not by a class")
+    for key in ("score_error", "score_error_kind", "reward_guidance", "guidance"):
         p.pop(key)
     p["proposal"] = _choice("proposal", _get(opts, "proposal", "base"), ("base", "naive"))
     p["ess_threshold"] = float(_get(opts, "ess_threshold", 0.5))

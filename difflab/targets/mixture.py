@@ -248,6 +248,18 @@ class GaussianMixture:
         covs = alpha**2 * self.covs + sigma**2 * np.eye(self.dim)
         return GaussianMixture(self.weights, alpha * self.means, covs, name=self.name, kind=self.kind)
 
+    # ------------------------------------------------------------------ classes (groups of components)
+    def conditional(self, members, label: str = "") -> GaussianMixture:
+        """p(x | c) for the class c made of the components ``members``: the sub-mixture with its
+        weights renormalised (p(x | c) = sum_{k in c} w_k N_k(x) / p(c), p(c) = sum_{k in c} w_k)."""
+        idx = np.asarray(members, dtype=np.int64)
+        name = f"{self.name}|{label}" if label else self.name
+        return GaussianMixture(self.weights[idx], self.means[idx], self.covs[idx], name=name, kind=self.kind)
+
+    def class_probability(self, y, members, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
+        """The exact classifier p(c | alpha X + sigma Z = y) = sum_{k in c} p(k | y), (n,)."""
+        return self.posterior_weights(y, alpha, sigma)[..., np.asarray(members, dtype=np.int64)].sum(axis=-1)
+
     # ------------------------------------------------------------------ the target itself
     def log_prob(self, x) -> np.ndarray:
         """log p(x), (n,)."""
