@@ -283,13 +283,17 @@ def compare(
     sort: Annotated[str | None, typer.Option("--sort", help="Sort rows by this column (ascending).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every field of every run as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Show these summary keys instead of the default metric columns (repeatable), e.g. -m tilted_sliced_w2 -m nfe.", show_default=False)] = None,
 ) -> None:
     """One row per run: the parameters that differ between the runs and the final metrics."""
     from difflab import compare as cmp
 
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
     rows = cmp.load_rows(paths)
-    cols, flat = cmp.flatten(rows, cmp.differing_params(rows))
+    try:
+        cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metric)
+    except DifflabError as exc:
+        _fail(str(exc))
     if sort:
         try:
             flat = cmp.sort_rows(flat, sort, cols)

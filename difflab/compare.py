@@ -7,6 +7,7 @@ a bad file.
 from __future__ import annotations
 
 import csv
+import difflib
 import io as _io
 import json
 import math
@@ -17,7 +18,8 @@ from difflab.errors import ConfigError, RunFileError
 # Columns shown in the table, in this order, when at least one run has them.
 METRICS = (
     "exact_kl", "exact_w2", "exact_tv", "tv", "kl", "marginal_tv", "pair_tv", "jumps", "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2",
-    "energy", "nfe", "acceptance_rate", "step_size", "ess_min", "split_rhat_max",
+    "energy", "tilted_mean_error", "tilted_sliced_w2", "class_confidence", "log_z_estimate", "log_z", "nfe",
+    "acceptance_rate", "step_size", "ess_min", "split_rhat_max",
 )
 RUN_KEYS = ("sampler", "target", "seed", "status", "steps_done")
 
@@ -57,10 +59,18 @@ def differing_params(rows: list[dict]) -> list[str]:
     return names
 
 
-def flatten(rows: list[dict], param_cols: list[str]) -> tuple[list[str], list[dict]]:
-    """Rows as flat dicts with the columns to show: run, status, differing params, metrics."""
+def flatten(rows: list[dict], param_cols: list[str], metrics=None) -> tuple[list[str], list[dict]]:
+    """Rows as flat dicts with the columns to show: run, status, differing params, metrics
+    (``metrics``: the summary keys to show instead of the default ones; each must be in some run)."""
+    if metrics:
+        known = sorted({k for r in rows for k in r.get("summary", {})})
+        for m in metrics:
+            if m not in known:
+                close = difflib.get_close_matches(m, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"--metric: no run has a summary key '{m}'{hint}")
     # A metric that is also a differing parameter (step_size) is shown once, as the parameter.
-    present = [m for m in METRICS if m not in param_cols and any(m in r.get("summary", {}) for r in rows)]
+    present = [m for m in (metrics or METRICS) if m not in param_cols and any(m in r.get("summary", {}) for r in rows)]
     cols = ["run", "status", "steps_done"] + param_cols + present
     flat = []
     for r in rows:

@@ -24,6 +24,8 @@ difflab reports each term it can compute:
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from difflab import exact
@@ -84,7 +86,7 @@ def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000) -> di
     times, schedule = np.asarray(sampler.times, dtype=np.float64), sampler.schedule
     x = pert.base.sample(rng, n_mc)
     total, var = 0.0, 0.0
-    for t, s in zip(times[:-1], times[1:]):
+    for t, s in itertools.pairwise(times):
         a, sig = (float(v) for v in alpha_sigma(schedule, t))
         y = a * x + sig * rng.standard_normal(x.shape)
         err = pert.score_error_sq(np.ascontiguousarray(y.T), a, sig)

@@ -80,7 +80,8 @@ def all_runs(tmp_path_factory):
                                                   ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
                                                   ["localization", "-t", "gaussian"], ["discrete"],
                                                   ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"], ["smc"],
-                                                  ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"])]
+                                                  ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"],
+                                                  ["ddpm", "-t", "gmm-classes", "--guidance", "cfg", "--class", "right"])]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -128,5 +129,9 @@ def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
     for path in all_runs:
         with h5py.File(path) as f:
             for name in f["summary"].attrs:
-                if not name.startswith("floor_") and name != "step_size":
+                if name.startswith("tilted_floor_") or name.startswith("floor_") or name == "step_size":
+                    continue
+                if name.startswith("tilted_") and name != "tilted_acceptance":  # tilted_<metric>
+                    assert "`tilted_<metric>`" in sec and f"`{name.removeprefix('tilted_')}`" in sec, name
+                else:
                     assert f"`{name}`" in sec, name

@@ -46,7 +46,7 @@ def test_ula_step_by_hand():
     xi = _rng(2).standard_normal((2, 5)).T  # noise is drawn as (d, n)
     expect = x - h * np.linalg.solve(S, (x - M).T).T + np.sqrt(2 * h) * xi
     np.testing.assert_allclose(new.x, expect, rtol=1e-13, atol=1e-13)
-    assert info == {}
+    assert info == {"nfe": 1.0}
 
 
 def test_mala_step_by_hand():

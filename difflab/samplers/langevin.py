@@ -65,7 +65,7 @@ class ULA:
         noise = rng.standard_normal(xt.shape)
         noise *= self.noise_std()
         xt += noise
-        return LangevinState(xt=xt, log_prob=None, grad_t=None), {}
+        return LangevinState(xt=xt, log_prob=None, grad_t=None), {"nfe": 1.0}
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ class MALA:
         grad_t = np.where(accept, grad_p, state.grad_t)
         with np.errstate(invalid="ignore", over="ignore"):
             acc_prob = np.exp(np.minimum(np.nan_to_num(log_a, nan=-np.inf), 0.0))
-        info = {"acceptance_rate": float(acc_prob.mean()), "accepted_fraction": float(accept.mean())}
+        info = {"acceptance_rate": float(acc_prob.mean()), "accepted_fraction": float(accept.mean()),
+                "nfe": 1.0}  # one log density and score at the proposal
         return LangevinState(xt=xt, log_prob=logp, grad_t=grad_t), info
 
 
