@@ -34,6 +34,8 @@ CASES = [  # (sampler, target, particles, steps, sampler options): sizes from th
     ("discrete", "ising12", 10_000, 100, {"method": "tau-leaping"}),
     ("discrete", "ising12", 10_000, 100, {"method": "exact", "noise": "uniform"}),
     ("gibbs", "ising12", 10_000, 100, {}),
+    ("ddpm", "gmm-classes", 10_000, 1_000, {"guidance": "cfg", "class_": "right", "scale": 2.0}),
+    ("smc", "gmm-tilted", 10_000, 100, {}),
 ]
 
 
@@ -42,6 +44,10 @@ def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict,
     target = load_target(target_name)[1]
     spec = SAMPLERS[sampler]
     params = {"steps": steps, **spec.resolve(options, steps)}
+    if params.get("guidance", "none") != "none":  # the model the CLI builds: two scores per evaluation
+        from difflab.targets.guidance import guided_model
+
+        target = guided_model(target, params)[0]
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(seed))
     if spec.discrete:
@@ -70,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}")
-    print(f"{'sampler':12s} {'options':28s} {'target':7s} {'particles':>9s} {'steps':>6s} {'median s':>9s} "
+    print(f"{'sampler':12s} {'options':36s} {'target':11s} {'particles':>9s} {'steps':>6s} {'median s':>9s} "
           f"{'particle-steps/s':>17s} {'samples/s':>10s}")
     only = set(args.only.split(",")) if args.only else None
     for sampler, tname, n, steps, options in CASES:
@@ -84,7 +90,7 @@ def main() -> None:
         rows.append({"sampler": sampler, "target": tname, "particles": n, "steps": run_steps, "options": options,
                      "median_s": med, "particle_steps_per_s": rate, "samples_per_s": n / med})
         opts = ",".join(f"{k}={v}" for k, v in options.items())
-        print(f"{sampler:12s} {opts:28s} {tname:7s} {n:9d} {run_steps:6d} {med:9.3f} {rate:17.3e} {n / med:10.3e}")
+        print(f"{sampler:12s} {opts:36s} {tname:11s} {n:9d} {run_steps:6d} {med:9.3f} {rate:17.3e} {n / med:10.3e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

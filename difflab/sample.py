@@ -218,11 +218,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     model = target  # what the sampler sees: the exact target, or a deliberately wrong score
     guided = params.get("guidance", "none") != "none"
     if guided:  # the run is judged against p(x | c); the guided score is its score error
-        from difflab.targets.guidance import Guided, TiltedByClass, guidance_gamma
+        from difflab.targets.guidance import TiltedByClass, guided_model
 
-        members, gamma = target.classes[params["class"]], guidance_gamma(params["guidance"], params["scale"])
-        unconditional, target = target, target.conditional(members, params["class"])
-        model = Guided(target, unconditional, gamma)
+        unconditional = target
+        model, target, members, gamma = guided_model(unconditional, params)
         tilted = TiltedByClass(unconditional, members, gamma, rng_metric)
         tilted_suite = metrics.MetricSuite(tilted, rng_metric)
     elif params.get("score_error", 0.0) > 0.0:

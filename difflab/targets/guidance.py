@@ -43,6 +43,15 @@ def guidance_gamma(kind: str, scale: float) -> float:
     return float(scale) if kind == "classifier" else 1.0 + float(scale)
 
 
+def guided_model(target, params: dict):
+    """(model the sampler sees, the conditional p(x | c), the class's components, gamma) of a run
+    with ``params`` guidance, class and scale."""
+    members = target.classes[params["class"]]
+    gamma = guidance_gamma(params["guidance"], params["scale"])
+    conditional = target.conditional(members, params["class"])
+    return Guided(conditional, target, gamma), conditional, members, gamma
+
+
 class Guided:
     """The guided score s_t + gamma (s_t(. | c) - s_t), seen as a score error against the exact
     conditional (``base``), so ``score_mse`` and ``score_error_term`` measure it; two model
