@@ -284,12 +284,17 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print every field of every run as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Show these summary keys instead of the default metric columns (repeatable), e.g. -m tilted_sliced_w2 -m nfe.", show_default=False)] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Group by this parameter within each series (the other differing parameters), aggregating --metric over seeds.", show_default=False)] = None,
+    fit: Annotated[bool, typer.Option("--fit", help="With --by: fit the log-log slope of the metric against the parameter, with a 95% confidence interval.")] = False,
 ) -> None:
     """One row per run: the parameters that differ between the runs and the final metrics."""
     from difflab import compare as cmp
 
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
     rows = cmp.load_rows(paths)
+    if by is not None or fit:
+        _compare_by(cmp, rows, by, metric, fit, as_json)
+        return
     try:
         cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metric)
     except DifflabError as exc:
@@ -320,6 +325,45 @@ def compare(
             table.add_row(run_name, *(cmp.fmt(d.get(c)) for c in cols[1:]))
     # Piped output is not squeezed to 80 columns (a terminal gets its own width).
     Console(width=None if sys.stdout.isatty() else 400).print(table)
+
+
+def _compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
+    """compare --by PARAM --metric M [--fit]: a table per series, mean and spread over seeds."""
+    import json
+
+    if by is None:
+        _fail("--fit: needs --by PARAM (the parameter to fit against)")
+    if not metric or len(metric) != 1:
+        _fail("--by: needs exactly one --metric (the summary key to aggregate), e.g. --metric exact_w2")
+    try:
+        groups = cmp.group_by(rows, by, metric[0])
+    except DifflabError as exc:
+        _fail(str(exc))
+    for g in groups:
+        if fit:
+            g["fit"] = cmp.fit_slope(g["points"])
+    if as_json:
+        typer.echo(json.dumps(groups, indent=2, sort_keys=True, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 400)
+    for g in groups:
+        title = ", ".join(f"{k}={cmp.fmt(v)}" for k, v in g["series"].items()) or "all runs"
+        table = Table(title=title)
+        for c in (by, "runs", f"mean {metric[0]}", "sd over seeds"):
+            table.add_column(c, justify="right")
+        for p in g["points"]:
+            table.add_row(cmp.fmt(p["value"]), str(p["n"]), cmp.fmt(p["mean"]), cmp.fmt(p["sd"]))
+        console.print(table)
+        if fit:
+            f = g["fit"]
+            if f["slope"] is None:
+                console.print("log-log slope: needs two points with positive values")
+            else:
+                ci = "" if f["ci_low"] is None else f" (95% CI {f['ci_low']:.3g} to {f['ci_high']:.3g})"
+                console.print(f"log-log slope of {metric[0]} against {by}: {f['slope']:.3g}{ci} over {f['k']} points")
 
 
 @app.command()

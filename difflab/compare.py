@@ -122,3 +122,74 @@ def fmt(v) -> str:
     if isinstance(v, str) and len(v) > 40:
         return Path(v).name if "/" in v else v[:40]
     return str(v)
+
+
+# ---------------------------------------------------------------- --by PARAM --fit
+# Parameters that follow from the others (defaults scaled with --steps) or only shape the output:
+# they never split runs into separate series.
+_DERIVED = ("save_every", "metrics_every", "trajectory_particles")
+
+
+def group_by(rows: list[dict], by: str, metric: str) -> list[dict]:
+    """Runs grouped by the value of parameter ``by`` within each series (a series = one setting
+    of the other differing parameters, seeds excluded), the metric aggregated over seeds.
+
+    Returns one dict per series: ``series`` (the other parameters' values), ``points`` (a list of
+    {value, n, mean, sd} sorted by value; sd with ddof = 1, None for one run).
+    """
+    import numpy as np
+
+    good = [r for r in rows if "error" not in r and r["status"] == "complete"]
+    params = sorted({k for r in good for k in r["params"]})
+    if by not in params and by not in ("seed",):
+        close = difflib.get_close_matches(by, params, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"--by: no run has a parameter '{by}'{hint}")
+    if not any(metric in r["summary"] for r in good):
+        known = sorted({k for r in good for k in r["summary"]})
+        close = difflib.get_close_matches(metric, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"--metric: no run has a summary key '{metric}'{hint}")
+    others = [k for k in differing_params(good) if k not in (by, "seed", *_DERIVED)]
+
+    def value(r, k):
+        return r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
+
+    series: dict[str, dict] = {}
+    for r in good:
+        x, y = value(r, by), r["summary"].get(metric)
+        if x is None or y is None:
+            continue
+        key = json.dumps({k: value(r, k) for k in others}, sort_keys=True, default=str)
+        series.setdefault(key, {}).setdefault(x, []).append(float(y))
+    out = []
+    for key, groups in series.items():
+        points = []
+        for x in sorted(groups):
+            ys = np.array(groups[x])
+            points.append({"value": x, "n": len(ys), "mean": float(ys.mean()),
+                           "sd": float(ys.std(ddof=1)) if len(ys) > 1 else None})
+        out.append({"series": json.loads(key), "points": points})
+    return out
+
+
+def fit_slope(points: list[dict], level: float = 0.95) -> dict:
+    """Least-squares slope of log(mean metric) against log(parameter) over the points with both
+    positive, with a ``level`` confidence interval from Student's t on k - 2 degrees of freedom
+    (k the number of points; no interval for k = 2). The slope is the convergence order when the
+    metric is an error and the parameter a step size (or minus it for a step count)."""
+    import numpy as np
+    from scipy import stats
+
+    pts = [(p["value"], p["mean"]) for p in points
+           if isinstance(p["value"], (int, float)) and p["value"] > 0 and p["mean"] > 0]
+    if len(pts) < 2:
+        return {"k": len(pts), "slope": None, "ci_low": None, "ci_high": None}
+    x, y = np.log(np.array(pts, dtype=np.float64)).T
+    res = stats.linregress(x, y)
+    out = {"k": len(pts), "slope": float(res.slope), "intercept": float(res.intercept),
+           "ci_low": None, "ci_high": None}
+    if len(pts) > 2:
+        half = float(stats.t.ppf(0.5 + level / 2, len(pts) - 2) * res.stderr)
+        out.update(ci_low=out["slope"] - half, ci_high=out["slope"] + half)
+    return out
