@@ -125,7 +125,8 @@ def _print_summary(path, result, summary: dict) -> None:
     table.add_column("exact-draw floor", justify="right")
     for m in METRICS:
         if m in summary:
-            table.add_row(m, fmt(summary[m]), fmt(summary.get(f"floor_{m}")))
+            floor = f"tilted_floor_{m[7:]}" if m.startswith("tilted_") else f"floor_{m}"
+            table.add_row(m, fmt(summary[m]), fmt(summary.get(floor)))
     Console().print(table)
 
 

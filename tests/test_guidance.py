@@ -323,3 +323,14 @@ def test_guidance_needs_a_target_with_classes(tmp_path):
                                  "--steps", "5", "-o", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "needs a target with a classes: block" in r.output
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_printed_summary_shows_the_tilted_floor(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(CLASSES)
+    r = CliRunner().invoke(app, ["sample", "ddpm", "-t", str(f), "--guidance", "cfg", "--class", "right", "-n", "100",
+                                 "--steps", "10", "-o", str(tmp_path / "r.h5")], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    row = next(ln for ln in r.output.splitlines() if "tilted_mean_error" in ln)
+    summary = read_run(tmp_path / "r.h5").summary
+    assert f"{summary['tilted_floor_mean_error']:.4g}" in row
