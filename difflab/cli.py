@@ -71,19 +71,14 @@ def _progress(total: int):
     return progress, on_step
 
 
-COMMON = ("target", "particles", "steps", "seed", "init", "out", "save_every", "metrics_every",
-          "trajectory_particles", "force")
-
 
 def _sample(sampler: str, args: dict) -> None:
     """Run one sampler command: ``args`` are the command's parameters (its ``locals()``); the
     common ones become SampleOptions fields, the rest the sampler's own options."""
     from difflab import sample as sample_mod
 
-    args = dict(args)
-    quiet = args.pop("quiet")
-    common = {k: args.pop(k) for k in COMMON if k in args}
-    opts = sample_mod.SampleOptions(sampler=sampler, **common, options=args)
+    quiet = args["quiet"]
+    opts = sample_mod.options_from_args(sampler, args)
     try:
         spec, target, params, path = sample_mod.prepare(opts)
     except DifflabError as exc:
@@ -365,6 +360,64 @@ def _compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
             else:
                 ci = "" if f["ci_low"] is None else f" (95% CI {f['ci_low']:.3g} to {f['ci_high']:.3g})"
                 console.print(f"log-log slope of {metric[0]} against {by}: {f['slope']:.3g}{ci} over {f['k']} points")
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="A sweep spec YAML: sampler, set, grid, zip (see the README).")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs at a time, each in its own process.")] = 1,
+) -> None:
+    """Many sample runs from one spec: a grid (and zipped lists) over any options and seeds.
+
+    Every run is validated first; runs whose file exists are skipped (an interrupted sweep resumes);
+    failures are listed at the end. Exit 0 if every run completed (or existed), 1 if any failed."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from difflab import sweep as sw
+
+    if jobs < 1:
+        _fail(f"--jobs: must be positive, got {jobs}")
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{spec}: cannot read the sweep spec: {exc}")
+    commands = {c.name: c.callback for c in sample_app.registered_commands}
+    try:
+        runs = sw.expand(text, str(spec), commands)
+    except DifflabError as exc:
+        _fail(str(exc))
+    todo, skipped, errors = sw.preflight(runs)
+    if errors:
+        for e in errors:
+            typer.echo(f"error: {spec}: {e}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(f"{len(runs)} runs: {len(todo)} to run, {len(skipped)} already done (skipped)", err=True)
+    results = {}
+    if jobs == 1 or len(todo) <= 1:
+        for run, _ in todo:
+            results[run.index] = sw.run_one(run.sampler, run.args)
+            typer.echo(f"{results[run.index][1]:>11s}  {results[run.index][0] or sw.describe(run)}", err=True)
+    else:
+        import multiprocessing
+
+        # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run.
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(sw.run_one, run.sampler, run.args): run for run, _ in todo}
+            for fut in as_completed(futures):
+                run = futures[fut]
+                results[run.index] = fut.result()
+                typer.echo(f"{results[run.index][1]:>11s}  {results[run.index][0] or sw.describe(run)}", err=True)
+    failed = [(run, results[run.index][2]) for run, _ in todo if results[run.index][1] == "failed"]
+    diverged = [results[run.index][0] for run, _ in todo if results[run.index][1] == "diverged"]
+    for path in sorted(p for p, *_ in results.values() if p):
+        typer.echo(path)
+    if diverged:
+        typer.echo(f"{len(diverged)} run(s) diverged (their files say so): {', '.join(diverged)}", err=True)
+    if failed:
+        typer.echo(f"{len(failed)} run(s) failed:", err=True)
+        for run, message in failed:
+            typer.echo(f"  run {run.index} ({sw.describe(run)}): {message}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

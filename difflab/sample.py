@@ -40,6 +40,18 @@ class SampleOptions:
     options: dict = field(default_factory=dict)
 
 
+COMMON = ("target", "particles", "steps", "seed", "init", "out", "save_every", "metrics_every",
+          "trajectory_particles", "force")
+
+
+def options_from_args(sampler: str, args: dict) -> SampleOptions:
+    """SampleOptions from a ``difflab sample <sampler>`` command's keyword arguments: the common
+    ones become fields, the rest the sampler's own options (the CLI and ``sweep`` both use this)."""
+    args = {k: v for k, v in args.items() if k != "quiet"}
+    common = {k: args.pop(k) for k in COMMON if k in args}
+    return SampleOptions(sampler=sampler, **common, options=args)
+
+
 def _positive(name: str, value, minimum=1):
     if value < minimum:
         rule = "must be positive" if minimum == 1 else f"must be >= {minimum}"

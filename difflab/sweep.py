@@ -1,0 +1,195 @@
+"""``difflab sweep SPEC.yaml``: many ``difflab sample`` runs from one spec, in parallel, resumable.
+
+A spec names a sampler and the settings of its command (the ``difflab sample <sampler>`` options,
+with ``_`` for ``-``: ``step_size``, ``particles``, ``seed``, ``target``, ``class``...):
+
+    sampler: ula
+    set: {target: gaussian, particles: 200, init: target}   # fixed settings
+    grid: {step_size: [0.01, 0.02, 0.04], seed: [0, 1]}    # every combination
+    zip: {steps: [100, 200], save_every: [1, 2]}           # advanced together, times the grid
+
+Each run is exactly the run ``difflab sample`` would make with those options (same defaults, same
+file name: the name hashes the sampler, target, parameters and seed). Every run is validated before
+any starts (a bad one: exit 2, nothing written); runs whose file exists are skipped, so an
+interrupted sweep resumes; a run that fails is listed at the end without stopping the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import typing
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from difflab.errors import ConfigError, DifflabError, RunExistsError
+
+SPEC_KEYS = ("sampler", "set", "grid", "zip")
+NOT_SWEPT = ("out", "force", "quiet")  # output names are the runs' hashes; existing runs are skipped
+
+
+@dataclass(frozen=True)
+class Run:
+    index: int
+    sampler: str
+    args: dict  # the command's keyword arguments, as the CLI would pass them
+    varied: dict  # the settings this run takes from grid and zip (for messages)
+
+
+def _base_type(annotation):
+    """float for ``Annotated[float | None, ...]``, and so on."""
+    t = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if args else t
+
+
+def command_options(callback) -> dict:
+    """{key: (default, type)} of a ``difflab sample`` command's options (``class`` for ``class_``)."""
+    import inspect
+
+    hints = typing.get_type_hints(callback, include_extras=True)
+    out = {}
+    for name, p in inspect.signature(callback).parameters.items():
+        if name in NOT_SWEPT:
+            continue
+        out["class" if name == "class_" else name] = (p.default, _base_type(hints[name]))
+    return out
+
+
+def _coerce(src: str, key: str, value, typ):
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{src}: {key}: expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{src}: {key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{src}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(value, (dict, list)) or value is None:
+        raise ConfigError(f"{src}: {key}: expected a single value, got {value!r}")
+    return str(value)
+
+
+def expand(text: str, src: str, commands: dict) -> list[Run]:
+    """The runs of a spec. ``commands``: sampler name -> its ``difflab sample`` callback."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{src}: YAML syntax error: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{src}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
+    for key in doc:
+        if key not in SPEC_KEYS:
+            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{src}: {key}: unknown key{hint}; expected one of {', '.join(SPEC_KEYS)}")
+    sampler = doc.get("sampler")
+    if sampler not in commands:
+        raise ConfigError(f"{src}: sampler: expected one of {', '.join(commands)}, got {sampler!r}")
+    options = command_options(commands[sampler])
+    blocks = {}
+    for block in ("set", "grid", "zip"):
+        b = doc.get(block) or {}
+        if not isinstance(b, dict):
+            raise ConfigError(f"{src}: {block}: expected a mapping of option: value, got {b!r}")
+        for key, value in b.items():
+            if key in NOT_SWEPT:
+                raise ConfigError(f"{src}: {block}.{key}: not settable in a sweep (run files are named by their "
+                                  "hash and existing ones are skipped)")
+            if key not in options:
+                close = difflib.get_close_matches(str(key), options, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"{src}: {block}.{key}: not an option of difflab sample {sampler}{hint}")
+            for other, seen in blocks.items():
+                if key in seen:
+                    raise ConfigError(f"{src}: {block}.{key}: already given in {other}")
+            if block != "set" and (not isinstance(value, list) or not value):
+                raise ConfigError(f"{src}: {block}.{key}: expected a non-empty list of values, got {value!r}")
+        blocks[block] = b
+    lengths = {len(v) for v in blocks["zip"].values()}
+    if len(lengths) > 1:
+        raise ConfigError(f"{src}: zip: the lists must have one length, got lengths "
+                          f"{', '.join(f'{k}: {len(v)}' for k, v in blocks['zip'].items())}")
+
+    def typed(block, key, value):
+        return _coerce(src, f"{block}.{key}", value, options[key][1])
+
+    base = {("class_" if k == "class" else k): default for k, (default, _) in options.items()}
+    base.update({("class_" if k == "class" else k): typed("set", k, v) for k, v in blocks["set"].items()})
+    grid_keys = list(blocks["grid"])
+    grid = itertools.product(*(blocks["grid"][k] for k in grid_keys))
+    zipped = list(zip(*blocks["zip"].values())) or [()]
+    runs = []
+    for combo, row in itertools.product(list(grid), zipped):
+        varied = dict(zip(grid_keys, combo)) | dict(zip(blocks["zip"], row))
+        args = dict(base)
+        block_of = {k: "grid" for k in grid_keys} | {k: "zip" for k in blocks["zip"]}
+        args.update({("class_" if k == "class" else k): typed(block_of[k], k, v) for k, v in varied.items()})
+        runs.append(Run(len(runs), sampler, args, varied))
+    return runs
+
+
+def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
+    """Prepare and execute one run in this process: (path, status, error message or '')."""
+    from difflab import sample as sample_mod
+
+    opts = sample_mod.options_from_args(sampler, args)
+    try:
+        spec, target, params, path = sample_mod.prepare(opts)
+        path, result, _ = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path)
+    except (DifflabError, OSError) as exc:
+        return "", "failed", str(exc)
+    return str(path), result.status, ""
+
+
+def preflight(runs: list[Run]):
+    """Validate every run before any starts: (to_run, skipped paths, errors, duplicate count)."""
+    from difflab import sample as sample_mod
+
+    todo, skipped, errors, seen = [], [], [], set()
+    for run in runs:
+        opts = sample_mod.options_from_args(run.sampler, run.args)
+        try:
+            _, _, _, path = sample_mod.prepare(opts)
+        except RunExistsError:
+            path = sample_mod.output_path(replace(opts, force=True), *_spec_params(sample_mod, opts))
+            if _finished(path):
+                skipped.append(str(path))
+                continue
+            run = replace(run, args={**run.args, "force": True})  # an interrupted run: do it again
+            _, _, _, path = sample_mod.prepare(replace(opts, force=True))
+        except DifflabError as exc:
+            errors.append(f"run {run.index} ({describe(run)}): {exc}")
+            continue
+        if path in seen:  # the same settings twice (e.g. a repeated value): one run
+            continue
+        seen.add(path)
+        todo.append((run, Path(path)))
+    return todo, skipped, errors
+
+
+def _spec_params(sample_mod, opts):
+    from difflab.config import read_target_spec
+
+    return read_target_spec(opts.target), sample_mod.resolve_params(opts)
+
+
+def _finished(path: Path) -> bool:
+    """A run file that holds a finished run (complete or diverged: re-running gives the same)."""
+    from difflab.errors import RunFileError
+    from difflab.io import read_run
+
+    try:
+        return read_run(path).attrs.get("status") in ("complete", "diverged")
+    except RunFileError:
+        return False
+
+
+def describe(run: Run) -> str:
+    return ", ".join(f"{k}={v}" for k, v in run.varied.items()) or "fixed settings"

@@ -1,0 +1,117 @@
+"""difflab sweep: grid expansion, same runs as difflab sample, resumption, parallel runs, failures."""
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from difflab.cli import app, sample_app
+from difflab.errors import ConfigError
+from difflab.io import read_run
+from difflab.sweep import expand
+
+runner = CliRunner()
+COMMANDS = {c.name: c.callback for c in sample_app.registered_commands}
+SPEC = """sampler: ula
+set: {target: gaussian, particles: 50, init: target, steps: 40}
+grid: {step_size: [0.01, 0.04], seed: [0, 1]}
+"""
+
+
+def test_grid_times_zip():
+    runs = expand("sampler: pflow\ngrid: {seed: [0, 1, 2]}\nzip: {steps: [10, 20], solver: [euler, heun]}\n",
+                  "s.yaml", COMMANDS)
+    assert len(runs) == 6
+    assert {(r.args["seed"], r.args["steps"], r.args["solver"]) for r in runs} == \
+        {(s, n, m) for s in (0, 1, 2) for n, m in ((10, "euler"), (20, "heun"))}
+    assert all(r.args["particles"] == 1000 and r.args["early_stop"] == 1e-3 for r in runs)  # command defaults
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sampler: ula\ngrid: {step_sise: [0.1]}\n", "grid.step_sise: not an option of difflab sample ula "
+                                                 "(did you mean 'step_size'?)"),
+    ("sampler: ula\nzip: {seed: [0, 1], steps: [10]}\n", "zip: the lists must have one length"),
+    ("sampler: ula\nset: {seed: 1}\ngrid: {seed: [0, 1]}\n", "grid.seed: already given in set"),
+    ("sampler: ula\nset: {out: x.h5}\n", "set.out: not settable in a sweep"),
+    ("sampler: ula\nset: {steps: 1.5}\n", "set.steps: expected an integer, got 1.5"),
+    ("sampler: ula\ngrid: {seed: 3}\n", "grid.seed: expected a non-empty list"),
+    ("sampler: ulla\n", "sampler: expected one of"),
+    ("sampler: ula\ngird: {}\n", "gird: unknown key (did you mean 'grid'?)"),
+])
+def test_spec_errors_name_the_key(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        expand(text, "s.yaml", COMMANDS)
+
+
+def _sweep(tmp_path, text, *args):
+    (tmp_path / "s.yaml").write_text(text)
+    return runner.invoke(app, ["sweep", "s.yaml", *args])
+
+
+def test_sweep_runs_are_the_sample_commands_runs(tmp_path, monkeypatch):
+    """Same options -> the same file name and bit-identical samples as difflab sample."""
+    monkeypatch.chdir(tmp_path)
+    r = _sweep(tmp_path, SPEC)
+    assert r.exit_code == 0, r.output
+    files = sorted((tmp_path / "runs").glob("*.h5"))
+    assert len(files) == 4
+    x = read_run(files[0], samples=True)
+    h, seed = x.params["step_size"], x.attrs["seed"]
+    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "50", "--init", "target", "--steps", "40",
+                            "--step-size", str(h), "--seed", str(seed), "-q", "-o", str(tmp_path / "same.h5")])
+    assert r.exit_code == 0
+    np.testing.assert_array_equal(read_run(tmp_path / "same.h5", samples=True).samples, x.samples)
+    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "50", "--init", "target", "--steps", "40",
+                            "--step-size", str(h), "--seed", str(seed)])
+    assert r.exit_code == 2 and files[0].name in r.output  # the default name is the sweep's file
+
+
+def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    """Second pass: finished runs skipped, a deleted run and an interrupted one run again."""
+    monkeypatch.chdir(tmp_path)
+    assert _sweep(tmp_path, SPEC).exit_code == 0
+    files = sorted((tmp_path / "runs").glob("*.h5"))
+    files[0].unlink()
+    with h5py.File(files[1], "a") as f:
+        f.attrs["status"] = "interrupted"
+    stamp = files[2].stat().st_mtime_ns
+    r = _sweep(tmp_path, SPEC)
+    assert r.exit_code == 0 and "4 runs: 2 to run, 2 already done (skipped)" in r.output, r.output
+    assert files[0].exists() and read_run(files[1]).attrs["status"] == "complete"
+    assert files[2].stat().st_mtime_ns == stamp
+
+
+def test_parallel_sweep_writes_the_same_distinct_files(tmp_path, monkeypatch):
+    """--jobs 2 (two processes) writes the same four files as --jobs 1, with identical samples."""
+    for jobs in ("1", "2"):
+        d = tmp_path / jobs
+        d.mkdir()
+        monkeypatch.chdir(d)
+        r = _sweep(d, SPEC, "--jobs", jobs)
+        assert r.exit_code == 0, r.output
+    one, two = (sorted((tmp_path / j / "runs").glob("*.h5")) for j in ("1", "2"))
+    assert [f.name for f in one] == [f.name for f in two] and len(one) == 4
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(read_run(a, samples=True).samples, read_run(b, samples=True).samples)
+
+
+def test_a_failing_run_is_listed_and_the_others_finish(tmp_path, monkeypatch):
+    """Two classes with the same component law: p(c | x) = 1/2 everywhere, so the guidance reference
+    at scale 40 accepts 2^-40 of its proposals and that run fails; the scale-1 run completes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "same.yaml").write_text("kind: gmm\ncomponents:\n  - {weight: 0.5, mean: [0.0], cov: 1.0}\n"
+                                        "  - {weight: 0.5, mean: [0.0], cov: 1.0}\nclasses: {a: [0], b: [1]}\n")
+    r = _sweep(tmp_path, "sampler: ddpm\nset: {target: same.yaml, guidance: cfg, class: a, particles: 20, steps: 5}\n"
+                         "grid: {scale: [40, 1]}\n")
+    assert r.exit_code == 1, r.output
+    assert "1 run(s) failed" in r.output and "scale=40" in r.output and "lower --scale" in r.output
+    assert len(list((tmp_path / "runs").glob("*.h5"))) == 1
+
+
+def test_a_bad_run_stops_the_sweep_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = _sweep(tmp_path, SPEC.replace("[0.01, 0.04]", "[0.01, -1.0]"))
+    assert r.exit_code == 2 and "step_size=-1.0" in r.output and "--step-size: must be positive" in r.output
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.h5"))
