@@ -393,10 +393,14 @@ def sweep(
         raise typer.Exit(EXIT_BAD_INPUT)
     typer.echo(f"{len(runs)} runs: {len(todo)} to run, {len(skipped)} already done (skipped)", err=True)
     results = {}
+
+    def done(run, result) -> None:
+        results[run.index] = result
+        typer.echo(f"{result[1]:>11s}  {result[0] or sw.describe(run)}", err=True)
+
     if jobs == 1 or len(todo) <= 1:
         for run, _ in todo:
-            results[run.index] = sw.run_one(run.sampler, run.args)
-            typer.echo(f"{results[run.index][1]:>11s}  {results[run.index][0] or sw.describe(run)}", err=True)
+            done(run, sw.run_one(run.sampler, run.args))
     else:
         import multiprocessing
 
@@ -404,9 +408,7 @@ def sweep(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(sw.run_one, run.sampler, run.args): run for run, _ in todo}
             for fut in as_completed(futures):
-                run = futures[fut]
-                results[run.index] = fut.result()
-                typer.echo(f"{results[run.index][1]:>11s}  {results[run.index][0] or sw.describe(run)}", err=True)
+                done(futures[fut], fut.result())
     failed = [(run, results[run.index][2]) for run, _ in todo if results[run.index][1] == "failed"]
     diverged = [results[run.index][0] for run, _ in todo if results[run.index][1] == "diverged"]
     for path in sorted(p for p, *_ in results.values() if p):

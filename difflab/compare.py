@@ -7,13 +7,12 @@ a bad file.
 from __future__ import annotations
 
 import csv
-import difflib
 import io as _io
 import json
 import math
 from pathlib import Path
 
-from difflab.errors import ConfigError, RunFileError
+from difflab.errors import ConfigError, RunFileError, suggest
 
 # Columns shown in the table, in this order, when at least one run has them.
 METRICS = (
@@ -66,9 +65,7 @@ def flatten(rows: list[dict], param_cols: list[str], metrics=None) -> tuple[list
         known = sorted({k for r in rows for k in r.get("summary", {})})
         for m in metrics:
             if m not in known:
-                close = difflib.get_close_matches(m, known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"--metric: no run has a summary key '{m}'{hint}")
+                raise ConfigError(f"--metric: no run has a summary key '{m}'{suggest(m, known)}")
     # A metric that is also a differing parameter (step_size) is shown once, as the parameter.
     present = [m for m in (metrics or METRICS) if m not in param_cols and any(m in r.get("summary", {}) for r in rows)]
     cols = ["run", "status", "steps_done"] + param_cols + present
@@ -141,15 +138,11 @@ def group_by(rows: list[dict], by: str, metric: str) -> list[dict]:
 
     good = [r for r in rows if "error" not in r and r["status"] == "complete"]
     params = sorted({k for r in good for k in r["params"]})
-    if by not in params and by not in ("seed",):
-        close = difflib.get_close_matches(by, params, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"--by: no run has a parameter '{by}'{hint}")
+    if by not in (*params, *RUN_KEYS[:3]):  # a sampler parameter, or sampler, target, seed
+        raise ConfigError(f"--by: no run has a parameter '{by}'{suggest(by, params)}")
     if not any(metric in r["summary"] for r in good):
         known = sorted({k for r in good for k in r["summary"]})
-        close = difflib.get_close_matches(metric, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"--metric: no run has a summary key '{metric}'{hint}")
+        raise ConfigError(f"--metric: no run has a summary key '{metric}'{suggest(metric, known)}")
     others = [k for k in differing_params(good) if k not in (by, "seed", *_DERIVED)]
 
     def value(r, k):

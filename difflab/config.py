@@ -16,7 +16,6 @@ Accepted kinds (see the README's "Target YAML reference"):
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from difflab.errors import ConfigError
+from difflab.errors import suggest as _suggest
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _COMMON_KEYS = {"kind", "name", "description"}
@@ -112,9 +112,6 @@ def _show(v: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), sorted(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _check_keys(ctx: _Ctx, mapping: dict, allowed: set, prefix: str) -> None:

@@ -18,3 +18,11 @@ class RunExistsError(DifflabError):
 
 class RunFileError(DifflabError):
     """A file that is not a readable difflab run file."""
+
+
+def suggest(word, options) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` to ``word``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), sorted(map(str, options)), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

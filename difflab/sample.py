@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from difflab.errors import ConfigError, DifflabError, RunExistsError
+from difflab.errors import ConfigError, DifflabError, RunExistsError, suggest
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,8 @@ def prepare(opts: SampleOptions):
             raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
                               f"{spec.source} has none (the shipped gmm-classes has one)")
         if params["class"] not in names:
-            from difflab.config import _suggest
-
             raise ConfigError(f"--class: {spec.source} has no class '{params['class']}'"
-                              f"{_suggest(params['class'], names)}; expected one of {', '.join(names)}")
+                              f"{suggest(params['class'], names)}; expected one of {', '.join(names)}")
     if opts.sampler == "smc" and not spec.reward:
         raise ConfigError(f"--target: smc samples a reward-tilted target; {spec.source} has no tilt: block")
     if params.get("points"):

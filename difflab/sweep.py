@@ -16,13 +16,12 @@ interrupted sweep resumes; a run that fails is listed at the end without stoppin
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from difflab.errors import ConfigError, DifflabError, RunExistsError
+from difflab.errors import ConfigError, DifflabError, suggest
 
 SPEC_KEYS = ("sampler", "set", "grid", "zip")
 NOT_SWEPT = ("out", "force", "quiet")  # output names are the runs' hashes; existing runs are skipped
@@ -86,9 +85,8 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
         raise ConfigError(f"{src}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
     for key in doc:
         if key not in SPEC_KEYS:
-            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{src}: {key}: unknown key{hint}; expected one of {', '.join(SPEC_KEYS)}")
+            raise ConfigError(f"{src}: {key}: unknown key{suggest(key, SPEC_KEYS)}; expected one of "
+                              f"{', '.join(SPEC_KEYS)}")
     sampler = doc.get("sampler")
     if sampler not in commands:
         raise ConfigError(f"{src}: sampler: expected one of {', '.join(commands)}, got {sampler!r}")
@@ -103,9 +101,8 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
                 raise ConfigError(f"{src}: {block}.{key}: not settable in a sweep (run files are named by their "
                                   "hash and existing ones are skipped)")
             if key not in options:
-                close = difflib.get_close_matches(str(key), options, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{src}: {block}.{key}: not an option of difflab sample {sampler}{hint}")
+                raise ConfigError(f"{src}: {block}.{key}: not an option of difflab sample {sampler}"
+                                  f"{suggest(key, options)}")
             for other, seen in blocks.items():
                 if key in seen:
                     raise ConfigError(f"{src}: {block}.{key}: already given in {other}")
@@ -154,30 +151,22 @@ def preflight(runs: list[Run]):
 
     todo, skipped, errors, seen = [], [], [], set()
     for run in runs:
-        opts = sample_mod.options_from_args(run.sampler, run.args)
+        opts = sample_mod.options_from_args(run.sampler, {**run.args, "force": True})
         try:
-            _, _, _, path = sample_mod.prepare(opts)
-        except RunExistsError:
-            path = sample_mod.output_path(replace(opts, force=True), *_spec_params(sample_mod, opts))
-            if _finished(path):
-                skipped.append(str(path))
-                continue
-            run = replace(run, args={**run.args, "force": True})  # an interrupted run: do it again
-            _, _, _, path = sample_mod.prepare(replace(opts, force=True))
+            _, _, _, path = sample_mod.prepare(opts)  # validates everything; force: we decide below
         except DifflabError as exc:
             errors.append(f"run {run.index} ({describe(run)}): {exc}")
             continue
         if path in seen:  # the same settings twice (e.g. a repeated value): one run
             continue
+        if path.is_file():
+            if _finished(path):
+                skipped.append(str(path))
+                continue
+            run = replace(run, args={**run.args, "force": True})  # an interrupted run: do it again
         seen.add(path)
-        todo.append((run, Path(path)))
+        todo.append((run, path))
     return todo, skipped, errors
-
-
-def _spec_params(sample_mod, opts):
-    from difflab.config import read_target_spec
-
-    return read_target_spec(opts.target), sample_mod.resolve_params(opts)
 
 
 def _finished(path: Path) -> bool:
