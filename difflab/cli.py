@@ -28,6 +28,33 @@ app.add_typer(sample_app, name="sample")
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
+
+@sample_app.callback(invoke_without_command=True)
+def _sample_group(
+    ctx: typer.Context,
+    spec: Annotated[str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
+                    help="Run the spec's sampler (its sampler: key) with the spec's settings: "
+                         "difflab sample --spec run.yaml. With a sampler command, give --spec after it.")] = None,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        if spec is not None:
+            _fail(f"--spec: give it after the sampler (difflab sample {ctx.invoked_subcommand} --spec {spec})")
+        return
+    if spec is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    from difflab.settings import read_run_spec
+
+    try:
+        sampler = read_run_spec(spec)[0]
+    except DifflabError as exc:
+        _fail(str(exc))
+    commands = _commands()
+    if sampler not in commands:
+        _fail(f"{spec}: sampler: expected one of {', '.join(commands)}{'' if sampler else ' (the spec must name one)'}"
+              f", got {sampler!r}")
+    commands[sampler](ctx, spec=spec)  # every option at its default, then the spec's settings
+
 # ---------------------------------------------------------------- shared options, defined once
 Target = Annotated[str, typer.Option("--target", "-t", help="Target YAML path, or a shipped target name (see `difflab targets`).")]
 Particles = Annotated[int, typer.Option("--particles", "-n", help="Number of particles (independent chains).")]
@@ -41,6 +68,12 @@ MetricsEvery = Annotated[int | None, typer.Option("--metrics-every", help="Evalu
 TrajParticles = Annotated[int, typer.Option("--trajectory-particles", help="How many particles the trajectory keeps (the first ones).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run file's path.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", show_default=False,
+                   help="Set any option of this command by its name, e.g. --set step_size=0.05 (repeatable).")]
+TargetSetOpt = Annotated[list[str] | None, typer.Option("--target-set", metavar="PATH=VALUE", show_default=False,
+                         help="Override a target YAML key by its dotted path, e.g. --target-set ring.radius=6 (repeatable).")]
+SpecOpt = Annotated[str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
+                    help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")]
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT):
@@ -78,6 +111,10 @@ def _sample(sampler: str, args: dict) -> None:
     from difflab import sample as sample_mod
 
     quiet = args["quiet"]
+    try:
+        args = _settings(sampler, args)
+    except DifflabError as exc:
+        _fail(str(exc))
     opts = sample_mod.options_from_args(sampler, args)
     try:
         spec, target, params, path = sample_mod.prepare(opts)
@@ -108,6 +145,31 @@ def _sample(sampler: str, args: dict) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
+def _commands() -> dict:
+    """Sampler name -> its ``difflab sample`` function (the typed signature --set and sweep read)."""
+    return {c.name: c.callback for c in sample_app.registered_commands}
+
+
+def _settings(sampler: str, args: dict) -> dict:
+    """The command's arguments with --spec and --set applied under the flags the user typed."""
+    from difflab import settings
+
+    ctx = args.pop("ctx")
+    options = settings.command_options(_commands()[sampler])
+
+    def typed(name: str) -> bool:  # the user gave this flag (not its default)
+        source = ctx.get_parameter_source(name) if ctx.command.name == sampler else None
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    given = {settings.key_of(name): args[name] for name in args if settings.key_of(name) in options and typed(name)}
+    merged, target_sets = settings.merge(sampler, options, given=given, spec_path=args["spec"],
+                                         sets=args["set_"] or [], target_sets=args["target_set"] or [])
+    args = {k: v for k, v in args.items() if k not in ("set_", "spec")}
+    args.update({settings.param_of(k): v for k, v in merged.items()})
+    args["target_set"] = target_sets
+    return args
+
+
 def _print_summary(path, result, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -126,21 +188,23 @@ def _print_summary(path, result, summary: dict) -> None:
 
 
 @sample_app.command("ula")
-def ula(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
+def ula(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
         seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
         metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
+        set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
         quiet: Quiet = False, force: Force = False) -> None:
     """Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0)."""
     _sample("ula", locals())
 
 
 @sample_app.command("mala")
-def mala(target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
+def mala(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
          seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
          metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
          adapt: Annotated[bool, typer.Option("--adapt", help="Tune h during a warm-up toward acceptance 0.574.")] = False,
          warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps with --adapt (not kept).")] = 500,
-         quiet: Quiet = False, force: Force = False) -> None:
+         set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact)."""
     _sample("mala", locals())
 
@@ -162,7 +226,7 @@ Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gau
 
 
 @sample_app.command("ddpm")
-def ddpm(target: Target = "gmm", particles: Particles = 1000,
+def ddpm(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
          steps: Annotated[int, typer.Option("--steps", help="K reverse steps on K of the schedule's 1000 (<= 1000).")] = 1000,
          seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
          trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
@@ -173,13 +237,14 @@ def ddpm(target: Target = "gmm", particles: Particles = 1000,
          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
+         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
     _sample("ddpm", locals())
 
 
 @sample_app.command("pflow")
-def pflow(target: Target = "gmm", particles: Particles = 1000,
+def pflow(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
           steps: Annotated[int, typer.Option("--steps", help="Solver steps (ignored by rk45).")] = 100,
           seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
           trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
@@ -193,13 +258,14 @@ def pflow(target: Target = "gmm", particles: Particles = 1000,
           beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
           prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
+         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
     _sample("pflow", locals())
 
 
 @sample_app.command("sde")
-def sde(target: Target = "gmm", particles: Particles = 1000,
+def sde(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
         steps: Annotated[int, typer.Option("--steps", help="Predictor (Euler-Maruyama) steps.")] = 1000,
         seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
         trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
@@ -209,13 +275,14 @@ def sde(target: Target = "gmm", particles: Particles = 1000,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
          reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, quiet: Quiet = False, force: Force = False) -> None:
+         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
     _sample("sde", locals())
 
 
 @sample_app.command("localization")
-def localization(target: Target = "gmm", particles: Particles = 1000,
+def localization(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
                  steps: Annotated[int, typer.Option("--steps", help="Moves on the time grid (then one read-out).")] = 500,
                  seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
                  trajectory_particles: TrajParticles = 100,
@@ -224,13 +291,14 @@ def localization(target: Target = "gmm", particles: Particles = 1000,
                  grid: Annotated[str, typer.Option("--grid", help="Time grid: log (uniform in log t = log-SNR) or uniform.")] = "log",
                  transition: Annotated[str, typer.Option("--transition", help="gaussian (exact conditional mean and covariance) or em (Euler-Maruyama).")] = "gaussian",
                  output: Annotated[str, typer.Option("--output", help="mean: E[X | y_T]; y: y_T / T.")] = "mean",
-                 quiet: Quiet = False, force: Force = False) -> None:
+                 set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Stochastic localization y_t = t X + W_t driven by the exact posterior mean."""
     _sample("localization", locals())
 
 
 @sample_app.command("smc")
-def smc(target: Annotated[str, typer.Option("--target", "-t", help="A target file with a tilt: block (reward r), e.g. the shipped gmm-tilted.")] = "gmm-tilted",
+def smc(ctx: typer.Context, target: Annotated[str, typer.Option("--target", "-t", help="A target file with a tilt: block (reward r), e.g. the shipped gmm-tilted.")] = "gmm-tilted",
         particles: Particles = 1000,
         steps: Annotated[int, typer.Option("--steps", help="Reverse steps on K of DDPM's 1000 (<= 1000).")] = 100,
         seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
@@ -238,7 +306,8 @@ def smc(target: Annotated[str, typer.Option("--target", "-t", help="A target fil
         proposal: Annotated[str, typer.Option("--proposal", help="base (untilted DDPM kernel) or naive (its denoiser steered by lambda grad r).")] = "base",
         ess_threshold: Annotated[float, typer.Option("--ess-threshold", help="Resample when the ESS falls below this fraction of the particles.")] = 0.5,
         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-        prior: Prior = "matched", quiet: Quiet = False, force: Force = False) -> None:
+        prior: Prior = "matched", set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Sequential Monte Carlo over the reverse diffusion for a reward-tilted target (exact weights)."""
     _sample("smc", locals())
 
@@ -247,7 +316,7 @@ DiscreteTarget = Annotated[str, typer.Option("--target", "-t", help="Discrete ta
 
 
 @sample_app.command("discrete")
-def discrete(target: DiscreteTarget = "ising6",
+def discrete(ctx: typer.Context, target: DiscreteTarget = "ising6",
              particles: Particles = 1000,
              steps: Annotated[int, typer.Option("--steps", help="Reverse time steps (exact with absorbing noise: d unmasking steps).")] = 100,
              seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
@@ -256,19 +325,21 @@ def discrete(target: DiscreteTarget = "ising6",
              method: Annotated[str, typer.Option("--method", help="exact (no discretisation error), tau-leaping or euler.")] = "tau-leaping",
              schedule: Annotated[str | None, typer.Option("--schedule", help="Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric (kappa_min^t). Default: linear for absorbing, geometric for uniform.", show_default=False)] = None,
              kappa_min: Annotated[float | None, typer.Option("--kappa-min", help="kappa(1). Default: 0 (linear), 1e-3 (geometric).", show_default=False)] = None,
-             quiet: Quiet = False, force: Force = False) -> None:
+             set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Finite-state diffusion: reverse CTMC with the exact reverse rates of a discrete target."""
     _sample("discrete", locals())
 
 
 @sample_app.command("gibbs")
-def gibbs(target: DiscreteTarget = "ising6",
+def gibbs(ctx: typer.Context, target: DiscreteTarget = "ising6",
           particles: Particles = 1000,
           steps: Annotated[int, typer.Option("--steps", help="Sweeps (each updates every site once, in order).")] = 100,
           seed: Seed = 0,
           init: Annotated[str, typer.Option("--init", help="Initial state: 'uniform' (independent uniform values) or 'target' (exact draws).")] = "uniform",
           out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-          trajectory_particles: TrajParticles = 100, quiet: Quiet = False, force: Force = False) -> None:
+          trajectory_particles: TrajParticles = 100, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
+        quiet: Quiet = False, force: Force = False) -> None:
     """Gibbs (Glauber heat-bath) MCMC baseline for discrete targets: systematic-scan sweeps."""
     _sample("gibbs", locals())
 
@@ -381,7 +452,7 @@ def sweep(
         text = spec.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{spec}: cannot read the sweep spec: {exc}")
-    commands = {c.name: c.callback for c in sample_app.registered_commands}
+    commands = _commands()
     try:
         runs = sw.expand(text, str(spec), commands)
     except DifflabError as exc:

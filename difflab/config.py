@@ -16,6 +16,7 @@ Accepted kinds (see the README's "Target YAML reference"):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -458,25 +459,45 @@ def shipped_targets() -> dict[str, str]:
     }
 
 
-def read_target_spec(ref: str) -> TargetSpec | DiscreteSpec:
-    """Resolve ``--target``: first as a path, then as a shipped name with or without '.yaml'."""
+def read_target_spec(ref: str, overrides: tuple = ()) -> TargetSpec | DiscreteSpec:
+    """Resolve ``--target``: first as a path, then as a shipped name with or without '.yaml'.
+
+    ``overrides``: ((dotted path, value), ...) from ``--target-set``, applied to the file's mapping
+    before validation; the spec's ``text`` is then the effective YAML (what the run used)."""
     path = Path(ref)
     if path.is_file():
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{ref}: cannot read the target file: {exc}") from None
-        return parse_target(text, str(ref), path.stem)
-    if path.is_dir():
+        source, name = str(ref), path.stem
+    elif path.is_dir():
         raise ConfigError(f"--target: '{ref}' is a folder; expected a target YAML file or a shipped name")
-    shipped = shipped_targets()
-    name = ref.removesuffix(".yaml")
-    if name in shipped:
-        return parse_target(shipped[name], f"{name}.yaml (shipped)", name)
-    raise ConfigError(
-        f"--target: no file '{ref}' and no shipped target '{name}'{_suggest(name, shipped)}; "
-        f"shipped: {', '.join(shipped)}"
-    )
+    else:
+        shipped = shipped_targets()
+        name = ref.removesuffix(".yaml")
+        if name not in shipped:
+            raise ConfigError(
+                f"--target: no file '{ref}' and no shipped target '{name}'{_suggest(name, shipped)}; "
+                f"shipped: {', '.join(shipped)}"
+            )
+        text, source = shipped[name], f"{name}.yaml (shipped)"
+    if overrides:
+        text, source = _overridden(text, source, name, overrides)
+    return parse_target(text, source, name)
+
+
+def _overridden(text: str, source: str, name: str, overrides: tuple) -> tuple[str, str]:
+    """(effective YAML text, source naming the overrides) of a target file with --target-set."""
+    import yaml
+
+    from difflab.settings import apply_target_sets
+
+    parse_target(text, source, name)  # the file itself must be valid: its errors name the file
+    doc = apply_target_sets(yaml.safe_load(text), overrides, source)
+    shown = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides)
+    source = f"{source} with --target-set {shown}"
+    return f"# {source}\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), source
 
 
 def build_target(spec: TargetSpec):
@@ -496,7 +517,7 @@ def build_target(spec: TargetSpec):
     return target
 
 
-def load_target(ref: str):
-    """``(spec, target)`` for a ``--target`` value."""
-    spec = read_target_spec(ref)
+def load_target(ref: str, overrides: tuple = ()):
+    """``(spec, target)`` for a ``--target`` value (and ``--target-set`` overrides)."""
+    spec = read_target_spec(ref, overrides)
     return spec, build_target(spec)

@@ -38,10 +38,11 @@ class SampleOptions:
     trajectory_particles: int = 100
     force: bool = False
     options: dict = field(default_factory=dict)
+    target_set: tuple = ()  # ((dotted path, value), ...): --target-set overrides of the target file
 
 
 COMMON = ("target", "particles", "steps", "seed", "init", "out", "save_every", "metrics_every",
-          "trajectory_particles", "force")
+          "trajectory_particles", "force", "target_set")
 
 
 def options_from_args(sampler: str, args: dict) -> SampleOptions:
@@ -144,7 +145,10 @@ def prepare(opts: SampleOptions):
     from difflab.samplers import SAMPLERS
 
     params = resolve_params(opts)
-    spec, target = load_target(opts.target)
+    spec, target = load_target(opts.target, opts.target_set)
+    # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).
+    params.update({f"target.{k}": v if isinstance(v, (int, float, str)) else json.dumps(v)
+                   for k, v in opts.target_set})
     if SAMPLERS[opts.sampler].discrete != spec.discrete:
         wanted = "discrete targets (ising, potts, pmf); use ula, mala, ddpm, pflow, sde or localization for" \
             if SAMPLERS[opts.sampler].discrete else "continuous targets (gaussian, gmm); use discrete or gibbs for"

@@ -8,6 +8,9 @@ with ``_`` for ``-``: ``step_size``, ``particles``, ``seed``, ``target``, ``clas
     grid: {step_size: [0.01, 0.02, 0.04], seed: [0, 1]}    # every combination
     zip: {steps: [100, 200], save_every: [1, 2]}           # advanced together, times the grid
 
+Target overrides (as ``--target-set``): ``set: {target_set: {ring.radius: 6}}`` for fixed ones,
+``grid: {target_set.ring.radius: [4, 6]}`` (or in ``zip``) for swept ones.
+
 Each run is exactly the run ``difflab sample`` would make with those options (same defaults, same
 file name: the name hashes the sampler, target, parameters and seed). Every run is validated before
 any starts (a bad one: exit 2, nothing written); runs whose file exists are skipped, so an
@@ -17,14 +20,15 @@ interrupted sweep resumes; a run that fails is listed at the end without stoppin
 from __future__ import annotations
 
 import itertools
-import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from difflab.errors import ConfigError, DifflabError, suggest
+from difflab.settings import NOT_SETTABLE, command_options, param_of, parse_target_sets
+from difflab.settings import coerce as _coerce
 
 SPEC_KEYS = ("sampler", "set", "grid", "zip")
-NOT_SWEPT = ("out", "force", "quiet")  # output names are the runs' hashes; existing runs are skipped
+TARGET = "target_set"  # target_set: {path: value} in set; target_set.PATH: [values] in grid and zip
 
 
 @dataclass(frozen=True)
@@ -33,44 +37,6 @@ class Run:
     sampler: str
     args: dict  # the command's keyword arguments, as the CLI would pass them
     varied: dict  # the settings this run takes from grid and zip (for messages)
-
-
-def _base_type(annotation):
-    """float for ``Annotated[float | None, ...]``, and so on."""
-    t = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    return args[0] if args else t
-
-
-def command_options(callback) -> dict:
-    """{key: (default, type)} of a ``difflab sample`` command's options (``class`` for ``class_``)."""
-    import inspect
-
-    hints = typing.get_type_hints(callback, include_extras=True)
-    out = {}
-    for name, p in inspect.signature(callback).parameters.items():
-        if name in NOT_SWEPT:
-            continue
-        out["class" if name == "class_" else name] = (p.default, _base_type(hints[name]))
-    return out
-
-
-def _coerce(src: str, key: str, value, typ):
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{src}: {key}: expected true or false, got {value!r}")
-        return value
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{src}: {key}: expected an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{src}: {key}: expected a number, got {value!r}")
-        return float(value)
-    if isinstance(value, (dict, list)) or value is None:
-        raise ConfigError(f"{src}: {key}: expected a single value, got {value!r}")
-    return str(value)
 
 
 def expand(text: str, src: str, commands: dict) -> list[Run]:
@@ -96,13 +62,18 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
         b = doc.get(block) or {}
         if not isinstance(b, dict):
             raise ConfigError(f"{src}: {block}: expected a mapping of option: value, got {b!r}")
+        if block == "set" and TARGET in b:  # target_set: {ring.radius: 6} -> target_set.ring.radius: 6
+            t = b[TARGET]
+            if not isinstance(t, dict):
+                raise ConfigError(f"{src}: set.{TARGET}: expected a mapping of dotted path: value, got {t!r}")
+            b = {k: v for k, v in b.items() if k != TARGET} | {f"{TARGET}.{k}": v for k, v in t.items()}
         for key, value in b.items():
-            if key in NOT_SWEPT:
+            if key in NOT_SETTABLE:
                 raise ConfigError(f"{src}: {block}.{key}: not settable in a sweep (run files are named by their "
                                   "hash and existing ones are skipped)")
-            if key not in options:
+            if key not in options and not key.startswith(TARGET + "."):
                 raise ConfigError(f"{src}: {block}.{key}: not an option of difflab sample {sampler}"
-                                  f"{suggest(key, options)}")
+                                  f"{suggest(key, [*options, TARGET])}")
             for other, seen in blocks.items():
                 if key in seen:
                     raise ConfigError(f"{src}: {block}.{key}: already given in {other}")
@@ -114,20 +85,29 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
         raise ConfigError(f"{src}: zip: the lists must have one length, got lengths "
                           f"{', '.join(f'{k}: {len(v)}' for k, v in blocks['zip'].items())}")
 
-    def typed(block, key, value):
-        return _coerce(src, f"{block}.{key}", value, options[key][1])
+    def arguments(block_of: dict, values: dict) -> dict:
+        """Command arguments (typed) and target overrides of some settings."""
+        args, targets = {}, []
+        for key, value in values.items():
+            if key.startswith(TARGET + "."):
+                targets.append((key[len(TARGET) + 1:], value))
+            else:
+                args[param_of(key)] = _coerce(src, f"{block_of[key]}.{key}", value, options[key][1])
+        return args, targets
 
-    base = {("class_" if k == "class" else k): default for k, (default, _) in options.items()}
-    base.update({("class_" if k == "class" else k): typed("set", k, v) for k, v in blocks["set"].items()})
+    base = {param_of(k): default for k, (default, _) in options.items()}
+    fixed, fixed_targets = arguments(dict.fromkeys(blocks["set"], "set"), blocks["set"])
+    base.update(fixed)
     grid_keys = list(blocks["grid"])
     grid = itertools.product(*(blocks["grid"][k] for k in grid_keys))
     zipped = list(zip(*blocks["zip"].values())) or [()]
+    block_of = {k: "grid" for k in grid_keys} | {k: "zip" for k in blocks["zip"]}
     runs = []
     for combo, row in itertools.product(list(grid), zipped):
         varied = dict(zip(grid_keys, combo)) | dict(zip(blocks["zip"], row))
-        args = dict(base)
-        block_of = {k: "grid" for k in grid_keys} | {k: "zip" for k in blocks["zip"]}
-        args.update({("class_" if k == "class" else k): typed(block_of[k], k, v) for k, v in varied.items()})
+        args, targets = arguments(block_of, varied)
+        args = base | args
+        args[TARGET] = parse_target_sets(f"{src}: {TARGET}", [*fixed_targets, *targets])
         runs.append(Run(len(runs), sampler, args, varied))
     return runs
 

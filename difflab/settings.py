@@ -1,0 +1,215 @@
+"""Settings of a ``difflab sample`` run from outside its flags: ``--set``, ``--target-set``, ``--spec``
+and the sweep spec all go through here, so they share one vocabulary and one set of errors.
+
+Keys are the ``difflab sample <sampler>`` options with ``_`` for ``-`` (``step_size``, ``steps``,
+``seed``, ``target``, ``class``...), typed from the command's own signature. Target overrides are
+dotted paths into the target YAML (``ring.radius``, ``components.0.mean``, ``tilt.lambda``),
+applied to the file's mapping before it is validated, so every rule of the target reference holds.
+
+Precedence for one run: command-line flags > ``--set`` > ``--spec`` file > defaults; a flag and a
+``--set`` of the same key disagreeing is an error.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Any
+
+from difflab.errors import ConfigError, suggest
+
+# Options a settings file cannot set: the output name, overwriting and printing belong to the call.
+NOT_SETTABLE = ("out", "force", "quiet")
+# The settings options themselves.
+SETTINGS_OPTIONS = ("set_", "target_set", "spec", "ctx")
+
+
+def _base_type(annotation):
+    """float for ``Annotated[float | None, ...]``, and so on."""
+    t = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if args else t
+
+
+def key_of(name: str) -> str:
+    """The settings key of a command parameter (``class_`` -> ``class``)."""
+    return name[:-1] if name.endswith("_") else name
+
+
+def param_of(key: str) -> str:
+    """The command parameter of a settings key (``class`` -> ``class_``)."""
+    return "class_" if key == "class" else key
+
+
+def command_options(callback) -> dict:
+    """{key: (default, type)} of a ``difflab sample`` command's settable options."""
+    import inspect
+
+    hints = typing.get_type_hints(callback, include_extras=True)
+    out = {}
+    for name, p in inspect.signature(callback).parameters.items():
+        if name in NOT_SETTABLE or name in SETTINGS_OPTIONS:
+            continue
+        out[key_of(name)] = (p.default, _base_type(hints[name]))
+    return out
+
+
+def coerce(src: str, key: str, value, typ):
+    """``value`` (a YAML scalar) as the option's type, or a ConfigError naming ``src`` and ``key``."""
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{src}: {key}: expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{src}: {key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{src}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(value, (dict, list)) or value is None:
+        raise ConfigError(f"{src}: {key}: expected a single value, got {value!r}")
+    return str(value)
+
+
+def check_key(src: str, key: str, options: dict, sampler: str) -> None:
+    if key in NOT_SETTABLE:
+        raise ConfigError(f"{src}: {key}: not settable here; give --{key} on the command line")
+    if key not in options:
+        raise ConfigError(f"{src}: {key}: not an option of difflab sample {sampler}{suggest(key, options)}; "
+                          f"expected one of {', '.join(options)}")
+
+
+def _yaml_value(src: str, text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{src}: cannot read the value {text!r}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def parse_assignment(flag: str, text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value); the value read as YAML (``0.1``, ``true``, ``[1, 2]``, ``heun``)."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE")
+    return key, _yaml_value(f"{flag} {key}", value)
+
+
+def parse_sets(items: list[str], options: dict, sampler: str) -> dict:
+    """``--set KEY=VALUE`` items -> {key: typed value} (a key given twice must agree)."""
+    out = {}
+    for item in items:
+        key, value = parse_assignment("--set", item)
+        key = key.replace("-", "_")
+        check_key("--set", key, options, sampler)
+        value = coerce("--set", key, value, options[key][1])
+        if key in out and out[key] != value:
+            raise ConfigError(f"--set {key}: given twice with different values ({out[key]!r}, {value!r})")
+        out[key] = value
+    return out
+
+
+def parse_target_sets(flag: str, items) -> tuple:
+    """``--target-set PATH=VALUE`` items (or (path, value) pairs) -> ((path, value), ...), last wins."""
+    out = {}
+    for item in items:
+        path, value = parse_assignment(flag, item) if isinstance(item, str) else item
+        path = re.sub(r"\[(-?\d+)\]", r".\1", str(path))  # components[1].mean == components.1.mean
+        if any(not part for part in str(path).split(".")):
+            raise ConfigError(f"{flag} {path!r}: expected a dotted path into the target YAML, e.g. ring.radius")
+        out[str(path)] = value
+    return tuple(out.items())
+
+
+def apply_target_sets(doc: Any, sets: tuple, source: str) -> Any:
+    """The target mapping with each (dotted path, value) set; lists are indexed by number.
+
+    Intermediate mappings that do not exist are created (``tilt.lambda`` on an untilted target):
+    the target's own validation then names whatever is missing or unknown, with a suggestion."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for path, value in sets:
+        parts = path.split(".")
+        node = doc
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise ConfigError(f"--target-set {path}: {source}: {'.'.join(parts[:depth]) or 'the file'} "
+                                      f"is a list of {len(node)}; expected an index 0..{len(node) - 1}, got {part!r}")
+                idx = int(part)
+            elif isinstance(node, dict):
+                idx = part
+                if not last and idx not in node:
+                    node[idx] = {}
+            else:
+                raise ConfigError(f"--target-set {path}: {source}: {'.'.join(parts[:depth])} is a "
+                                  f"{type(node).__name__} ({node!r}), not a mapping or list")
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+    return doc
+
+
+SPEC_TARGET_KEY = "target_set"
+
+
+def read_run_spec(path: str) -> tuple[str | None, dict, tuple]:
+    """A run spec file: (sampler or None, {key: raw value}, target sets).
+
+    The file is a mapping of ``difflab sample`` options (``step_size: 0.05``), optionally
+    ``sampler: mala`` and ``target_set: {ring.radius: 6}``."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--spec: cannot read '{path}': {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {getattr(exc, 'problem', None) or exc}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, got a {type(doc).__name__}")
+    doc = {str(k).replace("-", "_"): v for k, v in doc.items()}
+    sampler = doc.pop("sampler", None)
+    if sampler is not None and not isinstance(sampler, str):
+        raise ConfigError(f"{path}: sampler: expected a sampler name, got {sampler!r}")
+    tsets = doc.pop(SPEC_TARGET_KEY, None) or {}
+    if not isinstance(tsets, dict):
+        raise ConfigError(f"{path}: {SPEC_TARGET_KEY}: expected a mapping of dotted path: value, got {tsets!r}")
+    return sampler, doc, parse_target_sets(f"{path}: {SPEC_TARGET_KEY}", tsets.items())
+
+
+def merge(sampler: str, options: dict, *, given: dict, spec_path: str | None, sets: list[str],
+          target_sets: list[str]) -> tuple[dict, tuple]:
+    """Every option's value for one run, by precedence: flags given on the command line > ``--set`` >
+    the ``--spec`` file > defaults. ``given``: {key: value} of the flags the user typed.
+    Returns ({key: value} of the options that differ from what the flags carry, target sets)."""
+    out, tsets = {}, ()
+    if spec_path:
+        spec_sampler, raw, tsets = read_run_spec(spec_path)
+        if spec_sampler is not None and spec_sampler != sampler:
+            raise ConfigError(f"{spec_path}: sampler: the spec is for '{spec_sampler}', not '{sampler}'")
+        for key, value in raw.items():
+            check_key(spec_path, key, options, sampler)
+            out[key] = coerce(spec_path, key, value, options[key][1])
+    from_set = parse_sets(sets, options, sampler)
+    for key, value in from_set.items():
+        if key in given and given[key] != value:
+            raise ConfigError(f"--set {key}={value!r} disagrees with --{key.replace('_', '-')} {given[key]!r}; "
+                              f"give one")
+    out.update(from_set)
+    for key in given:
+        out.pop(key, None)
+    tsets = parse_target_sets("--target-set", [*tsets, *target_sets])
+    return out, tsets
