@@ -33,7 +33,7 @@ def _base_type(annotation):
 
 def key_of(name: str) -> str:
     """The settings key of a command parameter (``class_`` -> ``class``)."""
-    return name[:-1] if name.endswith("_") else name
+    return name.removesuffix("_")
 
 
 def param_of(key: str) -> str:

@@ -122,6 +122,7 @@ def test_target_set_is_the_edited_file(tmp_path, monkeypatch):
     # the recorded YAML rebuilds the same target: run it again from the stored text
     (tmp_path / "stored.yaml").write_text(b.target_yaml)
     r4 = runner.invoke(app, [*args, "--target", "stored.yaml", "-o", "again.h5"])
+    assert r4.exit_code == 0, r4.output
     np.testing.assert_array_equal(read_run("again.h5", samples=True).samples, b.samples)
 
 
