@@ -437,17 +437,20 @@ def _compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
 def sweep(
     spec: Annotated[Path, typer.Argument(help="A sweep spec YAML: sampler, set, grid, zip (see the README).")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs at a time, each in its own process.")] = 1,
+    dask: Annotated[str | None, typer.Option("--dask", metavar="ADDRESS", show_default=False,
+                    help="Run on a Dask distributed cluster: a scheduler address (tcp://host:8786) or a "
+                         "scheduler file; run files go to ./runs, which the workers must share. Extra: difflab[dask].")] = None,
 ) -> None:
     """Many sample runs from one spec: a grid (and zipped lists) over any options and seeds.
 
     Every run is validated first; runs whose file exists are skipped (an interrupted sweep resumes);
     failures are listed at the end. Exit 0 if every run completed (or existed), 1 if any failed."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     from difflab import sweep as sw
 
     if jobs < 1:
         _fail(f"--jobs: must be positive, got {jobs}")
+    if dask is not None and jobs != 1:
+        _fail("--jobs: not with --dask (the cluster's workers decide how many runs go at a time)")
     try:
         text = spec.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -464,22 +467,17 @@ def sweep(
         raise typer.Exit(EXIT_BAD_INPUT)
     typer.echo(f"{len(runs)} runs: {len(todo)} to run, {len(skipped)} already done (skipped)", err=True)
     results = {}
+    progress, on_done = _sweep_display(len(todo), sys.stderr.isatty())
 
     def done(run, result) -> None:
         results[run.index] = result
-        typer.echo(f"{result[1]:>11s}  {result[0] or sw.describe(run)}", err=True)
+        on_done(f"{result[1]:>11s}  {result[0] or sw.describe(run)}", result[1] == "failed")
 
-    if jobs == 1 or len(todo) <= 1:
-        for run, _ in todo:
-            done(run, sw.run_one(run.sampler, run.args))
-    else:
-        import multiprocessing
-
-        # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run.
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(sw.run_one, run.sampler, run.args): run for run, _ in todo}
-            for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+    try:
+        with progress:
+            sw.run_all(todo, done, jobs=jobs, dask=dask)
+    except DifflabError as exc:  # --dask: no distributed installed, or no scheduler there
+        _fail(str(exc))
     failed = [(run, results[run.index][2]) for run, _ in todo if results[run.index][1] == "failed"]
     diverged = [results[run.index][0] for run, _ in todo if results[run.index][1] == "diverged"]
     for path in sorted(p for p, *_ in results.values() if p):
@@ -491,6 +489,32 @@ def sweep(
         for run, message in failed:
             typer.echo(f"  run {run.index} ({sw.describe(run)}): {message}", err=True)
         raise typer.Exit(1)
+
+
+def _sweep_display(total: int, live: bool):
+    """One display for a whole sweep, however many processes run it: (context, on_done(line, failed)).
+
+    On a terminal, a bar of finished runs (with the failures so far) under the lines of finished
+    runs; otherwise just the lines, one per finished run, on stderr."""
+    import contextlib
+
+    if not live or total == 0:
+        return contextlib.nullcontext(), lambda line, failed: typer.echo(line, err=True)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+                        TimeElapsedColumn(), console=Console(stderr=True))
+    task = progress.add_task("sweep", total=total, failed="")
+    n_failed = 0
+
+    def on_done(line: str, failed: bool) -> None:
+        nonlocal n_failed
+        n_failed += failed
+        progress.console.print(line, highlight=False)
+        progress.update(task, advance=1, failed=f"{n_failed} failed" if n_failed else "")
+
+    return progress, on_done
 
 
 @app.command()

@@ -125,6 +125,83 @@ def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
     return str(path), result.status, ""
 
 
+def _crashed(run: Run, exc: BaseException) -> tuple[str, str, str]:
+    """A run whose worker died or raised something unexpected: a failure, not the sweep's end."""
+    return "", "failed", f"{type(exc).__name__}: {exc}"
+
+
+def portable(run: Run, path: Path) -> Run:
+    """The run with absolute paths (its run file, and the target or --points file if those are
+    files), for workers whose working folder is not ours: a Dask cluster sharing the folder."""
+    args = dict(run.args, out=path.resolve())
+    for key in ("target", "points"):
+        if args.get(key) and Path(args[key]).is_file():
+            args[key] = str(Path(args[key]).resolve())
+    return replace(run, args=args)
+
+
+def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> None:
+    """Run ``todo`` [(run, path)] serially, in ``jobs`` spawned processes, or on a Dask cluster
+    (scheduler address, or a scheduler file as dask-jobqueue and dask-mpi write); call
+    ``on_done(run, (path, status, message))`` as each finishes, in finishing order."""
+    if dask is not None:
+        _run_dask(todo, on_done, dask)
+    elif jobs == 1 or len(todo) <= 1:
+        for run, _ in todo:
+            on_done(run, run_one(run.sampler, run.args))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run.
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, run.sampler, run.args): run for run, _ in todo}
+            for fut in as_completed(futures):
+                try:
+                    result = fut.result()
+                except Exception as exc:  # a worker process died: that run failed, the rest go on
+                    result = _crashed(futures[fut], exc)
+                on_done(futures[fut], result)
+
+
+DASK_TIMEOUT_S = 20  # seconds to reach the scheduler before --dask gives up
+
+
+def connect_dask(address: str):
+    """A ``distributed.Client`` for ``--dask``: an address (tcp://host:8786) or a scheduler file."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--dask: needs Dask's distributed scheduler: pip install 'difflab[dask]'") from None
+    try:
+        if Path(address).is_file():
+            return Client(scheduler_file=address, timeout=DASK_TIMEOUT_S)
+        return Client(address, timeout=DASK_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"--dask: cannot connect to the scheduler at '{address}': {exc}") from None
+
+
+def _run_dask(todo: list, on_done, address) -> None:
+    from distributed import as_completed
+
+    client = connect_dask(address) if isinstance(address, str) else address
+    try:
+        futures = {}
+        for run, path in todo:
+            run = portable(run, path)
+            fut = client.submit(run_one, run.sampler, run.args, pure=False, key=f"difflab-{path.stem}")
+            futures[fut] = run
+        for fut in as_completed(list(futures)):
+            try:
+                result = fut.result()
+            except Exception as exc:  # a worker died or the task was lost: that run failed
+                result = _crashed(futures[fut], exc)
+            on_done(futures[fut], result)
+    finally:
+        if isinstance(address, str):
+            client.close()
+
+
 def preflight(runs: list[Run]):
     """Validate every run before any starts: (to_run, skipped paths, errors, duplicate count)."""
     from difflab import sample as sample_mod

@@ -114,3 +114,61 @@ def test_a_bad_run_stops_the_sweep_before_anything_is_written(tmp_path, monkeypa
     r = _sweep(tmp_path, SPEC.replace("[0.01, 0.04]", "[0.01, -1.0]"))
     assert r.exit_code == 2 and "step_size=-1.0" in r.output and "--step-size: must be positive" in r.output
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.h5"))
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A two-worker Dask LocalCluster of separate processes (the extra difflab[dask])."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c
+
+
+def test_dask_sweep_writes_the_same_files_as_a_local_one(tmp_path, monkeypatch, dask_cluster):
+    """--dask on a LocalCluster: the same distinct files and bit-identical samples as --jobs 1, a
+    target file given by a relative path is found by the workers, a resumed sweep skips them all."""
+    for mode in ("local", "dask"):
+        d = tmp_path / mode
+        d.mkdir()
+        monkeypatch.chdir(d)
+        (d / "g.yaml").write_text("kind: gaussian\nmean: [1.0, -1.0]\ncov: [[1.0, 0.3], [0.3, 0.5]]\n")
+        spec = SPEC.replace("target: gaussian", "target: g.yaml")
+        r = _sweep(d, spec) if mode == "local" else _sweep(d, spec, "--dask", dask_cluster.scheduler_address)
+        assert r.exit_code == 0, r.output
+    local, dask = (sorted((tmp_path / m / "runs").glob("*.h5")) for m in ("local", "dask"))
+    assert [f.name for f in local] == [f.name for f in dask] and len(dask) == 4
+    for a, b in zip(local, dask):
+        np.testing.assert_array_equal(read_run(a, samples=True).samples, read_run(b, samples=True).samples)
+    r = _sweep(tmp_path / "dask", SPEC.replace("target: gaussian", "target: g.yaml"), "--dask",
+               dask_cluster.scheduler_address)
+    assert r.exit_code == 0 and "4 runs: 0 to run, 4 already done" in r.output, r.output
+
+
+def test_dask_failures_are_listed(tmp_path, monkeypatch, dask_cluster):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "same.yaml").write_text("kind: gmm\ncomponents:\n  - {weight: 0.5, mean: [0.0], cov: 1.0}\n"
+                                        "  - {weight: 0.5, mean: [0.0], cov: 1.0}\nclasses: {a: [0], b: [1]}\n")
+    r = _sweep(tmp_path, "sampler: ddpm\nset: {target: same.yaml, guidance: cfg, class: a, particles: 20, steps: 5}\n"
+                         "grid: {scale: [40, 1]}\n", "--dask", dask_cluster.scheduler_address)
+    assert r.exit_code == 1 and "1 run(s) failed" in r.output and "lower --scale" in r.output, r.output
+    assert len(list((tmp_path / "runs").glob("*.h5"))) == 1
+
+
+def test_dask_bad_address_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("difflab.sweep.DASK_TIMEOUT_S", 1)
+    r = _sweep(tmp_path, SPEC, "--dask", "tcp://127.0.0.1:1")
+    assert r.exit_code == 2 and "--dask: cannot connect to the scheduler at 'tcp://127.0.0.1:1'" in r.output, r.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_one_display_counts_every_finished_run():
+    from difflab.cli import _sweep_display
+
+    progress, on_done = _sweep_display(3, live=True)
+    with progress:
+        for i, failed in enumerate((False, True, False)):
+            on_done(f"run {i}", failed)
+    task = progress.tasks[0]
+    assert task.completed == 3 and task.total == 3 and task.fields["failed"] == "1 failed"
