@@ -501,7 +501,13 @@ def _sweep_display(total: int, live: bool):
     if not live or total == 0:
         return contextlib.nullcontext(), lambda line, failed: typer.echo(line, err=True)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
                         TimeElapsedColumn(), console=Console(stderr=True))

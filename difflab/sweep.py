@@ -159,7 +159,7 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
             for fut in as_completed(futures):
                 try:
                     result = fut.result()
-                except Exception as exc:  # a worker process died: that run failed, the rest go on
+                except Exception as exc:  # noqa: BLE001 -- a worker process died: that run failed, the rest go on
                     result = _crashed(futures[fut], exc)
                 on_done(futures[fut], result)
 
@@ -194,7 +194,7 @@ def _run_dask(todo: list, on_done, address) -> None:
         for fut in as_completed(list(futures)):
             try:
                 result = fut.result()
-            except Exception as exc:  # a worker died or the task was lost: that run failed
+            except Exception as exc:  # noqa: BLE001 -- a worker died or the task was lost: that run failed
                 result = _crashed(futures[fut], exc)
             on_done(futures[fut], result)
     finally:
