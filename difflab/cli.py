@@ -524,6 +524,32 @@ def _sweep_display(total: int, live: bool):
 
 
 @app.command()
+def plot(
+    paths: Annotated[list[Path], typer.Argument(help="Run files.", show_default=False)],
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="samples, trajectories, metrics, pmf or fit. Default: fit with --by, pmf for discrete runs, else samples.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Figure file, .png or .pdf. Default: plots/<first run>-<kind>.png.", show_default=False)] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="metrics: the series to draw (repeatable; default all); fit: the one metric.", show_default=False)] = None,
+    by: Annotated[str | None, typer.Option("--by", help="fit: the parameter on the x axis (as compare --by).", show_default=False)] = None,
+    dpi: Annotated[int, typer.Option("--dpi", help="Pixels per inch (a panel is 4.5 x 4 inches).")] = 100,
+) -> None:
+    """Figures of runs against the exact target: samples over the density, trajectories, metric
+    series, a discrete pmf, or error against a parameter with its fitted slope (extra difflab[plot])."""
+    from difflab import plot as plot_mod
+    from difflab.errors import RunFileError
+
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        _fail(f"{missing[0]}: no such run file")
+    try:
+        written = plot_mod.render(paths, kind, out, by=by, metric=tuple(metric or ()), dpi=dpi)
+    except (DifflabError, RunFileError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{out or 'plots/'}: could not write the figure: {exc}", code=1)
+    typer.echo(str(written))
+
+
+@app.command()
 def targets() -> None:
     """List the shipped targets (use them by name with --target)."""
     from rich.console import Console

@@ -112,6 +112,8 @@ class RunRecord:
     target_yaml: str = ""
     target_source: str = ""
     samples: object = None
+    trajectory: object = None  # (T, m, d) with trajectory=True
+    trajectory_step: object = None  # (T,)
     metrics: dict = field(default_factory=dict)
     per_step: dict = field(default_factory=dict)
 
@@ -127,7 +129,7 @@ def _plain(v):
     return v
 
 
-def read_run(path, *, samples: bool = False, series: bool = False) -> RunRecord:
+def read_run(path, *, samples: bool = False, series: bool = False, trajectory: bool = False) -> RunRecord:
     """Read a run file; raise RunFileError if it is not a readable difflab run."""
     import h5py
 
@@ -148,6 +150,9 @@ def read_run(path, *, samples: bool = False, series: bool = False) -> RunRecord:
             )
             if samples:
                 rec.samples = f["samples"][()]
+            if trajectory:
+                rec.trajectory = f["trajectory/positions"][()]
+                rec.trajectory_step = f["trajectory/step"][()]
             if series:
                 rec.metrics = {k: v[()] for k, v in f["metrics"].items() if isinstance(v, h5py.Dataset)}
                 rec.per_step = {k: v[()] for k, v in f["metrics/per_step"].items()}

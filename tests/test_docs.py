@@ -56,8 +56,17 @@ def test_cli_reference_lists_exactly_each_samplers_options(sampler):
 
 def test_cli_reference_lists_exactly_the_compare_options():
     sec = _section("CLI reference")
-    compare = sec[sec.index("### `difflab compare"):sec.index("### `difflab targets")]
+    start = sec.index("### `difflab compare")
+    compare = sec[start:sec.index("\n### ", start + 4)]
     assert set(re.findall(r"`(--[a-z][a-z-]+)", compare)) == _help_options("compare")
+
+
+@pytest.mark.parametrize("command, heading", [("plot", "### `difflab plot"), ("sweep", "### `difflab sweep")])
+def test_cli_reference_lists_exactly_the_options_of(command, heading):
+    sec = _section("CLI reference")
+    start = sec.index(heading)
+    rows = [ln for ln in sec[start:sec.index("\n### ", start + 4)].splitlines() if ln.startswith("| `--")]
+    assert set(re.findall(r"`(--[a-z][a-z-]+)", "\n".join(rows))) == _help_options(command)
 
 
 def _run(tmp_path_factory, *args):
