@@ -550,6 +550,28 @@ def plot(
 
 
 @app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A run file.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="Format: netcdf (an ArviZ InferenceData layout).")] = "netcdf",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write. Default: the run's name with .nc.", show_default=False)] = None,
+    force: Force = False,
+) -> None:
+    """Write a run in another format: netCDF in ArviZ's InferenceData layout (extra difflab[export])."""
+    from difflab import export as export_mod
+    from difflab.errors import RunFileError
+
+    if not run.is_file():
+        _fail(f"{run}: no such run file")
+    try:
+        written = export_mod.export(run, out, to, force=force)
+    except (DifflabError, RunFileError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{out or run.with_suffix('.nc')}: could not write: {exc}", code=1)
+    typer.echo(str(written))
+
+
+@app.command()
 def targets() -> None:
     """List the shipped targets (use them by name with --target)."""
     from rich.console import Console

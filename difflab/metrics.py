@@ -108,9 +108,10 @@ def mode_tv(x: np.ndarray, target) -> float:
 
 
 def _split_chains(draws: np.ndarray) -> np.ndarray:
-    """(T, m, d) -> (T // 2, 2 m, d): each chain cut into its two halves."""
+    """(T, m, d) -> (T // 2, 2 m, d): each chain cut into its first and last halves (for odd T
+    the middle draw is dropped, as Stan and ArviZ do)."""
     half = draws.shape[0] // 2
-    return np.concatenate([draws[:half], draws[half : 2 * half]], axis=1)
+    return np.concatenate([draws[:half], draws[draws.shape[0] - half :]], axis=1)
 
 
 def split_rhat(draws: np.ndarray) -> np.ndarray:
@@ -124,11 +125,14 @@ def split_rhat(draws: np.ndarray) -> np.ndarray:
 
 
 def ess(draws: np.ndarray) -> np.ndarray:
-    """Multi-chain effective sample size per coordinate for draws (T, chains, d).
+    """Multi-chain effective sample size per coordinate for draws (T, chains, d): the estimator of
+    Stan and ArviZ (``ess_mean``; Vehtari et al. 2021, without rank normalisation), to round-off.
 
-    rho_t = 1 - (W - mean_j acov_j(t)) / var_plus on split chains; Geyer's initial positive
-    sequence of pair sums P_k = rho_2k + rho_2k+1, made monotone; tau = -1 + 2 sum_k P_k;
-    ESS = (chains x T) / tau.
+    On split chains of n draws: rho_0 = 1, rho_t = 1 - (W - mean_j acov_j(t)) / var_plus; pair sums
+    P_k = rho_2k + rho_2k+1 for k <= (n - 3) // 2, truncated at the first P_k <= 0 (Geyer's initial
+    positive sequence) and made monotone (running minimum); tau = -1 + 2 sum_{k < K} P_k + rho_2K,
+    the last term (the first truncated pair's even lag) counted once when positive or when that
+    pair was kept; ESS = (chains x n) / max(tau, 1 / log10(chains x n)).
     """
     s = _split_chains(draws)
     n, m, d = s.shape
@@ -140,10 +144,18 @@ def ess(draws: np.ndarray) -> np.ndarray:
     w = chain_var.mean(axis=0)
     var_plus = (n - 1) / n * w + s.mean(axis=0).var(axis=0, ddof=1)
     rho = 1.0 - (w - acov.mean(axis=1)) / var_plus  # (n, d)
-    pairs = rho[: 2 * (n // 2)].reshape(n // 2, 2, d).sum(axis=1)  # P_k, (n/2, d)
-    positive = np.cumprod(pairs > 0, axis=0).astype(bool)
-    mono = np.minimum.accumulate(np.where(positive, pairs, np.inf), axis=0)
-    tau = -1.0 + 2.0 * np.where(positive, mono, 0.0).sum(axis=0)
+    rho[0] = 1.0
+    kmax = max((n - 3) // 2, 0)
+    pairs = rho[: 2 * (kmax + 1)].reshape(kmax + 1, 2, d).sum(axis=1)  # P_0..P_kmax, (kmax + 1, d)
+    stop = pairs[1:] <= 0
+    first_stop = stop.argmax(axis=0) + 1 if kmax else np.zeros(d, dtype=np.int64)
+    k_last = np.where(stop.any(axis=0), first_stop, kmax)  # the last pair looked at
+    k_last = np.where(pairs[0] > 0, k_last, 0)
+    mono = np.minimum.accumulate(pairs, axis=0)
+    kept = np.arange(kmax + 1)[:, None] < k_last
+    cols = np.arange(d)
+    even, last = rho[2 * k_last, cols], pairs[k_last, cols]
+    tau = -1.0 + 2.0 * np.where(kept, mono, 0.0).sum(axis=0) + np.where((last >= 0) | (even > 0), even, 0.0)
     return n * m / np.maximum(tau, 1.0 / np.log10(max(n * m, 10)))
 
 

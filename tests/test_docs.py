@@ -61,7 +61,8 @@ def test_cli_reference_lists_exactly_the_compare_options():
     assert set(re.findall(r"`(--[a-z][a-z-]+)", compare)) == _help_options("compare")
 
 
-@pytest.mark.parametrize("command, heading", [("plot", "### `difflab plot"), ("sweep", "### `difflab sweep")])
+@pytest.mark.parametrize("command, heading", [("plot", "### `difflab plot"), ("sweep", "### `difflab sweep"),
+                                              ("export", "### `difflab export")])
 def test_cli_reference_lists_exactly_the_options_of(command, heading):
     sec = _section("CLI reference")
     start = sec.index(heading)

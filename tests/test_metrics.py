@@ -130,3 +130,18 @@ def test_metric_suite_on_exact_draws_sits_at_its_floor():
     assert set(good) == set(metrics.MetricSuite.FINAL)
     for k in ("mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2", "energy"):
         assert abs(good[k]) < bad[k] / 5, k
+
+
+@pytest.mark.parametrize("T, m, phi", [(100, 40, 0.9), (101, 8, 0.5), (400, 4, 0.3), (9, 5, 0.1), (5, 3, 0.0),
+                                       (1000, 4, 0.99), (31, 10, -0.9)])
+def test_ess_and_rhat_are_arvizs_to_round_off(T, m, phi):
+    """An independent implementation: ArviZ's split R-hat and mean-ESS (Stan's estimator) on the same
+    draws, over short and long, odd and even, positively and negatively correlated AR(1) chains."""
+    az = pytest.importorskip("arviz")
+    rng = np.random.default_rng(7)
+    x = np.zeros((T, m, 2))
+    for t in range(1, T):  # AR(1) recursion: sequential in t by definition
+        x[t] = phi * x[t - 1] + rng.standard_normal((m, 2))
+    for j in range(2):
+        assert metrics.ess(x)[j] == pytest.approx(float(az.ess(x[:, :, j].T, method="mean")), rel=1e-12)
+        assert metrics.split_rhat(x)[j] == pytest.approx(float(az.rhat(x[:, :, j].T, method="split")), rel=1e-12)
