@@ -353,6 +353,10 @@ def compare(
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Show these summary keys instead of the default metric columns (repeatable), e.g. -m tilted_sliced_w2 -m nfe.", show_default=False)] = None,
     by: Annotated[str | None, typer.Option("--by", help="Group by this parameter within each series (the other differing parameters), aggregating --metric over seeds.", show_default=False)] = None,
     fit: Annotated[bool, typer.Option("--fit", help="With --by: fit the log-log slope of the metric against the parameter, with a 95% confidence interval.")] = False,
+    at: Annotated[float | None, typer.Option("--at", help="Rank series by --metric at this cost (log-log interpolated; see --cost).", show_default=False)] = None,
+    tol: Annotated[float | None, typer.Option("--tol", help="Rank series by the cost at which --metric first reaches this tolerance.", show_default=False)] = None,
+    cost: Annotated[str, typer.Option("--cost", help="With --at/--tol: the cost, a summary key (nfe: score evaluations per particle) or wall_time_s.")] = "nfe",
+    vary: Annotated[str, typer.Option("--vary", help="With --at/--tol: the parameter that sets the cost within a series.")] = "steps",
 ) -> None:
     """One row per run: the parameters that differ between the runs and the final metrics."""
     from difflab import compare as cmp
@@ -360,7 +364,12 @@ def compare(
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
     rows = cmp.load_rows(paths)
     if by is not None or fit:
+        if at is not None or tol is not None:
+            _fail("--at/--tol: not with --by (rank runs or fit an order, one at a time)")
         _compare_by(cmp, rows, by, metric, fit, as_json)
+        return
+    if at is not None or tol is not None:
+        _compare_cost(cmp, rows, metric, cost, vary, at, tol, as_json)
         return
     try:
         cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metric)
@@ -381,9 +390,12 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table()
+    params = set(cmp.differing_params(rows))
+    table = Table(caption="metric kinds: exact = from exact laws; of the run = an exact property of this run; "
+                          "MC = a Monte Carlo estimate (see its floor_<metric> in difflab show)")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("run", "status") else "right", no_wrap=c != "status")
+        header = c if c in ("run", "status", "steps_done") or c in params else f"{c}\n{cmp.KIND_LABEL[cmp.metric_kind(c)]}"
+        table.add_column(header, justify="left" if c in ("run", "status") else "right", no_wrap=c != "status")
     for d in flat:
         run_name = Path(d["run"]).name
         if "error" in d:
@@ -431,6 +443,41 @@ def _compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
             else:
                 ci = "" if f["ci_low"] is None else f" (95% CI {f['ci_low']:.3g} to {f['ci_high']:.3g})"
                 console.print(f"log-log slope of {metric[0]} against {by}: {f['slope']:.3g}{ci} over {f['k']} points")
+
+
+def _compare_cost(cmp, rows, metric, cost, vary, at, tol, as_json: bool) -> None:
+    """compare --metric M --at COST / --tol T: series ranked by error at a cost, and cost to tolerance."""
+    import json
+
+    if not metric or len(metric) != 1:
+        _fail("--at/--tol: needs exactly one --metric (the error to rank by), e.g. --metric exact_w2")
+    try:
+        ranked = cmp.cost_rank(rows, metric[0], cost=cost, vary=vary, at=at, tol=tol)
+    except DifflabError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(ranked, indent=2, sort_keys=True, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    m, kind = metric[0], cmp.KIND_LABEL[cmp.metric_kind(metric[0])]
+    title = f"{m} ({kind}) against {cost}" + (f", at {cost} = {cmp.fmt(ranked['at'])}" if ranked["at"] else "")
+    table = Table(title=title, caption="log-log interpolation between measured costs, never extrapolated; "
+                                       "means over seeds")
+    for c in ("rank", "series", f"{cost} measured", f"{m} at {cost} = {cmp.fmt(ranked['at'])}"
+              if ranked["at"] else f"{m} at a common {cost}", *([f"{cost} to reach {m} <= {cmp.fmt(tol)}"] if tol else [])):
+        table.add_column(c, justify="left" if c == "series" else "right")
+    for i, s in enumerate(ranked["series"], 1):
+        name = ", ".join(f"{k}={cmp.fmt(v)}" for k, v in s["series"].items()) or "all runs"
+        costs = f"{cmp.fmt(s['points'][0]['cost'])} to {cmp.fmt(s['points'][-1]['cost'])} ({len(s['points'])})"
+        at_cell = cmp.fmt(s["error_at"]) if s["error_at"] is not None else "out of range"
+        row = [str(i), name, costs, at_cell]
+        if tol:
+            row.append("not reached" if s["cost_to_tol"] is None else
+                       ("<= " if s["reached"] == "at the cheapest" else "") + cmp.fmt(s["cost_to_tol"]))
+        table.add_row(*row)
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import itertools
 import json
 import math
 from pathlib import Path
@@ -186,3 +187,117 @@ def fit_slope(points: list[dict], level: float = 0.95) -> dict:
         half = float(stats.t.ppf(0.5 + level / 2, len(pts) - 2) * res.stderr)
         out.update(ci_low=out["slope"] - half, ci_high=out["slope"] + half)
     return out
+
+
+# ---------------------------------------------------------------- what kind of number a metric is
+# "exact": computed from exact laws (no Monte Carlo noise); "run": an exact property of this run
+# (a count, a rate, a setting), not an estimate of a target quantity; "MC": a Monte Carlo estimate
+# (compare it with its floor_<metric>, the same estimate on exact draws of the same size).
+_EXACT = {"exact_kl", "exact_w2", "exact_tv", "log_z", "guidance_gamma", "class_weight", "likelihood_max_err",
+          "likelihood_prior_max_err", "likelihood_nfe"}
+_RUN = {"acceptance_rate", "accepted_fraction", "nfe", "posterior_trace", "jumps", "score_mse", "smc_ess",
+        "resampled", "step_size"}
+
+
+def metric_kind(name: str) -> str:
+    """'exact', 'run' or 'MC' for a summary key (see the README's metric table)."""
+    if name in _EXACT:
+        return "exact"
+    if name in _RUN:
+        return "run"
+    return "MC"
+
+
+KIND_LABEL = {"exact": "exact", "run": "of the run", "MC": "MC"}
+
+
+# ---------------------------------------------------------------- --at COST / --tol T: cost ranking
+def _loglog(x0, y0, x1, y1, x, inverse=False):
+    """Log-log linear interpolation through (x0, y0), (x1, y1): y at x (or x at y with inverse)."""
+    lx0, lx1, ly0, ly1 = map(math.log, (x0, x1, y0, y1))
+    if inverse:
+        return math.exp(lx0 + (math.log(x) - ly0) * (lx1 - lx0) / (ly1 - ly0)) if ly1 != ly0 else x0
+    return math.exp(ly0 + (math.log(x) - lx0) * (ly1 - ly0) / (lx1 - lx0)) if lx1 != lx0 else y0
+
+
+def cost_rank(rows: list[dict], metric: str, *, cost: str = "nfe", vary: str = "steps", at: float | None = None,
+              tol: float | None = None) -> dict:
+    """Series ranked by ``metric`` at a fixed ``cost`` and by the cost to reach a tolerance.
+
+    A series is one setting of the differing parameters other than ``vary`` (the knob that sets the
+    cost, default steps), seeds and output options. Within a series the metric is averaged over the
+    runs of equal cost (seeds); between costs it is interpolated linearly in log-log coordinates
+    (errors follow power laws in cost), never extrapolated. ``at`` defaults to the largest cost every
+    series reaches. The cost to ``tol`` is where the series first falls to ``tol`` (interpolated
+    between the bracketing points; the cheapest point if it is already below).
+    Returns {"at", "tol", "series": [{series, points, error_at, cost_to_tol, reached}] ranked}.
+    """
+    good = [r for r in rows if "error" not in r and r["status"] == "complete"]
+
+    def cost_of(r):
+        return r.get("wall_time_s") if cost == "wall_time_s" else r["summary"].get(cost)
+
+    if not any(metric in r["summary"] for r in good):
+        known = sorted({k for r in good for k in r["summary"]})
+        raise ConfigError(f"--metric: no run has a summary key '{metric}'{suggest(metric, known)}")
+    if cost != "wall_time_s" and not any(cost in r["summary"] for r in good):
+        known = sorted({k for r in good for k in r["summary"]}) + ["wall_time_s"]
+        raise ConfigError(f"--cost: no run has a summary key '{cost}'{suggest(cost, known)}")
+    for name, v in (("--at", at), ("--tol", tol)):
+        if v is not None and not v > 0:
+            raise ConfigError(f"{name}: must be positive, got {v}")
+    others = [k for k in differing_params(good) if k not in (vary, "seed", *_DERIVED)]
+
+    def value(r, k):
+        return r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
+
+    series: dict[str, dict] = {}
+    for r in good:
+        c, y = cost_of(r), r["summary"].get(metric)
+        if c is None or y is None or not c > 0:
+            continue
+        key = json.dumps({k: value(r, k) for k in others}, sort_keys=True, default=str)
+        series.setdefault(key, {}).setdefault(float(c), []).append(float(y))
+    out = []
+    for key, by_cost in series.items():
+        pts = [(c, sum(ys) / len(ys), len(ys)) for c, ys in sorted(by_cost.items())]
+        out.append({"series": json.loads(key), "points": [{"cost": c, "mean": y, "n": n} for c, y, n in pts]})
+    if at is None and out:
+        top = min(s["points"][-1]["cost"] for s in out)
+        at = top if top >= max(s["points"][0]["cost"] for s in out) else None
+    for s in out:
+        pts = [(p["cost"], p["mean"]) for p in s["points"]]
+        s["error_at"] = _at(pts, at) if at is not None else None
+        s["cost_to_tol"], s["reached"] = _to_tol(pts, tol) if tol is not None else (None, None)
+
+    def rank_key(s):
+        e, c = s["error_at"], s["cost_to_tol"]
+        return (e is None, e if e is not None else 0.0, c is None, c if c is not None else 0.0)
+
+    return {"at": at, "tol": tol, "cost": cost, "metric": metric, "series": sorted(out, key=rank_key)}
+
+
+def _at(pts, at):
+    """The metric at cost ``at`` by log-log interpolation (None outside the measured costs)."""
+    for (c0, y0), (c1, y1) in itertools.pairwise(pts):
+        if c0 <= at <= c1:
+            if y0 <= 0 or y1 <= 0:  # a zero error: no logarithm; linear is all one can say
+                return y0 + (y1 - y0) * (at - c0) / (c1 - c0) if c1 != c0 else y0
+            return _loglog(c0, y0, c1, y1, at)
+    if pts and pts[0][0] == at:
+        return pts[0][1]
+    return None
+
+
+def _to_tol(pts, tol):
+    """(cost at which the metric first reaches ``tol``, 'interpolated' | 'at the cheapest' | None)."""
+    if not pts:
+        return None, None
+    if pts[0][1] <= tol:
+        return pts[0][0], "at the cheapest"
+    for (c0, y0), (c1, y1) in itertools.pairwise(pts):
+        if y1 <= tol < y0:
+            if y1 <= 0:
+                return c1, "interpolated"
+            return _loglog(c0, y0, c1, y1, tol, inverse=True), "interpolated"
+    return None, None
