@@ -145,3 +145,50 @@ def test_ess_and_rhat_are_arvizs_to_round_off(T, m, phi):
     for j in range(2):
         assert metrics.ess(x)[j] == pytest.approx(float(az.ess(x[:, :, j].T, method="mean")), rel=1e-12)
         assert metrics.split_rhat(x)[j] == pytest.approx(float(az.rhat(x[:, :, j].T, method="split")), rel=1e-12)
+
+
+def test_pairwise_distances_match_scipy_cdist():
+    """The GEMM form of squared distances equals scipy's cdist to round-off (relative to the squared
+    norms), with an exact zero diagonal against itself; mmd2 and energy equal their cdist forms."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((300, 4)) * 2 + 3, rng.standard_normal((200, 4))
+    scale = max((x**2).sum(1).max(), (y**2).sum(1).max())
+    assert np.abs(metrics.sq_distances(x, y) - cdist(x, y, "sqeuclidean")).max() < 1e-13 * scale
+    dxx = metrics.sq_distances(x)
+    assert np.all(np.diag(dxx) == 0) and np.abs(dxx - cdist(x, x, "sqeuclidean")).max() < 1e-13 * scale
+    g = -0.5 / 1.7**2
+    kxx, kyy, kxy = (np.exp(g * cdist(a, b, "sqeuclidean")) for a, b in ((x, x), (y, y), (x, y)))
+    ref = (kxx.sum() - 300) / (300 * 299) + (kyy.sum() - 200) / (200 * 199) - 2 * kxy.mean()
+    assert metrics.mmd2(x, y, 1.7) == pytest.approx(ref, rel=1e-10)
+    ref = 2 * cdist(x, y).mean() - cdist(x, x).sum() / (300 * 299) - cdist(y, y).sum() / (200 * 199)
+    assert metrics.energy_distance(x, y) == pytest.approx(ref, rel=1e-8)
+
+
+@pytest.mark.parametrize("n", [50, 10_000, 12_000])
+def test_suite_sliced_w2_reuses_the_reference_exactly(n):
+    """The suite's cached reference projections give bit for bit the plain sliced_w2 (fewer, equal
+    and more particles than reference draws; more are thinned to 10,000 first)."""
+    from difflab.config import load_target
+
+    _, t = load_target("gmm")
+    suite = metrics.MetricSuite(t, np.random.default_rng(0))
+    x = t.sample(np.random.default_rng(1), n)
+    for _ in range(2):  # the second call uses the cached quantiles
+        got = suite.series(x)["sliced_w2"]
+        assert got == metrics.sliced_w2(suite._thin(x, suite.max_points), suite.reference, suite.directions)
+
+
+def test_suite_final_pair_metrics_equal_the_plain_functions():
+    """The suite caches the reference's own pair terms; its mmd2 and energy equal the functions'."""
+    from difflab.config import load_target
+
+    _, t = load_target("gmm")
+    suite = metrics.MetricSuite(t, np.random.default_rng(0), max_pairwise=500)
+    rs = suite._thin(suite.reference, 500)
+    for seed in (1, 2):
+        x = t.sample(np.random.default_rng(seed), 800)
+        out, xs = suite.final(x), suite._thin(x, 500)
+        assert out["mmd2"] == pytest.approx(metrics.mmd2(xs, rs, suite.bandwidth), rel=1e-12, abs=1e-15)
+        assert out["energy"] == pytest.approx(metrics.energy_distance(xs, rs), rel=1e-12, abs=1e-15)
