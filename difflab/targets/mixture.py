@@ -80,6 +80,8 @@ class GaussianMixture:
         self._sqrt_factor = U * np.sqrt(lam)[:, None, :]  # S_k = F_k F_k^T, (K, d, d)
         # Identity eigenbases (diagonal covariances, e.g. the ring): skip the GEMMs.
         self._diagonal = bool(np.all(self.covs == np.eye(d) * np.diagonal(self.covs, axis1=1, axis2=2)[:, None, :]))
+        self._centre = self.weights @ self.means  # (d,): the diagonal hot path works relative to it
+        self._off_centre = bool(np.any(self._centre != 0.0))
         if self._diagonal:
             self.eigvals = np.diagonal(self.covs, axis1=1, axis2=2).copy()
             self.eigvecs = np.broadcast_to(np.eye(d), (K, d, d)).copy()
@@ -162,12 +164,52 @@ class GaussianMixture:
 
     def log_prob_and_score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0):
         """Particle-last layout: xt (d, n) contiguous -> (log density (n,), score (d, n))."""
+        if self._diagonal:
+            return self._diagonal_log_prob_and_score_t(xt, alpha, sigma)
         ev = self._evaluate(xt, alpha, sigma)
         return ev.log_prob, self._score_t(ev)
 
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """Particle-last layout: xt (d, n) -> score (d, n)."""
+        if self._diagonal:
+            return self._diagonal_log_prob_and_score_t(xt, alpha, sigma)[1]
         return self._score_t(self._evaluate(xt, alpha, sigma))
+
+    def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float):
+        """The hot path for diagonal covariances (the ring, isotropic components): no (K, d, n) array.
+
+        With v = y - alpha m0 (m0 the mixture's mean, so that the expanded square below does not
+        lose digits on an off-centre target), nu_k = alpha (mu_k - m0) and 1/c_k elementwise:
+        maha_k = (1/c_k) . v^2 - 2 (nu_k / c_k) . v + nu_k . (nu_k / c_k): one (K, 2d) x (2d, n) GEMM;
+        score = -v * (sum_k r_k / c_k) + sum_k r_k nu_k / c_k: one (2d, K) x (K, n) GEMM.
+        Agrees with the general path to round-off (tested).
+        """
+        K, d = self.n_components, self.dim
+        inv_c = 1.0 / (alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
+        nu = alpha * (self.means - self._centre)  # (K, d)
+        nu_c = nu * inv_c
+        v = xt - (alpha * self._centre)[:, None] if self._off_centre else xt
+        stacked = np.empty((2 * d, xt.shape[1]))
+        np.multiply(v, v, out=stacked[:d])
+        stacked[d:] = v
+        logits = np.concatenate([inv_c, -2.0 * nu_c], axis=1) @ stacked  # (K, n): the Mahalanobis terms
+        logits *= -0.5
+        logits += (self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
+                   - 0.5 * (nu * nu_c).sum(axis=1))[:, None]
+        if K == 1:
+            log_prob, resp = logits[0], np.ones_like(logits)
+        else:
+            top = logits.max(axis=0)
+            logits -= top
+            resp = np.exp(logits, out=logits)
+            total = resp.sum(axis=0)
+            resp /= total
+            log_prob = np.log(total)
+            log_prob += top
+        g = np.concatenate([inv_c, nu_c], axis=1).T @ resp  # (2d, n): sum_k r_k / c_k, sum_k r_k nu_k / c_k
+        score = g[d:]
+        score -= v * g[:d]
+        return log_prob, score
 
     def posterior_t(self, yt: np.ndarray, alpha: float, sigma: float):
         """The posterior of X given alpha X + sigma Z = y, per particle (particle-last layout).
