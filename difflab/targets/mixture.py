@@ -175,7 +175,7 @@ class GaussianMixture:
             return self._diagonal_log_prob_and_score_t(xt, alpha, sigma)[1]
         return self._score_t(self._evaluate(xt, alpha, sigma))
 
-    def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float):
+    def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float, score: bool = True):
         """The hot path for diagonal covariances (the ring, isotropic components): no (K, d, n) array.
 
         With v = y - alpha m0 (m0 the mixture's mean, so that the expanded square below does not
@@ -206,10 +206,12 @@ class GaussianMixture:
             resp /= total
             log_prob = np.log(total)
             log_prob += top
+        if not score:
+            return log_prob, None
         g = np.concatenate([inv_c, nu_c], axis=1).T @ resp  # (2d, n): sum_k r_k / c_k, sum_k r_k nu_k / c_k
-        score = g[d:]
-        score -= v * g[:d]
-        return log_prob, score
+        out = g[d:]
+        out -= v * g[:d]
+        return log_prob, out
 
     def posterior_t(self, yt: np.ndarray, alpha: float, sigma: float):
         """The posterior of X given alpha X + sigma Z = y, per particle (particle-last layout).
@@ -258,6 +260,8 @@ class GaussianMixture:
     def noised_log_prob(self, y, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """log density of alpha X + sigma Z at y, (n,)."""
         yt, single = self._batch(y)
+        if self._diagonal:  # the same arithmetic as log_prob_and_score_t: bit-identical values
+            return self._out(self._diagonal_log_prob_and_score_t(yt, alpha, sigma, score=False)[0], single)
         return self._out(self._evaluate(yt, alpha, sigma).log_prob, single)
 
     def noised_score(self, y, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
