@@ -9,11 +9,19 @@ status says ``interrupted``. It never writes files: the caller hands the result 
 Random streams: the caller passes one generator for the steps; the initial state and the metric
 reference come from independent streams (``numpy.random.SeedSequence.spawn``), so changing the
 metric settings never changes the samples.
+
+Particle chunks: a sampler whose step treats particles independently (``per_particle``) runs on
+fixed chunks of particles, each with its own random stream, spread over a thread pool (numpy
+releases the GIL in its loops, so both cores work on the elementwise part). The chunks and their
+streams depend only on the number of particles (an even number of chunks of at most ``CHUNK``,
+from ``2 * MIN_CHUNK`` particles up; fewer particles: one chunk, the caller's generator), never on
+the thread count: the same seed gives the same samples with 1 thread or 16.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +29,88 @@ from dataclasses import dataclass, field
 import numpy as np
 
 COMPLETE, DIVERGED, INTERRUPTED = "complete", "diverged", "interrupted"
+CHUNK, MIN_CHUNK = 4096, 1024
+ELEMENTWISE_DIM = 8  # up to this dimension a step is elementwise-bound: chunks go to a thread pool
+
+
+def chunk_bounds(n: int) -> list[tuple[int, int]]:
+    """[(start, stop)] of the particle chunks: a function of n alone."""
+    if n < 2 * MIN_CHUNK:
+        return [(0, n)]
+    k = 2 * -(-n // (2 * CHUNK))
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
+def default_threads() -> int:
+    """DIFFLAB_THREADS if set, else the number of cores this process may use."""
+    env = os.environ.get("DIFFLAB_THREADS")
+    if env:
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass
+class ChunkedState:
+    parts: list
+
+    @property
+    def x(self) -> np.ndarray:
+        return np.concatenate([p.x for p in self.parts])
+
+    def head(self, m: int) -> np.ndarray:
+        """The first m particles' positions, (m, d) (a copy)."""
+        out, left = [], m
+        for p in self.parts:
+            if left <= 0:
+                break
+            out.append(p.x[:left])
+            left -= len(out[-1])
+        return np.concatenate(out) if out else self.parts[0].x[:0].copy()
+
+    def finite(self) -> bool:
+        return all(np.isfinite(p.x).all() for p in self.parts)
+
+
+class Chunked:
+    """A per-particle sampler run on fixed particle chunks, one random stream each, on a thread pool.
+
+    Chunk c's generator is seeded by the caller's step stream's SeedSequence extended by (c,): it
+    depends on the seed and c only. Per-step info values (means over particles, or per-particle
+    counts equal in every chunk) are combined as particle-weighted means.
+    """
+
+    def __init__(self, inner, bounds, rngs, pool):
+        self.inner, self.bounds, self.rngs, self.pool = inner, bounds, rngs, pool
+        self._sizes = np.array([b - a for a, b in bounds], dtype=np.float64)
+        if hasattr(inner, "estimate"):
+            self.estimate = lambda st: np.concatenate([inner.estimate(p) for p in st.parts])
+
+    @classmethod
+    def build(cls, inner, n: int, rng: np.random.Generator, pool):
+        bounds = chunk_bounds(n)
+        ss = rng.bit_generator.seed_seq
+        kind = type(rng.bit_generator)
+        rngs = [np.random.Generator(kind(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, c))))
+                for c in range(len(bounds))]
+        return cls(inner, bounds, rngs, pool)
+
+    def __getattr__(self, name):  # n_steps, name, step_size, ...: the inner sampler's
+        return getattr(self.__dict__["inner"], name)
+
+    def with_step_size(self, h: float) -> Chunked:
+        return Chunked(dataclasses.replace(self.inner, step_size=h), self.bounds, self.rngs, self.pool)
+
+    def init(self, x0: np.ndarray) -> ChunkedState:
+        return ChunkedState([self.inner.init(x0[a:b]) for a, b in self.bounds])
+
+    def step(self, rng, state: ChunkedState):
+        def one(c):
+            return self.inner.step(self.rngs[c], state.parts[c])
+
+        out = list(self.pool.map(one, range(len(self.bounds)))) if self.pool else [one(c) for c in range(len(self.bounds))]
+        parts = [o[0] for o in out]
+        info = {k: float(np.dot(self._sizes, [o[1][k] for o in out]) / self._sizes.sum()) for k in out[0][1]}
+        return ChunkedState(parts), info
 
 
 @dataclass
@@ -51,6 +141,7 @@ def run(
     warmup: int = 0,
     adapter=None,
     on_step: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> RunResult:
     """Run ``steps`` steps of ``sampler`` from ``x0``; see the module docstring.
 
@@ -59,6 +150,38 @@ def run(
     are not kept and not counted in ``steps``.
     """
     t0 = time.perf_counter()
+    pool = None
+    if getattr(sampler, "per_particle", False) and len(chunk_bounds(x0.shape[0])) > 1:
+        if threads is None:  # in high dimension the GEMMs' own BLAS threads use the cores already
+            threads = default_threads() if x0.shape[1] <= ELEMENTWISE_DIM else 1
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difflab-chunk")
+        sampler = Chunked.build(sampler, x0.shape[0], rng, pool)
+    try:
+        return _run(sampler, x0, rng, steps=steps, save_every=save_every, trajectory_particles=trajectory_particles,
+                    metrics_every=metrics_every, metric_fn=metric_fn, warmup=warmup, adapter=adapter,
+                    on_step=on_step, t0=t0)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _with_step_size(sampler, h: float):
+    return sampler.with_step_size(h) if hasattr(sampler, "with_step_size") else dataclasses.replace(sampler, step_size=h)
+
+
+def _finite(state) -> bool:
+    return state.finite() if hasattr(state, "finite") else bool(np.isfinite(state.x).all())
+
+
+def _head(state, m: int) -> np.ndarray:
+    return state.head(m) if hasattr(state, "head") else state.x[:m].copy()
+
+
+def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_every, metric_fn, warmup, adapter,
+         on_step, t0) -> RunResult:
     m = min(trajectory_particles, x0.shape[0])
     traj, traj_step = [x0[:m].copy()], [0]
     metrics_step, metric_rows = [], []
@@ -84,8 +207,8 @@ def run(
             if adapter is not None and warmup > 0:
                 for _ in range(warmup):
                     state, info = sampler.step(rng, state)
-                    sampler = dataclasses.replace(sampler, step_size=adapter.update(info))
-                sampler = dataclasses.replace(sampler, step_size=adapter.final())
+                    sampler = _with_step_size(sampler, adapter.update(info))
+                sampler = _with_step_size(sampler, adapter.final())
                 # A fresh cache at the adapted step size; positions carry over.
                 state = sampler.init(state.x)
                 final_params["step_size_adapted"] = sampler.step_size
@@ -93,7 +216,7 @@ def run(
                 record_metrics(0, state)
             for k in range(1, steps + 1):
                 new_state, info = sampler.step(rng, state)
-                if not np.isfinite(new_state.x).all():
+                if not _finite(new_state):
                     status, diverged_at = DIVERGED, k
                     break
                 state = new_state
@@ -101,7 +224,7 @@ def run(
                 for name, value in info.items():
                     per_step.setdefault(name, []).append(value)
                 if k % save_every == 0:
-                    traj.append(state.x[:m].copy())
+                    traj.append(_head(state, m))
                     traj_step.append(k)
                 if metrics_every and (k % metrics_every == 0):
                     record_metrics(k, state)

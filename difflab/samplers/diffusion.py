@@ -80,6 +80,8 @@ class DDPM:
     schedule: object = None
     name: str = "ddpm"
 
+    per_particle = True  # each particle's step uses only that particle: the driver may chunk
+
     @property
     def n_steps(self) -> int:
         return len(self.alphas) - 1 + int(self.final_denoise)
@@ -194,6 +196,10 @@ class PFlow(_ContinuousTime):
     name: str = "pflow"
 
     @property
+    def per_particle(self) -> bool:  # rk45's adaptive steps depend on every particle's error
+        return self.solver != "rk45"
+
+    @property
     def n_steps(self) -> int:
         return 1 if self.solver == "rk45" else len(self.times) - 1
 
@@ -291,6 +297,8 @@ class ReverseSDE(_ContinuousTime):
     corrector_steps: int = 0
     snr: float = 0.1
     name: str = "sde"
+
+    per_particle = True
 
     @property
     def n_steps(self) -> int:

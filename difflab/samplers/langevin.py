@@ -45,6 +45,7 @@ class ULA:
     target: object
     step_size: float
     name: str = "ula"
+    per_particle = True  # each particle's step uses only that particle: the driver may chunk
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
@@ -77,6 +78,7 @@ class MALA:
     target: object
     step_size: float
     name: str = "mala"
+    per_particle = True
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)

@@ -55,6 +55,7 @@ class Localization:
     transition: str = "gaussian"
     output: str = "mean"
     name: str = "localization"
+    per_particle = True  # each particle's step uses only that particle: the driver may chunk
 
     @property
     def n_steps(self) -> int:
