@@ -215,8 +215,8 @@ def main() -> None:
     print("limits: " + ", ".join(f"{k} {v:.3g}" for k, v in limits.items()))
     rows = []
     for wid in wids:
-        sampler, target_name, n, steps, _, _, (flops, gemm, exps, normals) = WORKLOADS[wid]
-        run, target, x0, s = _difflab_runner(wid)
+        sampler, target_name, n, steps, _, _, (flops, _gemm, exps, normals) = WORKLOADS[wid]
+        run, target, x0, _ = _difflab_runner(wid)
         t, x = _median_time(run, args.repeat)
         row = {"id": wid, "impl": "difflab", "sampler": sampler, "target": target_name, "chains": n, "steps": steps,
                "seconds": t, "chain_steps_per_s": n * steps / t, **correctness(x, target)}
