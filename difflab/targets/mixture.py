@@ -188,29 +188,34 @@ class GaussianMixture:
         inv_c = 1.0 / (alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
         nu = alpha * (self.means - self._centre)  # (K, d)
         nu_c = nu * inv_c
-        v = xt - (alpha * self._centre)[:, None] if self._off_centre else xt
-        stacked = np.empty((2 * d, xt.shape[1]))
+        log_norm = self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
+        # logits_k = -maha_k / 2 + log_norm_k = [-(1/c_k) / 2, nu_k / c_k, const_k] . [v^2; v; 1]
+        coef = np.concatenate([-0.5 * inv_c, nu_c, (log_norm - 0.5 * (nu * nu_c).sum(axis=1))[:, None]], axis=1)
+        stacked = np.empty((2 * d + 1, xt.shape[1]))
+        v = stacked[d : 2 * d]
+        if self._off_centre:
+            np.subtract(xt, (alpha * self._centre)[:, None], out=v)
+        else:
+            v[...] = xt
         np.multiply(v, v, out=stacked[:d])
-        stacked[d:] = v
-        logits = np.concatenate([inv_c, -2.0 * nu_c], axis=1) @ stacked  # (K, n): the Mahalanobis terms
-        logits *= -0.5
-        logits += (self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
-                   - 0.5 * (nu * nu_c).sum(axis=1))[:, None]
+        stacked[2 * d] = 1.0
+        logits = coef @ stacked  # (K, n)
         if K == 1:
-            log_prob, resp = logits[0], np.ones_like(logits)
+            log_prob, e, total = logits[0], np.ones_like(logits), None
         else:
             top = logits.max(axis=0)
             logits -= top
-            resp = np.exp(logits, out=logits)
-            total = resp.sum(axis=0)
-            resp /= total
+            e = np.exp(logits, out=logits)  # unnormalised responsibilities
+            total = e.sum(axis=0)
             log_prob = np.log(total)
             log_prob += top
         if not score:
             return log_prob, None
-        g = np.concatenate([inv_c, nu_c], axis=1).T @ resp  # (2d, n): sum_k r_k / c_k, sum_k r_k nu_k / c_k
+        g = np.concatenate([inv_c, nu_c], axis=1).T @ e  # (2d, n): sum_k e_k / c_k, sum_k e_k nu_k / c_k
         out = g[d:]
         out -= v * g[:d]
+        if total is not None:
+            out /= total  # normalising the (d, n) result, not the (K, n) responsibilities
         return log_prob, out
 
     def posterior_t(self, yt: np.ndarray, alpha: float, sigma: float):
