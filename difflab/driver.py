@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 COMPLETE, DIVERGED, INTERRUPTED = "complete", "diverged", "interrupted"
-CHUNK, MIN_CHUNK = 4096, 1024
+CHUNK, MIN_CHUNK = 8192, 1024
 ELEMENTWISE_DIM = 8  # up to this dimension a step is elementwise-bound: chunks go to a thread pool
 
 
