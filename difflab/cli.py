@@ -584,17 +584,25 @@ def plot(
     """Figures of runs against the exact target: samples over the density, trajectories, metric
     series, a discrete pmf, or error against a parameter with its fitted slope (extra difflab[plot])."""
     from difflab import plot as plot_mod
+
+    _write_from_runs(paths, lambda: plot_mod.render(paths, kind, out, by=by, metric=tuple(metric or ()), dpi=dpi),
+                     out or "plots/")
+
+
+def _write_from_runs(paths, write, where) -> None:
+    """Run ``write()`` (which reads the run files at ``paths`` and writes one file), print the file
+    it wrote; bad input exits 2 with one line, a failed write 1."""
     from difflab.errors import RunFileError
 
     missing = [p for p in paths if not p.is_file()]
     if missing:
         _fail(f"{missing[0]}: no such run file")
     try:
-        written = plot_mod.render(paths, kind, out, by=by, metric=tuple(metric or ()), dpi=dpi)
+        written = write()
     except (DifflabError, RunFileError) as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(f"{out or 'plots/'}: could not write the figure: {exc}", code=1)
+        _fail(f"{where}: could not write: {exc}", code=1)
     typer.echo(str(written))
 
 
@@ -607,17 +615,8 @@ def export(
 ) -> None:
     """Write a run in another format: netCDF in ArviZ's InferenceData layout (extra difflab[export])."""
     from difflab import export as export_mod
-    from difflab.errors import RunFileError
 
-    if not run.is_file():
-        _fail(f"{run}: no such run file")
-    try:
-        written = export_mod.export(run, out, to, force=force)
-    except (DifflabError, RunFileError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{out or run.with_suffix('.nc')}: could not write: {exc}", code=1)
-    typer.echo(str(written))
+    _write_from_runs([run], lambda: export_mod.export(run, out, to, force=force), out or run.with_suffix(".nc"))
 
 
 @app.command()

@@ -128,6 +128,30 @@ def fmt(v) -> str:
 _DERIVED = ("save_every", "metrics_every", "trajectory_particles")
 
 
+def _value(r: dict, k: str):
+    return r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
+
+
+def _require_metric(good: list[dict], metric: str) -> None:
+    if not any(metric in r["summary"] for r in good):
+        known = sorted({k for r in good for k in r["summary"]})
+        raise ConfigError(f"--metric: no run has a summary key '{metric}'{suggest(metric, known)}")
+
+
+def _collect(good: list[dict], metric: str, vary: str, x_of) -> dict[str, dict]:
+    """{series (JSON of the other differing parameters): {x: [metric values over seeds]}}; a series
+    is one setting of the differing parameters other than ``vary``, seeds and output options."""
+    others = [k for k in differing_params(good) if k not in (vary, "seed", *_DERIVED)]
+    series: dict[str, dict] = {}
+    for r in good:
+        x, y = x_of(r), r["summary"].get(metric)
+        if x is None or y is None:
+            continue
+        key = json.dumps({k: _value(r, k) for k in others}, sort_keys=True, default=str)
+        series.setdefault(key, {}).setdefault(x, []).append(float(y))
+    return series
+
+
 def group_by(rows: list[dict], by: str, metric: str) -> list[dict]:
     """Runs grouped by the value of parameter ``by`` within each series (a series = one setting
     of the other differing parameters, seeds excluded), the metric aggregated over seeds.
@@ -141,21 +165,8 @@ def group_by(rows: list[dict], by: str, metric: str) -> list[dict]:
     params = sorted({k for r in good for k in r["params"]})
     if by not in (*params, *RUN_KEYS[:3]):  # a sampler parameter, or sampler, target, seed
         raise ConfigError(f"--by: no run has a parameter '{by}'{suggest(by, params)}")
-    if not any(metric in r["summary"] for r in good):
-        known = sorted({k for r in good for k in r["summary"]})
-        raise ConfigError(f"--metric: no run has a summary key '{metric}'{suggest(metric, known)}")
-    others = [k for k in differing_params(good) if k not in (by, "seed", *_DERIVED)]
-
-    def value(r, k):
-        return r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
-
-    series: dict[str, dict] = {}
-    for r in good:
-        x, y = value(r, by), r["summary"].get(metric)
-        if x is None or y is None:
-            continue
-        key = json.dumps({k: value(r, k) for k in others}, sort_keys=True, default=str)
-        series.setdefault(key, {}).setdefault(x, []).append(float(y))
+    _require_metric(good, metric)
+    series = _collect(good, metric, by, lambda r: _value(r, by))
     out = []
     for key, groups in series.items():
         points = []
@@ -237,27 +248,19 @@ def cost_rank(rows: list[dict], metric: str, *, cost: str = "nfe", vary: str = "
     def cost_of(r):
         return r.get("wall_time_s") if cost == "wall_time_s" else r["summary"].get(cost)
 
-    if not any(metric in r["summary"] for r in good):
-        known = sorted({k for r in good for k in r["summary"]})
-        raise ConfigError(f"--metric: no run has a summary key '{metric}'{suggest(metric, known)}")
+    _require_metric(good, metric)
     if cost != "wall_time_s" and not any(cost in r["summary"] for r in good):
         known = sorted({k for r in good for k in r["summary"]}) + ["wall_time_s"]
         raise ConfigError(f"--cost: no run has a summary key '{cost}'{suggest(cost, known)}")
     for name, v in (("--at", at), ("--tol", tol)):
         if v is not None and not v > 0:
             raise ConfigError(f"{name}: must be positive, got {v}")
-    others = [k for k in differing_params(good) if k not in (vary, "seed", *_DERIVED)]
 
-    def value(r, k):
-        return r[k] if k in ("sampler", "target", "seed") else r["params"].get(k)
+    def cost_x(r):
+        c = cost_of(r)
+        return float(c) if c is not None and c > 0 else None
 
-    series: dict[str, dict] = {}
-    for r in good:
-        c, y = cost_of(r), r["summary"].get(metric)
-        if c is None or y is None or not c > 0:
-            continue
-        key = json.dumps({k: value(r, k) for k in others}, sort_keys=True, default=str)
-        series.setdefault(key, {}).setdefault(float(c), []).append(float(y))
+    series = _collect(good, metric, vary, cost_x)
     out = []
     for key, by_cost in series.items():
         pts = [(c, sum(ys) / len(ys), len(ys)) for c, ys in sorted(by_cost.items())]
