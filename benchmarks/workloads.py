@@ -183,7 +183,11 @@ def _diffusers_runner(wid: str, x0: np.ndarray, target):
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
                           variance_type="fixed_small", clip_sample=False)
     sched.set_timesteps(1000)
-    abar = sched.alphas_cumprod.numpy().astype(np.float64)
+    # float64 as the contract says (the scheduler builds its tables in float32)
+    sched.betas = sched.betas.double()
+    sched.alphas = 1.0 - sched.betas
+    sched.alphas_cumprod = torch.cumprod(sched.alphas, dim=0)
+    abar = sched.alphas_cumprod.numpy()
 
     def run():
         gen = torch.Generator().manual_seed(1)
