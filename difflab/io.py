@@ -6,7 +6,7 @@ Schema version 1 (the README's "Run-file schema" section is the user-facing copy
                         (complete | diverged | interrupted), steps_done, diverged_step (-1 if none),
                         wall_time_s, created (ISO 8601, UTC), argv (JSON list), n_particles, dim
 /samples                (n, d) float64: the final samples
-/config                 attributes: target_yaml (the target file's text), target_source,
+/config                 attributes: target_yaml (the target file's text, after any --target-set), target_source,
                         params_json (the sampler's resolved parameters as JSON)
 /config/params          attributes: the same parameters, one attribute each
 /trajectory/positions   (T, m, d) float64, chunked and gzip-compressed: thinned positions of the
