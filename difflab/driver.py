@@ -45,8 +45,17 @@ def default_threads() -> int:
     """DIFFLAB_THREADS if set, else the number of cores this process may use."""
     env = os.environ.get("DIFFLAB_THREADS")
     if env:
-        return max(1, int(env))
+        return int(env)  # validated before any run by sample.prepare (check_threads_env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_threads_env() -> None:
+    """DIFFLAB_THREADS, if set, must be a positive integer (a ConfigError naming it otherwise)."""
+    from difflab.errors import ConfigError
+
+    env = os.environ.get("DIFFLAB_THREADS")
+    if env and not (env.strip().isdigit() and int(env) >= 1):
+        raise ConfigError(f"DIFFLAB_THREADS: expected a positive integer (threads for particle chunks), got {env!r}")
 
 
 @dataclass

@@ -142,8 +142,10 @@ def prepare(opts: SampleOptions):
     """Validate everything (target, options, points, output path) before any work:
     (spec, target, params, path)."""
     from difflab.config import load_target
+    from difflab.driver import check_threads_env
     from difflab.samplers import SAMPLERS
 
+    check_threads_env()
     params = resolve_params(opts)
     spec, target = load_target(opts.target, opts.target_set)
     # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).

@@ -121,3 +121,16 @@ def test_memory_of_a_million_particles_is_a_small_multiple_of_the_state(name, li
     finally:
         tracemalloc.stop()
     assert peak < limit * x0.nbytes, peak / x0.nbytes
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_bad_threads_variable_is_one_line_exit_2(tmp_path, monkeypatch, value):
+    from typer.testing import CliRunner
+
+    from difflab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIFFLAB_THREADS", value)
+    r = CliRunner().invoke(app, ["sample", "ula", "-n", "10", "--steps", "2", "-q"])
+    assert r.exit_code == 2 and "DIFFLAB_THREADS: expected a positive integer" in r.output, r.output
+    assert not (tmp_path / "runs").exists()
