@@ -1,3 +1,3 @@
-from difflab.cli import main
+from difflab.entry import main
 
 main()

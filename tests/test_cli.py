@@ -254,7 +254,7 @@ def test_help_imports_no_heavy_module(argv):
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "heavy = [m for m in ('numpy', 'scipy', 'h5py', 'matplotlib', 'rich') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "Usage: difflab" in r.stdout
 
@@ -293,3 +293,24 @@ def test_score_error_run_records_its_error_and_is_reproducible(in_tmp):
     assert len(a.per_step["score_mse"]) == 30 and (a.per_step["score_mse"] > 0).all()
     r = invoke("sample", "pflow", "-t", "bimodal1d", "-n", "400", "--steps", "30", "-o", "exact.h5", "-q")
     assert not np.array_equal(read_run("exact.h5", samples=True).samples, a.samples)
+
+
+def _help_via(module: str, columns: str, *argv: str) -> subprocess.CompletedProcess:
+    code = (f"import sys; sys.argv = ['difflab', *sys.argv[1:]]; from {module} import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "print('TYPER' if 'typer' in sys.modules else 'NO-TYPER', file=sys.stderr)\n")
+    env = {**os.environ, "COLUMNS": columns}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, check=False)
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"]])
+def test_static_top_level_help_is_typers_own_text(argv):
+    """The entry point prints the top-level help without importing Typer (start-up), and the text
+    is exactly what Typer renders; on a narrow terminal Typer renders it (negative control)."""
+    from difflab.entry import TOP_HELP
+
+    fast, full = _help_via("difflab.entry", "120", *argv), _help_via("difflab.cli", "120", *argv)
+    assert fast.stdout == TOP_HELP == full.stdout
+    assert fast.stderr.strip() == "NO-TYPER" and full.stderr.strip() == "TYPER"
+    narrow = _help_via("difflab.entry", "40", *argv)
+    assert narrow.stderr.strip() == "TYPER" and narrow.stdout != TOP_HELP and "Usage: difflab" in narrow.stdout
