@@ -374,7 +374,8 @@ def compare(
         _compare_cost(cmp, rows, metric, cost, vary, at, tol, as_json)
         return
     try:
-        cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metric)
+        params = cmp.differing_params(rows)
+        cols, flat = cmp.flatten(rows, params, metric)
     except DifflabError as exc:
         _fail(str(exc))
     if sort:
@@ -392,7 +393,6 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    params = set(cmp.differing_params(rows))
     table = Table(caption="metric kinds: exact = from exact laws; of the run = an exact property of this run; "
                           "MC = a Monte Carlo estimate (see its floor_<metric> in difflab show)")
     for c in cols:

@@ -101,27 +101,38 @@ def sq_distances(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     return d2
 
 
-def _self_terms(x: np.ndarray, bandwidth: float) -> tuple[float, float]:
-    """U-statistic means over pairs i != j of x: (Gaussian kernel, distance)."""
-    n, d2 = len(x), sq_distances(x)
-    k = (np.exp(-0.5 / bandwidth**2 * d2).sum() - n) / (n * (n - 1))
-    return float(k), float(np.sqrt(d2).sum() / (n * (n - 1)))
+def _pair_sums(d2: np.ndarray, bandwidth: float | None, distance: bool) -> tuple:
+    """(sum of the Gaussian kernel, sum of the distances) over the squared distances d2; each None
+    when not asked for, so a caller pays only for the exp or the sqrt it uses."""
+    k = float(np.exp(-0.5 / bandwidth**2 * d2).sum()) if bandwidth is not None else None
+    return k, float(np.sqrt(d2).sum()) if distance else None
 
 
-def _cross_terms(x: np.ndarray, y: np.ndarray, bandwidth: float) -> tuple[float, float]:
-    """Means over all pairs (x_i, y_j): (Gaussian kernel, distance)."""
-    d2 = sq_distances(x, y)
-    return float(np.exp(-0.5 / bandwidth**2 * d2).mean()), float(np.sqrt(d2).mean())
+def _self_terms(x: np.ndarray, bandwidth: float | None = None, distance: bool = True) -> tuple:
+    """U-statistic means over pairs i != j of x: (Gaussian kernel or None, distance or None)."""
+    n = len(x)
+    k, dist = _pair_sums(sq_distances(x), bandwidth, distance)  # the zero diagonal: kernel n, distance 0
+    pairs = n * (n - 1)
+    return (None if k is None else (k - n) / pairs), (None if dist is None else dist / pairs)
+
+
+def _cross_terms(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None, distance: bool = True) -> tuple:
+    """Means over all pairs (x_i, y_j): (Gaussian kernel or None, distance or None)."""
+    pairs = len(x) * len(y)
+    k, dist = _pair_sums(sq_distances(x, y), bandwidth, distance)
+    return (None if k is None else k / pairs), (None if dist is None else dist / pairs)
 
 
 def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
     """Unbiased squared MMD with the Gaussian kernel of length scale ``bandwidth``."""
-    return _self_terms(x, bandwidth)[0] + _self_terms(y, bandwidth)[0] - 2.0 * _cross_terms(x, y, bandwidth)[0]
+    kxx = _self_terms(x, bandwidth, distance=False)[0]
+    kyy = _self_terms(y, bandwidth, distance=False)[0]
+    return kxx + kyy - 2.0 * _cross_terms(x, y, bandwidth, distance=False)[0]
 
 
 def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     """Szekely's energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| (U-statistics within samples)."""
-    return 2.0 * _cross_terms(x, y, 1.0)[1] - _self_terms(x, 1.0)[1] - _self_terms(y, 1.0)[1]
+    return 2.0 * _cross_terms(x, y)[1] - _self_terms(x)[1] - _self_terms(y)[1]
 
 
 def mode_tv(x: np.ndarray, target) -> float:

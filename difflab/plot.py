@@ -142,9 +142,7 @@ def empirical_pmf(target, samples):
 def _pmf(ax, rec):
     import numpy as np
 
-    target = _target(rec)
-    if not getattr(target, "discrete", False):
-        raise ConfigError(f"--kind pmf: {rec.path} is a run on a continuous target; use --kind samples")
+    target = _target(rec)  # discrete: render() checked every run before drawing
     freq, n = empirical_pmf(target, rec.samples)
     tv = 0.5 * np.abs(freq - target.probs).sum()
     top = np.argsort(-target.probs, kind="stable")[:MAX_STATES]
@@ -180,7 +178,8 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
         raise ConfigError(f"--dpi: expected 10 to 1200, got {dpi}")
     if out is not None and out.suffix.lower() not in FORMATS:
         raise ConfigError(f"--out: '{out}': expected a .png or .pdf file name")
-    records = load(paths)
+    # A fit needs only the runs' parameters and summaries (compare reads those): no samples loaded.
+    records = [] if by is not None and kind in (None, "fit") else load(paths)
     kind = kind or default_kind(records, by)
     if (kind == "fit") != (by is not None):
         raise ConfigError("--by: goes with --kind fit (and needs one --metric)" if by is not None
@@ -205,13 +204,13 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
         bad = next(r for r in records if _is_discrete(r))
         raise ConfigError(f"--kind {kind}: {bad.path} is a run on a discrete target; use --kind pmf or metrics")
     if out is None:
-        stem = Path(records[0].path).stem + (f"-and-{len(records) - 1}-more" if len(records) > 1 else "")
+        stem = Path(paths[0]).stem + (f"-and-{len(paths) - 1}-more" if len(paths) > 1 else "")
         out = Path("plots") / f"{stem}-{kind}.png"
 
     matplotlib.use("Agg", force=True)  # files only: no display needed, same output everywhere
     import matplotlib.pyplot as plt
 
-    width, height = figure_size(kind, len(records), len(names), dpi)
+    width, height = figure_size(kind, len(paths), len(names), dpi)
     panels = len(names) if kind == "metrics" else 1 if kind == "fit" else len(records)
     rows, cols = _grid(panels)
     fig, axes = plt.subplots(rows, cols, figsize=(width / dpi, height / dpi), dpi=dpi, squeeze=False)

@@ -194,7 +194,7 @@ def merge(sampler: str, options: dict, *, given: dict, spec_path: str | None, se
           target_sets: list[str]) -> tuple[dict, tuple]:
     """Every option's value for one run, by precedence: flags given on the command line > ``--set`` >
     the ``--spec`` file > defaults. ``given``: {key: value} of the flags the user typed.
-    Returns ({key: value} of the options that differ from what the flags carry, target sets)."""
+    Returns ({key: value} from the spec and ``--set`` for the options not typed as flags, target sets)."""
     out, tsets = {}, ()
     if spec_path:
         spec_sampler, raw, tsets = read_run_spec(spec_path)

@@ -85,7 +85,7 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
         raise ConfigError(f"{src}: zip: the lists must have one length, got lengths "
                           f"{', '.join(f'{k}: {len(v)}' for k, v in blocks['zip'].items())}")
 
-    def arguments(block_of: dict, values: dict) -> dict:
+    def arguments(block_of: dict, values: dict) -> tuple[dict, list]:
         """Command arguments (typed) and target overrides of some settings."""
         args, targets = {}, []
         for key, value in values.items():
@@ -125,7 +125,7 @@ def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
     return str(path), result.status, ""
 
 
-def _crashed(run: Run, exc: BaseException) -> tuple[str, str, str]:
+def _crashed(exc: BaseException) -> tuple[str, str, str]:
     """A run whose worker died or raised something unexpected: a failure, not the sweep's end."""
     return "", "failed", f"{type(exc).__name__}: {exc}"
 
@@ -160,7 +160,7 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
                 try:
                     result = fut.result()
                 except Exception as exc:  # noqa: BLE001 -- a worker process died: that run failed, the rest go on
-                    result = _crashed(futures[fut], exc)
+                    result = _crashed(exc)
                 on_done(futures[fut], result)
 
 
@@ -195,7 +195,7 @@ def _run_dask(todo: list, on_done, address) -> None:
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 -- a worker died or the task was lost: that run failed
-                result = _crashed(futures[fut], exc)
+                result = _crashed(exc)
             on_done(futures[fut], result)
     finally:
         if isinstance(address, str):
