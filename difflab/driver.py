@@ -20,6 +20,7 @@ the thread count: the same seed gives the same samples with 1 thread or 16.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -30,7 +31,6 @@ import numpy as np
 
 COMPLETE, DIVERGED, INTERRUPTED = "complete", "diverged", "interrupted"
 CHUNK, MIN_CHUNK = 8192, 1024
-ELEMENTWISE_DIM = 8  # up to this dimension a step is elementwise-bound: chunks go to a thread pool
 
 
 def chunk_bounds(n: int) -> list[tuple[int, int]]:
@@ -90,7 +90,8 @@ class Chunked:
 
     def __init__(self, inner, bounds, rngs, pool):
         self.inner, self.bounds, self.rngs, self.pool = inner, bounds, rngs, pool
-        self._sizes = np.array([b - a for a, b in bounds], dtype=np.float64)
+        self._sizes = [float(b - a) for a, b in bounds]
+        self._n = sum(self._sizes)
         if hasattr(inner, "estimate"):
             self.estimate = lambda st: np.concatenate([inner.estimate(p) for p in st.parts])
 
@@ -118,7 +119,7 @@ class Chunked:
 
         out = list(self.pool.map(one, range(len(self.bounds)))) if self.pool else [one(c) for c in range(len(self.bounds))]
         parts = [o[0] for o in out]
-        info = {k: float(np.dot(self._sizes, [o[1][k] for o in out]) / self._sizes.sum()) for k in out[0][1]}
+        info = {k: sum(size * o[1][k] for size, o in zip(self._sizes, out)) / self._n for k in out[0][1]}
         return ChunkedState(parts), info
 
 
@@ -159,22 +160,38 @@ def run(
     are not kept and not counted in ``steps``.
     """
     t0 = time.perf_counter()
-    pool = None
+    pool, blas = None, contextlib.nullcontext()
     if getattr(sampler, "per_particle", False) and len(chunk_bounds(x0.shape[0])) > 1:
-        if threads is None:  # in high dimension the GEMMs' own BLAS threads use the cores already
-            threads = default_threads() if x0.shape[1] <= ELEMENTWISE_DIM else 1
+        threads = default_threads() if threads is None else threads
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difflab-chunk")
+        blas = _one_blas_thread()
         sampler = Chunked.build(sampler, x0.shape[0], rng, pool)
     try:
-        return _run(sampler, x0, rng, steps=steps, save_every=save_every, trajectory_particles=trajectory_particles,
-                    metrics_every=metrics_every, metric_fn=metric_fn, warmup=warmup, adapter=adapter,
-                    on_step=on_step, t0=t0)
+        with blas:
+            return _run(sampler, x0, rng, steps=steps, save_every=save_every, trajectory_particles=trajectory_particles,
+                        metrics_every=metrics_every, metric_fn=metric_fn, warmup=warmup, adapter=adapter,
+                        on_step=on_step, t0=t0)
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+def _one_blas_thread():
+    """One BLAS thread for the whole of a chunked run (threadpoolctl; process-wide, restored after).
+
+    The chunk threads use the cores: BLAS threads on top of them would oversubscribe (OpenBLAS's
+    threads spin while they wait). With one BLAS thread a chunk's GEMMs run on its own thread, and
+    its normal draws and elementwise work, which BLAS never parallelised, are split over the cores
+    too. It holds with one chunk thread as well, because OpenBLAS's results depend on its thread
+    count in the last bit: a fixed BLAS thread count is what keeps the samples the same whatever
+    DIFFLAB_THREADS is (tested in 50-D, where the GEMMs are large).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _with_step_size(sampler, h: float):

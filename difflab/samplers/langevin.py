@@ -88,26 +88,46 @@ class MALA:
     def step(self, rng: np.random.Generator, state: LangevinState):
         h = self.step_size
         xi = rng.standard_normal(state.xt.shape)
-        drift = h * state.grad_t
-        prop = state.xt + drift
-        prop += np.sqrt(2.0 * h) * xi
+        log_a = _half_sq_norm(xi)  # |xi|^2 / 2; from here on, arrays made in this step are updated in place
+        prop = np.multiply(state.grad_t, h)
+        prop += state.xt
+        xi *= np.sqrt(2.0 * h)
+        prop += xi
         logp_p, grad_p = self.target.log_prob_and_score_t(prop)
-        back = state.xt - prop
-        back -= h * grad_p
-        log_a = logp_p - state.log_prob
-        log_a += 0.5 * np.einsum("dn,dn->n", xi, xi)
-        log_a -= np.einsum("dn,dn->n", back, back) / (4.0 * h)
-        # A non-finite proposal has log_a = nan or -inf: the comparison is False, so it is rejected.
-        log_u = np.log(rng.random(log_a.shape[0]))
-        accept = log_u < log_a
+        back = np.multiply(grad_p, h, out=xi)  # x - x' - h grad log p(x'), in xi's memory
+        back += prop
+        back -= state.xt
+        log_a -= _half_sq_norm(back) / (2.0 * h)
+        log_a += logp_p
+        log_a -= state.log_prob
+        # min(1, a), and accept when u < min(1, a): the same event as log u < log a, without a log
+        # per chain. A non-finite proposal has log_a = nan (fmax makes its min(1, a) 0) or -inf:
+        # it is rejected. Overflow and invalid-value warnings on the way are the driver's to silence.
+        acc_prob = np.minimum(log_a, 0.0, out=log_a)
+        np.exp(acc_prob, out=acc_prob)
+        np.fmax(acc_prob, 0.0, out=acc_prob)
+        n = acc_prob.shape[0]
+        accept = rng.random(n) < acc_prob
         xt = np.where(accept, prop, state.xt)
         logp = np.where(accept, logp_p, state.log_prob)
         grad_t = np.where(accept, grad_p, state.grad_t)
-        with np.errstate(invalid="ignore", over="ignore"):
-            acc_prob = np.exp(np.minimum(np.nan_to_num(log_a, nan=-np.inf), 0.0))
-        info = {"acceptance_rate": float(acc_prob.mean()), "accepted_fraction": float(accept.mean()),
+        info = {"acceptance_rate": float(np.add.reduce(acc_prob)) / n,
+                "accepted_fraction": float(np.count_nonzero(accept)) / n,
                 "nfe": 1.0}  # one log density and score at the proposal
         return LangevinState(xt=xt, log_prob=logp, grad_t=grad_t), info
+
+
+def _half_sq_norm(vt: np.ndarray) -> np.ndarray:
+    """|v|^2 / 2 per particle for v (d, n): summed rows in low dimension, einsum above."""
+    if vt.shape[0] > 8:
+        out = np.einsum("dn,dn->n", vt, vt)
+        out *= 0.5
+        return out
+    out = vt[0] * vt[0]
+    for row in vt[1:]:
+        out += row * row
+    out *= 0.5
+    return out
 
 
 TARGET_ACCEPTANCE = 0.574  # optimal MALA acceptance rate (Roberts and Rosenthal 1998)
