@@ -82,6 +82,7 @@ class GaussianMixture:
         self._diagonal = bool(np.all(self.covs == np.eye(d) * np.diagonal(self.covs, axis1=1, axis2=2)[:, None, :]))
         self._centre = self.weights @ self.means  # (d,): the diagonal hot path works relative to it
         self._off_centre = bool(np.any(self._centre != 0.0))
+        self._diag_cache = None
         if self._diagonal:
             self.eigvals = np.diagonal(self.covs, axis1=1, axis2=2).copy()
             self.eigvecs = np.broadcast_to(np.eye(d), (K, d, d)).copy()
@@ -172,10 +173,31 @@ class GaussianMixture:
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         """Particle-last layout: xt (d, n) -> score (d, n)."""
         if self._diagonal:
-            return self._diagonal_log_prob_and_score_t(xt, alpha, sigma)[1]
+            return self._diagonal_log_prob_and_score_t(xt, alpha, sigma, log_prob=False)[1]
         return self._score_t(self._evaluate(xt, alpha, sigma))
 
-    def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float, score: bool = True):
+    def _diagonal_coefficients(self, alpha: float, sigma: float):
+        """(coef (K, 2d + 1), gmat (2d, K), shift (d, 1)) of the diagonal path at (alpha, sigma).
+
+        The last pair's are kept: a Langevin run asks for (1, 0) at every step. One tuple, replaced
+        whole, so concurrent chunk threads read either the old or the new entry, both valid."""
+        cached = self._diag_cache
+        if cached is not None and cached[0] == alpha and cached[1] == sigma:
+            return cached[2]
+        d = self.dim
+        inv_c = 1.0 / (alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
+        nu = alpha * (self.means - self._centre)  # (K, d)
+        nu_c = nu * inv_c
+        log_norm = self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
+        # logits_k = -maha_k / 2 + log_norm_k = [-(1/c_k) / 2, nu_k / c_k, const_k] . [v^2; v; 1]
+        coef = np.concatenate([-0.5 * inv_c, nu_c, (log_norm - 0.5 * (nu * nu_c).sum(axis=1))[:, None]], axis=1)
+        gmat = np.ascontiguousarray(np.concatenate([inv_c, nu_c], axis=1).T)
+        out = (coef, gmat, (alpha * self._centre)[:, None] if self._off_centre else None)
+        self._diag_cache = (alpha, sigma, out)
+        return out
+
+    def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float, score: bool = True,
+                                       log_prob: bool = True):
         """The hot path for diagonal covariances (the ring, isotropic components): no (K, d, n) array.
 
         With v = y - alpha m0 (m0 the mixture's mean, so that the expanded square below does not
@@ -185,38 +207,35 @@ class GaussianMixture:
         Agrees with the general path to round-off (tested).
         """
         K, d = self.n_components, self.dim
-        inv_c = 1.0 / (alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
-        nu = alpha * (self.means - self._centre)  # (K, d)
-        nu_c = nu * inv_c
-        log_norm = self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
-        # logits_k = -maha_k / 2 + log_norm_k = [-(1/c_k) / 2, nu_k / c_k, const_k] . [v^2; v; 1]
-        coef = np.concatenate([-0.5 * inv_c, nu_c, (log_norm - 0.5 * (nu * nu_c).sum(axis=1))[:, None]], axis=1)
+        coef, gmat, shift = self._diagonal_coefficients(alpha, sigma)
         stacked = np.empty((2 * d + 1, xt.shape[1]))
         v = stacked[d : 2 * d]
-        if self._off_centre:
-            np.subtract(xt, (alpha * self._centre)[:, None], out=v)
+        if shift is not None:
+            np.subtract(xt, shift, out=v)
         else:
             v[...] = xt
         np.multiply(v, v, out=stacked[:d])
         stacked[2 * d] = 1.0
         logits = coef @ stacked  # (K, n)
+        lp = None
         if K == 1:
-            log_prob, e, total = logits[0], np.ones_like(logits), None
+            lp, e, total = logits[0], np.ones_like(logits), None
         else:
             top = logits.max(axis=0)
             logits -= top
             e = np.exp(logits, out=logits)  # unnormalised responsibilities
             total = e.sum(axis=0)
-            log_prob = np.log(total)
-            log_prob += top
+            if log_prob:  # a score alone needs no log
+                lp = np.log(total)
+                lp += top
         if not score:
-            return log_prob, None
-        g = np.concatenate([inv_c, nu_c], axis=1).T @ e  # (2d, n): sum_k e_k / c_k, sum_k e_k nu_k / c_k
+            return lp, None
+        g = gmat @ e  # (2d, n): sum_k e_k / c_k, sum_k e_k nu_k / c_k
         out = g[d:]
         out -= v * g[:d]
         if total is not None:
             out /= total  # normalising the (d, n) result, not the (K, n) responsibilities
-        return log_prob, out
+        return lp, out
 
     def posterior_t(self, yt: np.ndarray, alpha: float, sigma: float):
         """The posterior of X given alpha X + sigma Z = y, per particle (particle-last layout).
