@@ -61,6 +61,7 @@ def check_threads_env() -> None:
 @dataclass
 class ChunkedState:
     parts: list
+    all_finite: bool | None = None  # set by Chunked.step, each chunk checked on its own thread
 
     @property
     def x(self) -> np.ndarray:
@@ -77,7 +78,13 @@ class ChunkedState:
         return np.concatenate(out) if out else self.parts[0].x[:0].copy()
 
     def finite(self) -> bool:
-        return all(np.isfinite(p.x).all() for p in self.parts)
+        if self.all_finite is not None:
+            return self.all_finite
+        return all(_all_finite(p.x) for p in self.parts)
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    return bool(np.isfinite(x).all())
 
 
 class Chunked:
@@ -115,12 +122,15 @@ class Chunked:
 
     def step(self, rng, state: ChunkedState):
         def one(c):
-            return self.inner.step(self.rngs[c], state.parts[c])
+            # numpy's error state is per thread (a context variable): the driver's is restated here.
+            with np.errstate(over="ignore", invalid="ignore"):
+                new, info = self.inner.step(self.rngs[c], state.parts[c])
+            return new, info, _all_finite(new.x)
 
         out = list(self.pool.map(one, range(len(self.bounds)))) if self.pool else [one(c) for c in range(len(self.bounds))]
         parts = [o[0] for o in out]
         info = {k: sum(size * o[1][k] for size, o in zip(self._sizes, out)) / self._n for k in out[0][1]}
-        return ChunkedState(parts), info
+        return ChunkedState(parts, all(o[2] for o in out)), info
 
 
 @dataclass

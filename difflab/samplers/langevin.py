@@ -118,14 +118,8 @@ class MALA:
 
 
 def _half_sq_norm(vt: np.ndarray) -> np.ndarray:
-    """|v|^2 / 2 per particle for v (d, n): summed rows in low dimension, einsum above."""
-    if vt.shape[0] > 8:
-        out = np.einsum("dn,dn->n", vt, vt)
-        out *= 0.5
-        return out
-    out = vt[0] * vt[0]
-    for row in vt[1:]:
-        out += row * row
+    """|v|^2 / 2 per particle for v (d, n): rows summed in low dimension, einsum above (fewer calls)."""
+    out = np.einsum("dn,dn->n", vt, vt) if vt.shape[0] > 8 else np.add.reduce(vt * vt, axis=0)
     out *= 0.5
     return out
 
