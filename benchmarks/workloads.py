@@ -14,6 +14,9 @@ schedule, step size and initial states (optional extra ``difflab[bench]``):
   reported separately): MALA for W1, W2; ULA (its Langevin proposal, no correction) for W3;
 * the diffusers DDPMScheduler loop (W4) if diffusers and torch are installed.
 
+Each peer row runs in a child process of its own right after difflab's row for the same workload,
+so the peers' runtimes (XLA's and torch's thread pools) never share a process with difflab's timings.
+
 Limits, measured here at start: dgemm GFLOP/s (2048^3), copy bandwidth (GB/s, read + write of
 200 MB), numpy exp and standard-normal rates (SFC64 and PCG64). A 50-D workload's share is its
 effective GFLOP/s (the contract's flops per chain-step times chain-steps/s) over dgemm's; a 2-D
@@ -27,6 +30,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -205,14 +210,45 @@ def _diffusers_runner(wid: str, x0: np.ndarray, target):
 PEERS = {"blackjax": _blackjax_runner, "diffusers": _diffusers_runner}
 
 
+def _peer_in_child(peer: str, wid: str, repeat: int) -> dict | None:
+    """Time one peer on one workload in a child process of its own, right after difflab's row: the
+    peers' runtimes (XLA's and torch's thread pools) then neither share a process with difflab's
+    timings nor outlive their own row."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--peer", peer, "--only", wid,
+                          "--repeat", str(repeat)], check=False, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{peer} on {wid} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peer_row(peer: str, wid: str, repeat: int) -> dict | None:
+    """The child's side: the same target and initial states as difflab's row (fixed seeds)."""
+    _, _, n, steps, _, _, _ = WORKLOADS[wid]
+    _, target, x0, _ = _difflab_runner(wid)
+    try:
+        built = PEERS[peer](wid, x0, target)
+    except ImportError as exc:
+        return {"missing": exc.name}
+    if built is None:
+        return None
+    prun, compile_s = built
+    pt, px = _median_time(prun, repeat)
+    return {"id": wid, "impl": peer, "seconds": pt, "compile_s": compile_s,
+            "chain_steps_per_s": n * steps / pt, **correctness(px, target)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default=None, help="comma-separated workload ids, e.g. W1,W4")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
     ap.add_argument("--no-peers", action="store_true", help="time difflab only")
+    ap.add_argument("--peer", default=None, help=argparse.SUPPRESS)  # internal: one peer row, as JSON
     args = ap.parse_args()
     wids = args.only.split(",") if args.only else list(WORKLOADS)
+    if args.peer:
+        print(json.dumps(_peer_row(args.peer, wids[0], args.repeat)))
+        return
     limits = machine_limits(args.repeat)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
           f"OMP/BLAS threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
@@ -220,7 +256,7 @@ def main() -> None:
     rows = []
     for wid in wids:
         sampler, target_name, n, steps, _, _, (flops, _gemm, exps, normals) = WORKLOADS[wid]
-        run, target, x0, _ = _difflab_runner(wid)
+        run, target, _, _ = _difflab_runner(wid)
         t, x = _median_time(run, args.repeat)
         row = {"id": wid, "impl": "difflab", "sampler": sampler, "target": target_name, "chains": n, "steps": steps,
                "seconds": t, "chain_steps_per_s": n * steps / t, **correctness(x, target)}
@@ -237,18 +273,13 @@ def main() -> None:
         _print(row)
         if args.no_peers:
             continue
-        for peer, build in PEERS.items():
-            try:
-                built = build(wid, x0, target)
-            except ImportError as exc:
-                print(f"  {peer}: not installed ({exc.name}); pip install 'difflab[bench]'")
+        for peer in PEERS:
+            prow = _peer_in_child(peer, wid, args.repeat)
+            if prow is None:
                 continue
-            if built is None:
+            if "missing" in prow:
+                print(f"  {peer}: not installed ({prow['missing']}); pip install 'difflab[bench]'")
                 continue
-            prun, compile_s = built
-            pt, px = _median_time(prun, args.repeat)
-            prow = {"id": wid, "impl": peer, "seconds": pt, "compile_s": compile_s,
-                    "chain_steps_per_s": n * steps / pt, **correctness(px, target)}
             prow["difflab_over_peer"] = row["chain_steps_per_s"] / prow["chain_steps_per_s"]
             rows.append(prow)
             _print(prow)
