@@ -262,7 +262,7 @@ class GaussianMixture:
         log_norm = self.log_weights + 0.5 * np.log(inv_c).sum(axis=1) - 0.5 * d * _LOG_2PI
         # logits_k = -maha_k / 2 + log_norm_k = [-(1/c_k) / 2, nu_k / c_k, const_k] . [v^2; v; 1]
         coef = np.concatenate([-0.5 * inv_c, nu_c, (log_norm - 0.5 * (nu * nu_c).sum(axis=1))[:, None]], axis=1)
-        gmat = np.ascontiguousarray(np.concatenate([inv_c, nu_c], axis=1).T)
+        gmat = np.concatenate([inv_c.T, nu_c.T])  # (2d, K), each half C-contiguous
         out = (coef, gmat, (alpha * self._centre)[:, None] if self._off_centre else None)
         self._diag_cache = (alpha, sigma, out)
         return out
@@ -301,9 +301,10 @@ class GaussianMixture:
                 lp += top
         if not score:
             return lp, None
-        g = gmat @ e  # (2d, n): sum_k e_k / c_k, sum_k e_k nu_k / c_k
-        out = g[d:]
-        out -= v * g[:d]
+        # sum_k e_k nu_k / c_k and sum_k e_k / c_k by two small GEMMs: the score owns its memory (a
+        # view into one (2d, n) product would keep twice the state alive in the sampler's state)
+        out = gmat[d:] @ e
+        out -= v * (gmat[:d] @ e)
         if total is not None:
             out /= total  # normalising the (d, n) result, not the (K, n) responsibilities
         return lp, out
