@@ -91,31 +91,32 @@ class Chunked:
     """A per-particle sampler run on fixed particle chunks, one random stream each, on a thread pool.
 
     Chunk c's generator is seeded by the caller's step stream's SeedSequence extended by (c,): it
-    depends on the seed and c only. Per-step info values (means over particles, or per-particle
+    depends on the seed and c only. The calling thread takes chunks in turn with ``helpers`` pool
+    threads (one thread fewer to wake and wait for at every step). Per-step info values (means over particles, or per-particle
     counts equal in every chunk) are combined as particle-weighted means.
     """
 
-    def __init__(self, inner, bounds, rngs, pool):
-        self.inner, self.bounds, self.rngs, self.pool = inner, bounds, rngs, pool
+    def __init__(self, inner, bounds, rngs, pool, helpers: int = 0):
+        self.inner, self.bounds, self.rngs, self.pool, self.helpers = inner, bounds, rngs, pool, helpers
         self._sizes = [float(b - a) for a, b in bounds]
         self._n = sum(self._sizes)
         if hasattr(inner, "estimate"):
             self.estimate = lambda st: np.concatenate([inner.estimate(p) for p in st.parts])
 
     @classmethod
-    def build(cls, inner, n: int, rng: np.random.Generator, pool):
+    def build(cls, inner, n: int, rng: np.random.Generator, pool, helpers: int = 0):
         bounds = chunk_bounds(n)
         ss = rng.bit_generator.seed_seq
         kind = type(rng.bit_generator)
         rngs = [np.random.Generator(kind(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, c))))
                 for c in range(len(bounds))]
-        return cls(inner, bounds, rngs, pool)
+        return cls(inner, bounds, rngs, pool, helpers)
 
     def __getattr__(self, name):  # n_steps, name, step_size, ...: the inner sampler's
         return getattr(self.__dict__["inner"], name)
 
     def with_step_size(self, h: float) -> Chunked:
-        return Chunked(dataclasses.replace(self.inner, step_size=h), self.bounds, self.rngs, self.pool)
+        return Chunked(dataclasses.replace(self.inner, step_size=h), self.bounds, self.rngs, self.pool, self.helpers)
 
     def init(self, x0: np.ndarray) -> ChunkedState:
         return ChunkedState([self.inner.init(x0[a:b]) for a, b in self.bounds])
@@ -127,7 +128,21 @@ class Chunked:
                 new, info = self.inner.step(self.rngs[c], state.parts[c])
             return new, info, _all_finite(new.x)
 
-        out = list(self.pool.map(one, range(len(self.bounds)))) if self.pool else [one(c) for c in range(len(self.bounds))]
+        k = len(self.bounds)
+        if self.pool is None:
+            out = [one(c) for c in range(k)]
+        else:  # the calling thread works too: chunks are taken in turn by it and the pool's threads
+            out = [None] * k
+            todo = iter(range(k))  # next() on it is atomic under the GIL
+
+            def work():
+                for c in todo:
+                    out[c] = one(c)
+
+            helpers = [self.pool.submit(work) for _ in range(min(self.helpers, k - 1))]
+            work()
+            for h in helpers:
+                h.result()
         parts = [o[0] for o in out]
         info = {k: sum(size * o[1][k] for size, o in zip(self._sizes, out)) / self._n for k in out[0][1]}
         return ChunkedState(parts, all(o[2] for o in out)), info
@@ -176,9 +191,9 @@ def run(
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difflab-chunk")
+            pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="difflab-chunk")
         blas = _one_blas_thread()
-        sampler = Chunked.build(sampler, x0.shape[0], rng, pool)
+        sampler = Chunked.build(sampler, x0.shape[0], rng, pool, threads - 1)
     try:
         with blas:
             return _run(sampler, x0, rng, steps=steps, save_every=save_every, trajectory_particles=trajectory_particles,
