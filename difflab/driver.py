@@ -122,11 +122,13 @@ class Chunked:
         return ChunkedState([self.inner.init(x0[a:b]) for a, b in self.bounds])
 
     def step(self, rng, state: ChunkedState):
+        keeps_finite = getattr(self.inner, "keeps_finite", False)
+
         def one(c):
             # numpy's error state is per thread (a context variable): the driver's is restated here.
             with np.errstate(over="ignore", invalid="ignore"):
                 new, info = self.inner.step(self.rngs[c], state.parts[c])
-            return new, info, _all_finite(new.x)
+            return new, info, keeps_finite or _all_finite(new.x)
 
         k = len(self.bounds)
         if self.pool is None:
@@ -223,7 +225,9 @@ def _with_step_size(sampler, h: float):
     return sampler.with_step_size(h) if hasattr(sampler, "with_step_size") else dataclasses.replace(sampler, step_size=h)
 
 
-def _finite(state) -> bool:
+def _finite(state, sampler=None) -> bool:
+    if getattr(sampler, "keeps_finite", False):  # MALA: see its docstring
+        return True
     return state.finite() if hasattr(state, "finite") else bool(np.isfinite(state.x).all())
 
 
@@ -267,7 +271,7 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
                 record_metrics(0, state)
             for k in range(1, steps + 1):
                 new_state, info = sampler.step(rng, state)
-                if not _finite(new_state):
+                if not _finite(new_state, sampler):
                     status, diverged_at = DIVERGED, k
                     break
                 state = new_state

@@ -171,3 +171,25 @@ def test_a_diverging_chunked_run_stops_with_its_last_finite_state():
                          trajectory_particles=4, threads=2)
     assert res.status == driver.DIVERGED and 1 <= res.diverged_step <= 200
     assert res.steps_done == res.diverged_step - 1 and np.isfinite(res.samples).all()
+
+
+@pytest.mark.parametrize("n", [500, N], ids=["one chunk", "chunked"])
+@pytest.mark.parametrize("target", [RING, RAND50], ids=["ring", "rand50"])
+def test_mala_rejects_overflowing_proposals_so_skipping_the_guard_is_safe(target, n):
+    """MALA declares that a finite state stays finite, and the driver skips its non-finite guard for
+    it. At h = 1e200 every proposal overflows (inf or nan coordinates, or |x|^2 = inf): each is
+    rejected, the state stays the exact start and finite, the run completes. Control: ULA at the same
+    step, which has no such property, is stopped by the guard within the three steps."""
+    import warnings
+
+    x0 = target.sample(np.random.default_rng(0), n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the overflow is the point; single-chunk runs warn outside the driver too
+        res = driver.run(_build("mala", target, 3, step_size=1e200), x0, np.random.Generator(np.random.SFC64(1)),
+                         steps=3, save_every=1, trajectory_particles=3, threads=2)
+        ula = driver.run(_build("ula", target, 3, step_size=1e200), x0, np.random.Generator(np.random.SFC64(1)),
+                         steps=3, save_every=1, trajectory_particles=3, threads=2)
+    assert res.status == driver.COMPLETE and np.isfinite(res.samples).all()
+    np.testing.assert_array_equal(res.samples, x0)
+    assert np.all(res.per_step["accepted_fraction"] == 0.0)
+    assert ula.status == driver.DIVERGED and ula.diverged_step <= 3

@@ -79,6 +79,11 @@ class MALA:
     step_size: float
     name: str = "mala"
     per_particle = True
+    # A finite state stays finite: a non-finite proposal has log p = nan or -inf (the target's log
+    # density propagates them), so log a is nan or -inf, min(1, a) is 0 and it is rejected. The
+    # driver skips its non-finite guard (a pass over the state per step) for such samplers (tested
+    # with proposals that overflow).
+    keeps_finite = True
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
