@@ -194,8 +194,10 @@ def run(
             from concurrent.futures import ThreadPoolExecutor
 
             pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="difflab-chunk")
-        blas = _one_blas_thread()
         sampler = Chunked.build(sampler, x0.shape[0], rng, pool, threads - 1)
+        blas = _one_blas_thread()  # applied now, restored when the `with` below ends
+        if metric_fn is not None:
+            metric_fn = _with_blas_threads(metric_fn, blas.get_original_num_threads())
     try:
         with blas:
             return _run(sampler, x0, rng, steps=steps, save_every=save_every, trajectory_particles=trajectory_particles,
@@ -219,6 +221,20 @@ def _one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def _with_blas_threads(fn, original: dict):
+    """fn run with BLAS's own thread count back (the metrics' GEMMs run in the calling thread alone)."""
+    from threadpoolctl import threadpool_limits
+
+    counts = [c for c in original.values() if c] if isinstance(original, dict) else [original]
+    limit = max(counts) if counts else None
+
+    def wrapped(x):
+        with threadpool_limits(limits=limit, user_api="blas"):
+            return fn(x)
+
+    return wrapped
 
 
 def _with_step_size(sampler, h: float):

@@ -134,3 +134,41 @@ def test_bad_threads_variable_is_one_line_exit_2(tmp_path, monkeypatch, value):
     r = CliRunner().invoke(app, ["sample", "ula", "-n", "10", "--steps", "2", "-q"])
     assert r.exit_code == 2 and "DIFFLAB_THREADS: expected a positive integer" in r.output, r.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_chunk_steps_hold_blas_to_one_thread_and_metrics_get_it_back():
+    """During a chunked run's steps BLAS has one thread (the chunk threads use the cores); the
+    metrics, computed by the calling thread alone, run with BLAS's own count; after the run the
+    count is what it was."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    seen_in_steps, seen_in_metrics = [], []
+
+    class Spy:
+        per_particle = True
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def init(self, x):
+            return self.inner.init(x)
+
+        def step(self, rng, st):
+            seen_in_steps.append(blas_threads())
+            return self.inner.step(rng, st)
+
+    def metric(x):
+        seen_in_metrics.append(blas_threads())
+        return {"m": float(x.mean())}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        s = Spy(_build("ula", RING, 4, step_size=0.1))
+        driver.run(s, RING.sample(np.random.default_rng(0), 4096), _rng(), steps=4, save_every=2,
+                   trajectory_particles=0, metrics_every=2, metric_fn=metric, threads=2)
+        assert blas_threads() == before == 2
+    assert seen_in_steps and set(seen_in_steps) == {1}
+    assert seen_in_metrics and set(seen_in_metrics) == {2}
