@@ -79,10 +79,11 @@ class MALA:
     step_size: float
     name: str = "mala"
     per_particle = True
-    # A finite state stays finite: a non-finite proposal has log p = nan or -inf (the target's log
-    # density propagates them), so log a is nan or -inf, min(1, a) is 0 and it is rejected. The
-    # driver skips its non-finite guard (a pass over the state per step) for such samplers (tested
-    # with proposals that overflow).
+    # A finite state stays finite, whatever the target: a proposal x' with a non-finite coordinate
+    # makes x - x' - h grad log p(x') non-finite, so the term -|.|^2 / (4h) of log a is -inf or nan,
+    # and log a is -inf or nan (log p(x') < +inf): min(1, a) is 0 and x' is rejected. The driver
+    # skips its non-finite guard (a pass over the state per step) for such samplers (tested with
+    # proposals that overflow).
     keeps_finite = True
 
     def init(self, x: np.ndarray) -> LangevinState:
