@@ -230,7 +230,7 @@ class GaussianMixture:
         logits -= 0.5 * np.einsum("dn,kdn->kn", u, v)
         logits += const[:, None]
         if K == 1:
-            lp, r = logits[0], np.ones((1, n))
+            lp, r, total = logits[0], np.ones((1, n)), None
         else:
             top = logits.max(axis=0)
             logits -= top
@@ -240,8 +240,9 @@ class GaussianMixture:
             if log_prob:
                 lp = np.log(total)
                 lp += top
-            if not score:
-                return lp, None
+        if not score:
+            return lp, None
+        if total is not None:
             r /= total
         out = lin_t @ r  # sum_k r_k lin_k, (d, n)
         out -= np.einsum("kn,kdn->dn", r, v)
@@ -274,7 +275,7 @@ class GaussianMixture:
         With v = y - alpha m0 (m0 the mixture's mean, so that the expanded square below does not
         lose digits on an off-centre target), nu_k = alpha (mu_k - m0) and 1/c_k elementwise:
         maha_k = (1/c_k) . v^2 - 2 (nu_k / c_k) . v + nu_k . (nu_k / c_k): one (K, 2d) x (2d, n) GEMM;
-        score = -v * (sum_k r_k / c_k) + sum_k r_k nu_k / c_k: one (2d, K) x (K, n) GEMM.
+        score = -v * (sum_k r_k / c_k) + sum_k r_k nu_k / c_k: two (d, K) x (K, n) GEMMs.
         Agrees with the general path to round-off (tested).
         """
         K, d = self.n_components, self.dim
