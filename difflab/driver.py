@@ -92,8 +92,8 @@ class Chunked:
 
     Chunk c's generator is seeded by the caller's step stream's SeedSequence extended by (c,): it
     depends on the seed and c only. The calling thread takes chunks in turn with ``helpers`` pool
-    threads (one thread fewer to wake and wait for at every step). Per-step info values (means over particles, or per-particle
-    counts equal in every chunk) are combined as particle-weighted means.
+    threads (one thread fewer to wake and wait for at every step). Per-step info values (means over
+    particles, or per-particle counts equal in every chunk) are combined as particle-weighted means.
     """
 
     def __init__(self, inner, bounds, rngs, pool, helpers: int = 0):
@@ -224,11 +224,11 @@ def _one_blas_thread():
 
 
 def _with_blas_threads(fn, original: dict):
-    """fn run with BLAS's own thread count back (the metrics' GEMMs run in the calling thread alone)."""
+    """fn run with BLAS's own thread count back (the metrics' GEMMs run in the calling thread alone).
+    ``original``: threadpoolctl's {user_api: threads} from before the limit (None where no BLAS)."""
     from threadpoolctl import threadpool_limits
 
-    counts = [c for c in original.values() if c] if isinstance(original, dict) else [original]
-    limit = max(counts) if counts else None
+    limit = max((c for c in original.values() if c), default=None)
 
     def wrapped(x):
         with threadpool_limits(limits=limit, user_api="blas"):

@@ -191,12 +191,22 @@ class GaussianMixture:
 
         P_k = C_k^-1 = U_k diag(1 / c_k) U_k^T (one batched product of the eigenbases, no inverse),
         nu_k = alpha (mu_k - m0) with m0 the mixture's mean, lin_k = P_k nu_k and
-        const_k = log w_k - (sum_j log c_kj + d log 2 pi + nu_k . lin_k) / 2. Kept for the last pair,
-        as the diagonal path's coefficients are.
+        const_k = log w_k - (sum_j log c_kj + d log 2 pi + nu_k . lin_k) / 2. Kept for the last pair.
         """
-        cached = self._prec_cache
+        return self._at_noise("_prec_cache", alpha, sigma, self._build_precision_terms)
+
+    def _at_noise(self, slot: str, alpha: float, sigma: float, build):
+        """build(alpha, sigma), kept in ``slot`` for the last pair asked (a Langevin run asks for
+        (1, 0) at every step). One tuple, replaced whole, so concurrent chunk threads read either the
+        old or the new entry, both valid."""
+        cached = getattr(self, slot)
         if cached is not None and cached[0] == alpha and cached[1] == sigma:
             return cached[2]
+        out = build(alpha, sigma)
+        setattr(self, slot, (alpha, sigma, out))
+        return out
+
+    def _build_precision_terms(self, alpha: float, sigma: float):
         K, d = self.n_components, self.dim
         c = alpha * alpha * self.eigvals + sigma * sigma  # (K, d)
         U = self.eigvecs
@@ -204,10 +214,8 @@ class GaussianMixture:
         nu = alpha * (self.means - self._centre)
         lin = np.einsum("kij,kj->ki", prec, nu)
         const = self.log_weights - 0.5 * (np.log(c).sum(axis=1) + d * _LOG_2PI + np.einsum("ki,ki->k", nu, lin))
-        out = (np.ascontiguousarray(prec.reshape(K * d, d)), lin, np.ascontiguousarray(lin.T), const,
-               (alpha * self._centre)[:, None])
-        self._prec_cache = (alpha, sigma, out)
-        return out
+        return (np.ascontiguousarray(prec.reshape(K * d, d)), lin, np.ascontiguousarray(lin.T), const,
+                (alpha * self._centre)[:, None])
 
     def _precision_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float, log_prob: bool = True,
                                         score: bool = True):
@@ -249,13 +257,11 @@ class GaussianMixture:
         return lp, out
 
     def _diagonal_coefficients(self, alpha: float, sigma: float):
-        """(coef (K, 2d + 1), gmat (2d, K), shift (d, 1)) of the diagonal path at (alpha, sigma).
+        """(coef (K, 2d + 1), gmat (2d, K), shift (d, 1)) of the diagonal path at (alpha, sigma),
+        kept for the last pair."""
+        return self._at_noise("_diag_cache", alpha, sigma, self._build_diagonal_coefficients)
 
-        The last pair's are kept: a Langevin run asks for (1, 0) at every step. One tuple, replaced
-        whole, so concurrent chunk threads read either the old or the new entry, both valid."""
-        cached = self._diag_cache
-        if cached is not None and cached[0] == alpha and cached[1] == sigma:
-            return cached[2]
+    def _build_diagonal_coefficients(self, alpha: float, sigma: float):
         d = self.dim
         inv_c = 1.0 / (alpha * alpha * self.eigvals + sigma * sigma)  # (K, d)
         nu = alpha * (self.means - self._centre)  # (K, d)
@@ -264,9 +270,7 @@ class GaussianMixture:
         # logits_k = -maha_k / 2 + log_norm_k = [-(1/c_k) / 2, nu_k / c_k, const_k] . [v^2; v; 1]
         coef = np.concatenate([-0.5 * inv_c, nu_c, (log_norm - 0.5 * (nu * nu_c).sum(axis=1))[:, None]], axis=1)
         gmat = np.concatenate([inv_c.T, nu_c.T])  # (2d, K), each half C-contiguous
-        out = (coef, gmat, (alpha * self._centre)[:, None] if self._off_centre else None)
-        self._diag_cache = (alpha, sigma, out)
-        return out
+        return coef, gmat, (alpha * self._centre)[:, None] if self._off_centre else None
 
     def _diagonal_log_prob_and_score_t(self, xt: np.ndarray, alpha: float, sigma: float, score: bool = True,
                                        log_prob: bool = True):
