@@ -45,37 +45,77 @@ def _sample_group(
     if spec is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    from difflab.samplers import SAMPLERS
     from difflab.settings import read_run_spec
 
     try:
         sampler = read_run_spec(spec)[0]
     except DifflabError as exc:
         _fail(str(exc))
-    commands = _commands()
-    if sampler not in commands:
-        _fail(f"{spec}: sampler: expected one of {', '.join(commands)}{'' if sampler else ' (the spec must name one)'}"
+    if sampler not in SAMPLERS:
+        _fail(f"{spec}: sampler: expected one of {', '.join(SAMPLERS)}{'' if sampler else ' (the spec must name one)'}"
               f", got {sampler!r}")
-    commands[sampler](ctx, spec=spec)  # every option at its default, then the spec's settings
+    # every option at its default, then the spec's settings
+    _sample(sampler, ctx, {**{o.name: o.default for o in SAMPLERS[sampler].all_options}, **_SETTINGS_DEFAULTS,
+                           "spec": spec})
 
-# ---------------------------------------------------------------- shared options, defined once
-Target = Annotated[str, typer.Option("--target", "-t", help="Target YAML path, or a shipped target name (see `difflab targets`).")]
-Particles = Annotated[int, typer.Option("--particles", "-n", help="Number of particles (independent chains).")]
-Steps = Annotated[int, typer.Option("--steps", help="Number of sampler steps (after any warm-up).")]
-StepSize = Annotated[float | None, typer.Option("--step-size", help="Step size h. Default: 0.01 for ula, 0.1 for mala.", show_default=False)]
-Seed = Annotated[int, typer.Option("--seed", help="Seed: the same command and seed give bit-identical samples.")]
-Init = Annotated[str, typer.Option("--init", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", show_default=False)]
-SaveEvery = Annotated[int | None, typer.Option("--save-every", help="Save trajectory frames every this many steps. Default: steps // 100.", show_default=False)]
-MetricsEvery = Annotated[int | None, typer.Option("--metrics-every", help="Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.", show_default=False)]
-TrajParticles = Annotated[int, typer.Option("--trajectory-particles", help="How many particles the trajectory keeps (the first ones).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run file's path.")]
-Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", show_default=False,
-                   help="Set any option of this command by its name, e.g. --set step_size=0.05 (repeatable).")]
-TargetSetOpt = Annotated[list[str] | None, typer.Option("--target-set", metavar="PATH=VALUE", show_default=False,
-                         help="Override a target YAML key by its dotted path, e.g. --target-set ring.radius=6 (repeatable).")]
-SpecOpt = Annotated[str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
-                    help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")]
+
+# ---------------------------------------------------------------- the sampler commands, from the registry
+# Options of the call itself (not of the run): how settings reach it, and what it prints.
+_SETTINGS = (
+    ("set_", list[str] | None, typer.Option("--set", metavar="KEY=VALUE", show_default=False,
+     help="Set any option of this command by its name, e.g. --set step_size=0.05 (repeatable).")),
+    ("target_set", list[str] | None, typer.Option("--target-set", metavar="PATH=VALUE", show_default=False,
+     help="Override a target YAML key by its dotted path, e.g. --target-set ring.radius=6 (repeatable).")),
+    ("spec", str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
+     help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")),
+    ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run "
+                                                       "file's path.")),
+    ("force", bool, typer.Option("--force", help="Overwrite an existing run file.")),
+)
+_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False}
+
+
+def _param(name: str) -> str:
+    """The Python parameter of an option key (``class`` -> ``class_``)."""
+    import keyword
+
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _typer_option(o):
+    optional = o.default is None and o.typ is not bool
+    names = (o.flag, o.short) if o.short else (o.flag,)
+    info = typer.Option(*names, help=o.help, show_default=not optional)
+    return Annotated[(o.typ | None) if optional else o.typ, info]
+
+
+def _command(entry):
+    """The ``difflab sample NAME`` function of a registry entry: its signature is the entry's
+    options (defaults, help and types stated there once), then the settings options."""
+    import inspect
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("ctx", kw, annotation=typer.Context)]
+    params += [inspect.Parameter(_param(o.name), kw, default=o.default, annotation=_typer_option(o))
+               for o in entry.all_options if o.name != "force"]
+    params += [inspect.Parameter(name, kw, default=_SETTINGS_DEFAULTS[name.rstrip("_")], annotation=Annotated[t, info])
+               for name, t, info in _SETTINGS]
+
+    def command(ctx: typer.Context, **kwargs) -> None:
+        _sample(entry.name, ctx, {name.rstrip("_"): value for name, value in kwargs.items()})
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__, command.__name__ = entry.help, entry.name
+    return command
+
+
+def _register_samplers() -> None:
+    from difflab.samplers import SAMPLERS
+
+    for name, entry in SAMPLERS.items():
+        sample_app.command(name)(_command(entry))
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT):
@@ -86,13 +126,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT):
 def _progress(total: int):
     """A rich progress bar on stderr: (context manager, on_step callback)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True)
@@ -106,19 +140,15 @@ def _progress(total: int):
     return progress, on_step
 
 
-
-def _sample(sampler: str, args: dict) -> None:
-    """Run one sampler command: ``args`` are the command's parameters (its ``locals()``); the
-    common ones become SampleOptions fields, the rest the sampler's own options."""
+def _sample(sampler: str, ctx, args: dict) -> None:
+    """Run one sampler command: ``args`` are its options by key; the common ones become
+    SampleOptions fields, the rest the sampler's own options."""
     from difflab import sample as sample_mod
 
     quiet = args["quiet"]
     try:
-        args = _settings(sampler, args)
-    except DifflabError as exc:
-        _fail(str(exc))
-    opts = sample_mod.options_from_args(sampler, args)
-    try:
+        args = _settings(sampler, ctx, args)
+        opts = sample_mod.options_from_args(sampler, args)
         spec, target, params, path = sample_mod.prepare(opts)
     except DifflabError as exc:
         _fail(str(exc))
@@ -147,27 +177,20 @@ def _sample(sampler: str, args: dict) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _commands() -> dict:
-    """Sampler name -> its ``difflab sample`` function (the typed signature --set and sweep read)."""
-    return {c.name: c.callback for c in SAMPLER_COMMANDS}
-
-
-def _settings(sampler: str, args: dict) -> dict:
-    """The command's arguments with --spec and --set applied under the flags the user typed."""
+def _settings(sampler: str, ctx, args: dict) -> dict:
+    """The command's options with --spec and --set applied under the flags the user typed."""
     from difflab import settings
 
-    ctx = args.pop("ctx")
-    options = settings.command_options(_commands()[sampler])
+    options = settings.options_of(sampler)
 
-    def typed(name: str) -> bool:  # the user gave this flag (not its default)
-        source = ctx.get_parameter_source(name) if ctx.command.name == sampler else None
+    def typed(key: str) -> bool:  # the user gave this flag (not its default)
+        source = ctx.get_parameter_source(_param(key)) if ctx.command.name == sampler else None
         return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
-    given = {settings.key_of(name): args[name] for name in args if settings.key_of(name) in options and typed(name)}
+    given = {key: args[key] for key in args if key in options and typed(key)}
     merged, target_sets = settings.merge(sampler, options, given=given, spec_path=args["spec"],
-                                         sets=args["set_"] or [], target_sets=args["target_set"] or [])
-    args = {k: v for k, v in args.items() if k not in ("set_", "spec")}
-    args.update({settings.param_of(k): v for k, v in merged.items()})
+                                         sets=args["set"] or [], target_sets=args["target_set"] or [])
+    args = {k: v for k, v in args.items() if k not in ("set", "spec")} | merged
     args["target_set"] = target_sets
     return args
 
@@ -189,162 +212,8 @@ def _print_summary(path, result, summary: dict) -> None:
     Console().print(table)
 
 
-@sample_app.command("ula")
-def ula(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
-        seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
-        metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
-        set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0)."""
-    _sample("ula", locals())
-
-
-@sample_app.command("mala")
-def mala(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000, steps: Steps = 1000, step_size: StepSize = None,
-         seed: Seed = 0, init: Init = "normal", out: Out = None, save_every: SaveEvery = None,
-         metrics_every: MetricsEvery = None, trajectory_particles: TrajParticles = 100,
-         adapt: Annotated[bool, typer.Option("--adapt", help="Tune h during a warm-up toward acceptance 0.574.")] = False,
-         warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps with --adapt (not kept).")] = 500,
-         set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact)."""
-    _sample("mala", locals())
-
-
-Schedule = Annotated[str, typer.Option("--schedule", help="Noise schedule: vp-linear, vp-cosine or ve.")]
-BetaMin = Annotated[float, typer.Option("--beta-min", help="vp-linear: beta(0) (DDPM's first beta times 1000).")]
-BetaMax = Annotated[float, typer.Option("--beta-max", help="vp-linear: beta(1) (DDPM's last beta times 1000).")]
-SigmaMin = Annotated[float, typer.Option("--sigma-min", help="ve: smallest noise level.")]
-SigmaMax = Annotated[float, typer.Option("--sigma-max", help="ve: largest noise level (the prior's std).")]
-ScoreError = Annotated[float, typer.Option("--score-error", help="Size eps of a deliberate, seeded score error (0: exact score).")]
-ScoreErrorKind = Annotated[str, typer.Option("--score-error-kind", help="bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or variance (covariances times 1 + eps).")]
-Grid = Annotated[str, typer.Option("--grid", help="Time grid: logsnr (uniform in log-SNR) or uniform (in t).")]
-EarlyStopT = Annotated[float, typer.Option("--early-stop", help="End time DELTA > 0; the output is x_DELTA.")]
-RewardGuidance = Annotated[str, typer.Option("--reward-guidance", help="On a target with a tilt: block: exact (the untilted process steered by the exact h-transform control, i.e. the tilted target's score) or naive (untilted score + lambda grad r at every time).")]
-Guidance = Annotated[str, typer.Option("--guidance", help="none, classifier (score + W grad log p(c | x_t)) or cfg ((1 + W) conditional score - W score); needs a target with classes.")]
-ClassName = Annotated[str | None, typer.Option("--class", help="With --guidance: the class (a name from the target's classes: block).", show_default=False)]
-Scale = Annotated[float | None, typer.Option("--scale", help="With --guidance: the guidance scale W >= 0 (default 1).", show_default=False)]
-Prior = Annotated[str, typer.Option("--prior", help="Start law: matched (the Gaussian with the noised target's moments at the start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).")]
-
-
-@sample_app.command("ddpm")
-def ddpm(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
-         steps: Annotated[int, typer.Option("--steps", help="K reverse steps on K of the schedule's 1000 (<= 1000).")] = 1000,
-         seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-         trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
-         eta: Annotated[float, typer.Option("--eta", help="DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.")] = 1.0,
-         variance: Annotated[str, typer.Option("--variance", help="Reverse variance: beta-tilde (posterior) or beta (forward step).")] = "beta-tilde",
-         early_stop: Annotated[float, typer.Option("--early-stop", help="Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs to t = 0.")] = 0.0,
-         timestep_spacing: Annotated[str, typer.Option("--timestep-spacing", help="Which K of the 1000 steps (diffusers' names): trailing, leading or linspace.")] = "trailing",
-         beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-         prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """DDPM / DDIM ancestral sampling with the target's exact denoiser."""
-    _sample("ddpm", locals())
-
-
-@sample_app.command("pflow")
-def pflow(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
-          steps: Annotated[int, typer.Option("--steps", help="Solver steps (ignored by rk45).")] = 100,
-          seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-          trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
-          solver: Annotated[str, typer.Option("--solver", help="euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).")] = "heun",
-          grid: Grid = "logsnr", early_stop: EarlyStopT = 1e-3,
-          rtol: Annotated[float, typer.Option("--rtol", help="rk45 relative tolerance.")] = 1e-6,
-          atol: Annotated[float, typer.Option("--atol", help="rk45 absolute tolerance.")] = 1e-8,
-          likelihood: Annotated[bool, typer.Option("--likelihood", help="Also compute ODE log-likelihoods of points next to the exact log densities.")] = False,
-          likelihood_points: Annotated[int, typer.Option("--likelihood-points", help="With --likelihood: how many exact target draws.")] = 1000,
-          points: Annotated[str | None, typer.Option("--points", help="With --likelihood: a .npy (n, d) array or a run file whose /samples to use instead.", show_default=False)] = None,
-          beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-          prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score."""
-    _sample("pflow", locals())
-
-
-@sample_app.command("sde")
-def sde(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
-        steps: Annotated[int, typer.Option("--steps", help="Predictor (Euler-Maruyama) steps.")] = 1000,
-        seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-        trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
-        grid: Grid = "logsnr", early_stop: EarlyStopT = 1e-3,
-        corrector_steps: Annotated[int, typer.Option("--corrector-steps", help="Langevin corrector steps after each predictor step.")] = 0,
-        snr: Annotated[float, typer.Option("--snr", help="Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.")] = 0.1,
-        beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-        prior: Prior = "matched", score_error: ScoreError = 0.0, score_error_kind: ScoreErrorKind = "bias",
-         reward_guidance: RewardGuidance = "exact", guidance: Guidance = "none", class_: ClassName = None,
-         scale: Scale = None, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector)."""
-    _sample("sde", locals())
-
-
-@sample_app.command("localization")
-def localization(ctx: typer.Context, target: Target = "gmm", particles: Particles = 1000,
-                 steps: Annotated[int, typer.Option("--steps", help="Moves on the time grid (then one read-out).")] = 500,
-                 seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-                 trajectory_particles: TrajParticles = 100,
-                 t_min: Annotated[float, typer.Option("--t-min", help="First time after 0 on the log grid.")] = 1e-4,
-                 t_max: Annotated[float, typer.Option("--t-max", help="Final time T.")] = 1e4,
-                 grid: Annotated[str, typer.Option("--grid", help="Time grid: log (uniform in log t = log-SNR) or uniform.")] = "log",
-                 transition: Annotated[str, typer.Option("--transition", help="gaussian (exact conditional mean and covariance) or em (Euler-Maruyama).")] = "gaussian",
-                 output: Annotated[str, typer.Option("--output", help="mean: E[X | y_T]; y: y_T / T.")] = "mean",
-                 set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Stochastic localization y_t = t X + W_t driven by the exact posterior mean."""
-    _sample("localization", locals())
-
-
-@sample_app.command("smc")
-def smc(ctx: typer.Context, target: Annotated[str, typer.Option("--target", "-t", help="A target file with a tilt: block (reward r), e.g. the shipped gmm-tilted.")] = "gmm-tilted",
-        particles: Particles = 1000,
-        steps: Annotated[int, typer.Option("--steps", help="Reverse steps on K of DDPM's 1000 (<= 1000).")] = 100,
-        seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-        trajectory_particles: TrajParticles = 100, schedule: Schedule = "vp-linear",
-        proposal: Annotated[str, typer.Option("--proposal", help="base (untilted DDPM kernel) or naive (its denoiser steered by lambda grad r).")] = "base",
-        ess_threshold: Annotated[float, typer.Option("--ess-threshold", help="Resample when the ESS falls below this fraction of the particles.")] = 0.5,
-        beta_min: BetaMin = 0.1, beta_max: BetaMax = 20.0, sigma_min: SigmaMin = 0.01, sigma_max: SigmaMax = 50.0,
-        prior: Prior = "matched", set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Sequential Monte Carlo over the reverse diffusion for a reward-tilted target (exact weights)."""
-    _sample("smc", locals())
-
-
-DiscreteTarget = Annotated[str, typer.Option("--target", "-t", help="Discrete target YAML path or shipped name (ising, potts, pmf).")]
-
-
-@sample_app.command("discrete")
-def discrete(ctx: typer.Context, target: DiscreteTarget = "ising6",
-             particles: Particles = 1000,
-             steps: Annotated[int, typer.Option("--steps", help="Reverse time steps (exact with absorbing noise: d unmasking steps).")] = 100,
-             seed: Seed = 0, out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-             trajectory_particles: TrajParticles = 100,
-             noise: Annotated[str, typer.Option("--noise", help="Forward noise: absorbing (masking) or uniform.")] = "absorbing",
-             method: Annotated[str, typer.Option("--method", help="exact (no discretisation error), tau-leaping or euler.")] = "tau-leaping",
-             schedule: Annotated[str | None, typer.Option("--schedule", help="Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric (kappa_min^t). Default: linear for absorbing, geometric for uniform.", show_default=False)] = None,
-             kappa_min: Annotated[float | None, typer.Option("--kappa-min", help="kappa(1). Default: 0 (linear), 1e-3 (geometric).", show_default=False)] = None,
-             set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Finite-state diffusion: reverse CTMC with the exact reverse rates of a discrete target."""
-    _sample("discrete", locals())
-
-
-@sample_app.command("gibbs")
-def gibbs(ctx: typer.Context, target: DiscreteTarget = "ising6",
-          particles: Particles = 1000,
-          steps: Annotated[int, typer.Option("--steps", help="Sweeps (each updates every site once, in order).")] = 100,
-          seed: Seed = 0,
-          init: Annotated[str, typer.Option("--init", help="Initial state: 'uniform' (independent uniform values) or 'target' (exact draws).")] = "uniform",
-          out: Out = None, save_every: SaveEvery = None, metrics_every: MetricsEvery = None,
-          trajectory_particles: TrajParticles = 100, set_: SetOpt = None, target_set: TargetSetOpt = None, spec: SpecOpt = None,
-        quiet: Quiet = False, force: Force = False) -> None:
-    """Gibbs (Glauber heat-bath) MCMC baseline for discrete targets: systematic-scan sweeps."""
-    _sample("gibbs", locals())
-
+Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
+_register_samplers()
 
 @app.command()
 def compare(
@@ -504,9 +373,8 @@ def sweep(
         text = spec.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{spec}: cannot read the sweep spec: {exc}")
-    commands = _commands()
     try:
-        runs = sw.expand(text, str(spec), commands)
+        runs = sw.expand(text, str(spec))
     except DifflabError as exc:
         _fail(str(exc))
     todo, skipped, errors = sw.preflight(runs)
@@ -676,11 +544,12 @@ def main() -> None:
     """Entry point. Usage errors (unknown command or option, unparsable value) become one line, exit 2."""
     argv = sys.argv[1:]
     samplers = sample_app.registered_commands
+    # Typer turns every registered command into a click command on each call; the samplers' are
+    # most of that, so only the one invoked is built (all of them for `difflab sample --help`).
     if not argv or argv[0] != "sample":
-        # Typer turns every registered command into a click command on each call; the nine samplers'
-        # are most of that (~0.05 s), so they are built only when `difflab sample` is invoked.
-        # (sweep reads the commands' Python signatures through _commands(), not click.)
         sample_app.registered_commands = []
+    elif len(argv) > 1 and any(c.name == argv[1] for c in samplers):
+        sample_app.registered_commands = [c for c in samplers if c.name == argv[1]]
     try:
         code = _run()
     except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
@@ -713,5 +582,3 @@ def _run():
             raise
         return code
 
-
-SAMPLER_COMMANDS = list(sample_app.registered_commands)  # every sampler, whatever main() builds

@@ -32,12 +32,6 @@ from difflab import exact
 from difflab.schedules import alpha_sigma
 
 
-def _gauss_logpdf(y: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (y - mean).T)
-    return -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * len(mean) * np.log(2 * np.pi)
-
-
 def _mc(values: np.ndarray):
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
@@ -59,18 +53,18 @@ def error_terms(sampler, target, law0, rng: np.random.Generator, n_mc: int = 20_
     ad, sd = sampler.end
     d = target.dim
     out = {}
-    if target.n_components == 1:
+    if target.is_gaussian:
         m, S = target.mean, target.cov
         p1 = (a1 * m, a1 * a1 * S + s1 * s1 * np.eye(d))
         out["kl_prior"] = exact.gaussian_kl(*p1, *law0)
         out["kl_early_stop"] = 0.0 if sd == 0.0 else exact.gaussian_kl(m, S, ad * m, ad * ad * S + sd * sd * np.eye(d))
-        if exact.has_exact_law(sampler, target) and not hasattr(sampler.target, "score_error_sq"):
+        if exact.has_exact_law(sampler, target) and sampler.target.exact_score:
             mean, cov, _ = exact.propagate(sampler, *p1, sampler.n_steps)
             out["kl_discretisation"] = exact.gaussian_kl(mean, cov, *ideal_output_law(target, sampler))
         return out
     x = target.sample(rng, n_mc)
     y = a1 * x + s1 * rng.standard_normal(x.shape)
-    out["kl_prior"], out["kl_prior_se"] = _mc(target.noised_log_prob(y, a1, s1) - _gauss_logpdf(y, *law0))
+    out["kl_prior"], out["kl_prior_se"] = _mc(target.noised_log_prob(y, a1, s1) - exact.gaussian_log_pdf(y, *law0))
     if sd == 0.0:
         out["kl_early_stop"], out["kl_early_stop_se"] = 0.0, 0.0
     else:
@@ -81,7 +75,7 @@ def error_terms(sampler, target, law0, rng: np.random.Generator, n_mc: int = 20_
 def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000) -> dict:
     """int g^2 / 2 E_{p_t}|s~ - s|^2 dt on the sampler's grid, for a perturbed score (else {})."""
     pert = sampler.target
-    if not hasattr(pert, "score_error_sq"):
+    if pert.exact_score:
         return {}
     times, schedule = np.asarray(sampler.times, dtype=np.float64), sampler.schedule
     x = pert.base.sample(rng, n_mc)

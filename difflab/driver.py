@@ -10,7 +10,7 @@ Random streams: the caller passes one generator for the steps; the initial state
 reference come from independent streams (``numpy.random.SeedSequence.spawn``), so changing the
 metric settings never changes the samples.
 
-Particle chunks: a sampler whose step treats particles independently (``per_particle``) runs on
+Particle chunks: a sampler whose step treats particles independently (``capabilities.per_particle``) runs on
 fixed chunks of particles, each with its own random stream, spread over a thread pool (numpy
 releases the GIL in its loops, so both cores work on the elementwise part). The chunks and their
 streams depend only on the number of particles (an even number of chunks of at most ``CHUNK``,
@@ -21,7 +21,6 @@ the thread count: the same seed gives the same samples with 1 thread or 16.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -100,8 +99,14 @@ class Chunked:
         self.inner, self.bounds, self.rngs, self.pool, self.helpers = inner, bounds, rngs, pool, helpers
         self._sizes = [float(b - a) for a, b in bounds]
         self._n = sum(self._sizes)
-        if hasattr(inner, "estimate"):
-            self.estimate = lambda st: np.concatenate([inner.estimate(p) for p in st.parts])
+        self.capabilities, self.n_steps = inner.capabilities, inner.n_steps
+
+    @property
+    def step_size(self) -> float:
+        return self.inner.step_size
+
+    def estimate(self, state: ChunkedState) -> np.ndarray:
+        return np.concatenate([self.inner.estimate(p) for p in state.parts])
 
     @classmethod
     def build(cls, inner, n: int, rng: np.random.Generator, pool, helpers: int = 0):
@@ -112,17 +117,14 @@ class Chunked:
                 for c in range(len(bounds))]
         return cls(inner, bounds, rngs, pool, helpers)
 
-    def __getattr__(self, name):  # n_steps, name, step_size, ...: the inner sampler's
-        return getattr(self.__dict__["inner"], name)
-
     def with_step_size(self, h: float) -> Chunked:
-        return Chunked(dataclasses.replace(self.inner, step_size=h), self.bounds, self.rngs, self.pool, self.helpers)
+        return Chunked(self.inner.with_step_size(h), self.bounds, self.rngs, self.pool, self.helpers)
 
     def init(self, x0: np.ndarray) -> ChunkedState:
         return ChunkedState([self.inner.init(x0[a:b]) for a, b in self.bounds])
 
     def step(self, rng, state: ChunkedState):
-        keeps_finite = getattr(self.inner, "keeps_finite", False)
+        keeps_finite = self.capabilities.keeps_finite
 
         def one(c):
             # numpy's error state is per thread (a context variable): the driver's is restated here.
@@ -188,7 +190,7 @@ def run(
     """
     t0 = time.perf_counter()
     pool, blas = None, contextlib.nullcontext()
-    if getattr(sampler, "per_particle", False) and len(chunk_bounds(x0.shape[0])) > 1:
+    if sampler.capabilities.per_particle and len(chunk_bounds(x0.shape[0])) > 1:
         threads = default_threads() if threads is None else threads
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -237,18 +239,14 @@ def _with_blas_threads(fn, original: dict):
     return wrapped
 
 
-def _with_step_size(sampler, h: float):
-    return sampler.with_step_size(h) if hasattr(sampler, "with_step_size") else dataclasses.replace(sampler, step_size=h)
-
-
-def _finite(state, sampler=None) -> bool:
-    if getattr(sampler, "keeps_finite", False):  # MALA: see its docstring
+def _finite(state, sampler) -> bool:
+    if sampler.capabilities.keeps_finite:  # MALA: see its docstring
         return True
-    return state.finite() if hasattr(state, "finite") else bool(np.isfinite(state.x).all())
+    return state.finite() if isinstance(state, ChunkedState) else _all_finite(state.x)
 
 
 def _head(state, m: int) -> np.ndarray:
-    return state.head(m) if hasattr(state, "head") else state.x[:m].copy()
+    return state.head(m) if isinstance(state, ChunkedState) else state.x[:m].copy()
 
 
 def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_every, metric_fn, warmup, adapter,
@@ -262,7 +260,7 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
 
     # A sampler whose state is not itself a sample of the target (localization's y_t) offers
     # ``estimate(state)``, the sample it would output if stopped now; metrics are taken on that.
-    estimate = getattr(sampler, "estimate", None)
+    estimate = sampler.estimate if sampler.capabilities.estimate else None
 
     def record_metrics(k: int, st) -> None:
         if metric_fn is not None:
@@ -278,8 +276,8 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
             if adapter is not None and warmup > 0:
                 for _ in range(warmup):
                     state, info = sampler.step(rng, state)
-                    sampler = _with_step_size(sampler, adapter.update(info))
-                sampler = _with_step_size(sampler, adapter.final())
+                    sampler = sampler.with_step_size(adapter.update(info))
+                sampler = sampler.with_step_size(adapter.final())
                 # A fresh cache at the adapted step size; positions carry over.
                 state = sampler.init(state.x)
                 final_params["step_size_adapted"] = sampler.step_size

@@ -1,12 +1,15 @@
 """Exact laws of samplers whose steps are affine-plus-Gaussian on a Gaussian target.
 
-ULA, DDPM/DDIM, the fixed-step probability-flow solvers, the reverse SDE and localization with the
-exact score of a Gaussian target N(m, S) map x to A_k x + b_k + noise_k, with Gaussian noise of
-covariance c_k^2 I (``noise_std``) or Q_k (``noise_cov``). A Gaussian initial law stays Gaussian:
-mean' = A mean + b, cov' = A cov A^T + c^2 I (or + Q). Rather than re-deriving A_k and b_k for
-each sampler (a second copy of its maths), the recursion pushes d + 1 points through the
-sampler's own ``deterministic`` map: the mean, and the mean plus each column of a square root F
-of the covariance. Because the map is affine, its outputs give A mean + b and A F exactly.
+Samplers that declare ``capabilities.affine`` (ULA, kinetic Langevin, DDPM/DDIM, the fixed-step
+probability-flow solvers, the reverse SDE, localization) map their state z, on a target with an
+affine score (a Gaussian N(m, S)), to A_k z + b_k + noise_k, with Gaussian noise of covariance
+``noise_cov(k)`` (a float v for v I, or a matrix Q_k). A Gaussian law stays Gaussian:
+mean' = A mean + b, cov' = A cov A^T + Q. Rather than re-deriving A_k and b_k for each sampler (a
+second copy of its maths), the recursion pushes D + 1 points through the sampler's own
+``deterministic`` map: the mean, and the mean plus each column of a square root F of the
+covariance. Because the map is affine, its outputs give A mean + b and A F exactly. The state's
+law starts from ``exact_law_start`` of the initial law and the sample's law is
+``exact_law_output`` of the state's (the identity but for samplers with auxiliary variables).
 
 The law of the output is then compared with the target in closed form: KL(law || target) and the
 Bures-Wasserstein W2.
@@ -25,28 +28,25 @@ def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
 
 
 def propagate(sampler, mean0: np.ndarray, cov0: np.ndarray, steps: int, every: int = 0):
-    """Law after ``steps`` steps from N(mean0, cov0); also the laws every ``every`` steps.
+    """The sample's law after ``steps`` steps from N(mean0, cov0); also the laws every ``every`` steps.
 
     Returns (mean, cov, history) with history a list of (step, mean, cov) (step 0 included when
     every > 0, and the final step always).
     """
-    d = len(mean0)
-    mean, cov = np.asarray(mean0, dtype=np.float64), np.asarray(cov0, dtype=np.float64)
-    history = [(0, mean, cov)] if every else []
+    mean, cov = sampler.exact_law_start(np.asarray(mean0, dtype=np.float64), np.asarray(cov0, dtype=np.float64))
+    d = len(mean)
+    history = [(0, *sampler.exact_law_output(mean, cov))] if every else []
     for k in range(steps):
         pts = np.concatenate([mean[:, None], mean[:, None] + _sqrt_psd(cov)], axis=1)  # (d, d + 1)
         out = sampler.deterministic(np.ascontiguousarray(pts), k)
         mean = out[:, 0].copy()
         af = out[:, 1:] - mean[:, None]
-        if hasattr(sampler, "noise_cov"):
-            cov = af @ af.T + sampler.noise_cov(k)
-        else:
-            c = sampler.noise_std(k)
-            cov = af @ af.T + (c * c) * np.eye(d)
+        q = sampler.noise_cov(k)
+        cov = af @ af.T + (q * np.eye(d) if np.ndim(q) == 0 else q)
         if every and ((k + 1) % every == 0) and k + 1 != steps:
-            history.append((k + 1, mean, cov))
-    history.append((steps, mean, cov))
-    return mean, cov, history
+            history.append((k + 1, *sampler.exact_law_output(mean, cov)))
+    history.append((steps, *sampler.exact_law_output(mean, cov)))
+    return (*history[-1][1:], history)
 
 
 def gaussian_kl(m1, s1, m2, s2) -> float:
@@ -63,6 +63,13 @@ def gaussian_kl(m1, s1, m2, s2) -> float:
     return max(float(0.5 * (trace + diff @ diff - d + logdet2 - logdet1)), 0.0)  # >= 0 but for round-off
 
 
+def gaussian_log_pdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """log N(x; mean, cov) for x (n, d), by one Cholesky factorisation and a triangular solve."""
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, (x - mean).T)
+    return -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * len(mean) * np.log(2 * np.pi)
+
+
 def exact_metrics(target, mean: np.ndarray, cov: np.ndarray) -> dict:
     """exact_kl and exact_w2 of N(mean, cov) against a Gaussian target."""
     return {
@@ -72,7 +79,6 @@ def exact_metrics(target, mean: np.ndarray, cov: np.ndarray) -> dict:
 
 
 def has_exact_law(sampler, target) -> bool:
-    """Affine steps (a ``deterministic`` map, not adaptive) on a one-component Gaussian target."""
-    return (target.n_components == 1 and hasattr(sampler, "deterministic")
-            and getattr(sampler, "solver", None) != "rk45"
-            and getattr(sampler.target, "affine_score", True))
+    """An affine sampler, run on a score that is affine (the model it sees), judged against a
+    Gaussian target."""
+    return target.is_gaussian and sampler.capabilities.affine and sampler.target.affine_score

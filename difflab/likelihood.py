@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from difflab.schedules import alpha_sigma
+from difflab.errors import DifflabError
+from difflab.exact import gaussian_log_pdf
+from difflab.schedules import alpha_sigma, reverse_drift
 
 
 def ode_log_likelihood(target, schedule, x: np.ndarray, t_end: float, prior_law, rtol=1e-8, atol=1e-10) -> dict:
@@ -29,23 +31,19 @@ def ode_log_likelihood(target, schedule, x: np.ndarray, t_end: float, prior_law,
         xt = y[: n * d].reshape(d, n)
         a, s = (float(v) for v in alpha_sigma(schedule, t))
         g2, f = float(schedule.g2(t)), float(schedule.f(t))
-        score = target.score_t(xt, a, s)
         div = target.divergence_score_t(xt, a, s)
-        v = f * xt - 0.5 * g2 * score
+        v = reverse_drift(schedule, t, xt, target.score_t(xt, a, s), 0.5)
         return np.concatenate([v.ravel(), d * f - 0.5 * g2 * div])
 
     y0 = np.concatenate([np.ascontiguousarray(x.T).ravel(), np.zeros(n)])
     sol = solve_ivp(rhs, (t_end, 1.0), y0, method="RK45", rtol=rtol, atol=atol)
     if not sol.success:
-        raise RuntimeError(f"the likelihood ODE failed: {sol.message}")
+        raise DifflabError(f"--likelihood: the likelihood ODE failed: {sol.message}")
     x1 = sol.y[: n * d, -1].reshape(d, n).T
     integral = sol.y[n * d :, -1]
     a1, s1 = (float(v) for v in alpha_sigma(schedule, 1.0))
     ad, sd = (float(v) for v in alpha_sigma(schedule, t_end))
-    mean, cov = prior_law
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (x1 - mean).T)
-    log_prior = -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * d * np.log(2 * np.pi)
+    log_prior = gaussian_log_pdf(x1, *prior_law)
     return {
         "loglik_ode": target.noised_log_prob(x1, a1, s1) + integral,
         "loglik_prior": log_prior + integral,

@@ -53,41 +53,31 @@ def options_from_args(sampler: str, args: dict) -> SampleOptions:
     return SampleOptions(sampler=sampler, **common, options=args)
 
 
-def _positive(name: str, value, minimum=1):
-    if value < minimum:
-        rule = "must be positive" if minimum == 1 else f"must be >= {minimum}"
-        raise ConfigError(f"--{name}: {rule}, got {value}")
+def entry_of(name: str):
+    from difflab.samplers import SAMPLERS
+
+    if name not in SAMPLERS:
+        raise ConfigError(f"sampler: unknown sampler '{name}'{suggest(name, SAMPLERS)}; expected one of "
+                          f"{', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
 
 
 def resolve_params(opts: SampleOptions) -> dict:
     """Validate the options and fill in defaults; the result is what the run file records."""
-    from difflab.samplers import SAMPLERS
-
-    if opts.sampler not in SAMPLERS:
-        raise ConfigError(f"sampler: unknown sampler '{opts.sampler}'; expected one of {', '.join(SAMPLERS)}")
-    spec = SAMPLERS[opts.sampler]
-    if opts.particles < 2:
-        raise ConfigError(f"--particles: must be >= 2 (sample covariances need two), got {opts.particles}")
-    steps = spec.default_steps if opts.steps is None else opts.steps
-    _positive("steps", steps)
-    _positive("seed", opts.seed, 0)
-    _positive("trajectory-particles", opts.trajectory_particles, 0)
-    init = spec.inits[0] if opts.init is None else opts.init
-    if init not in spec.inits:
-        raise ConfigError(f"--init: expected one of {', '.join(spec.inits)}, got '{init}'")
-    save_every = max(1, steps // 100) if opts.save_every is None else opts.save_every
-    _positive("save-every", save_every)
-    metrics_every = max(1, steps // 20) if opts.metrics_every is None else opts.metrics_every
-    _positive("metrics-every", metrics_every, 0)
+    entry = entry_of(opts.sampler)
+    common = {o.name: o for o in entry.all_options if o.name in COMMON} | {"init": entry.init}
+    value = {name: o.validate(getattr(opts, name)) for name, o in common.items() if name not in ("target", "out")}
+    steps = entry.default_steps if value["steps"] is None else value["steps"]
+    init = entry.init.default if value["init"] is None else value["init"]
     params = {
-        "particles": opts.particles,
+        "particles": value["particles"],
         "steps": steps,
         "init": init,
-        "save_every": save_every,
-        "metrics_every": metrics_every,
-        "trajectory_particles": opts.trajectory_particles,
+        "save_every": max(1, steps // 100) if value["save_every"] is None else value["save_every"],
+        "metrics_every": max(1, steps // 20) if value["metrics_every"] is None else value["metrics_every"],
+        "trajectory_particles": value["trajectory_particles"],
     }
-    params.update(spec.resolve(opts.options, steps))
+    params.update(entry.resolve_params(opts.options, steps))
     return params
 
 
@@ -142,8 +132,8 @@ def prepare(opts: SampleOptions):
     """Validate everything (target, options, points, output path) before any work:
     (spec, target, params, path)."""
     from difflab.config import load_target
+    from difflab.contracts import TargetFeatures, check_compatible
     from difflab.driver import check_threads_env
-    from difflab.samplers import SAMPLERS
 
     check_threads_env()
     params = resolve_params(opts)
@@ -151,57 +141,49 @@ def prepare(opts: SampleOptions):
     # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).
     params.update({f"target.{k}": v if isinstance(v, (int, float, str)) else json.dumps(v)
                    for k, v in opts.target_set})
-    if SAMPLERS[opts.sampler].discrete != spec.discrete:
-        wanted = "discrete targets (ising, potts, pmf); use ula, mala, ddpm, pflow, sde or localization for" \
-            if SAMPLERS[opts.sampler].discrete else "continuous targets (gaussian, gmm); use discrete or gibbs for"
-        kind = "discrete" if spec.discrete else "continuous"
-        raise ConfigError(f"--target: {spec.source} is a {kind} target (kind: {spec.kind}); {opts.sampler} runs on "
-                          f"{wanted} it")
-    if params.get("reward_guidance") == "naive" and not spec.reward:
-        raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
-                          f"{spec.source} has none")
-    if params.get("guidance", "none") != "none":
-        names = [name for name, _ in spec.classes]
-        if not names:
-            raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
-                              f"{spec.source} has none (the shipped gmm-classes has one)")
-        if params["class"] not in names:
-            raise ConfigError(f"--class: {spec.source} has no class '{params['class']}'"
-                              f"{suggest(params['class'], names)}; expected one of {', '.join(names)}")
-    if opts.sampler == "smc" and not spec.reward:
-        raise ConfigError(f"--target: smc samples a reward-tilted target; {spec.source} has no tilt: block")
+    features = TargetFeatures(source=spec.source, kind=spec.kind, discrete=spec.discrete,
+                              noised_law=not spec.discrete and target.has_noised_law,
+                              reward=bool(not spec.discrete and spec.reward),
+                              classes=() if spec.discrete else spec.classes)
+    check_compatible(entry_of(opts.sampler), params, features)
     if params.get("points"):
         load_points(params["points"], target.dim)
     path = output_path(opts, spec, params)
     return spec, target, params, path
 
 
-def _initial(params: dict, target, sampler, rng, n: int):
-    """Initial particles (n, d) and their law (mean, cov).
+def _streams(seed: int):
+    """Generators (initial state, steps, metrics, score error) from SeedSequence(seed).spawn(4).
+    Children 0-2 are the same whatever the count, so adding streams never changes old runs."""
+    import numpy as np
 
-    ``normal``: N(0, I); ``target``: exact target draws; ``prior`` (diffusion samplers): with
-    ``prior = standard`` N(0, I) (VP) or N(0, sigma_max^2 I) (VE); with ``prior = matched`` the
-    Gaussian with the moments of the noised target at the start time, N(a m, a^2 S + s^2 I)
-    (exact for a Gaussian target, so the prior-mismatch error vanishes; nearly so for mixtures).
+    return [np.random.Generator(np.random.SFC64(ss)) for ss in np.random.SeedSequence(seed).spawn(4)]
+
+
+def _initial(params: dict, target, sampler, rng, n: int):
+    """Initial particles (n, d) and their law: (mean, cov) on a continuous target, the pmf over
+    the (noisy) states on a discrete one.
+
+    ``normal``: N(0, I); ``target``: exact target draws; ``zero``: the origin (localization);
+    ``uniform``: independent uniform values (discrete); ``prior``: the sampler's own start law
+    (``start_law``: a Gaussian for the continuous diffusions, the noise's prior for discrete ones).
     """
     import numpy as np
 
     d = target.dim
-    if params["init"] == "target":
-        return target.sample(rng, n), (target.mean, target.cov)
-    if params["init"] == "normal":
+    init = params["init"]
+    if init == "target":
+        return target.sample(rng, n), target.probs if target.discrete else (target.mean, target.cov)
+    if init == "uniform":
+        x = rng.integers(0, target.K, size=(n, d), dtype=np.int64)
+        return x, np.full(target.n_states, 1.0 / target.n_states)
+    if init == "normal":
         return rng.standard_normal((n, d)), (np.zeros(d), np.eye(d))
-    if params["init"] == "zero":  # localization starts at y_0 = 0 exactly
+    if init == "zero":
         return np.zeros((n, d)), (np.zeros(d), np.zeros((d, d)))
-    if hasattr(sampler, "prior_law"):  # smc: the prior its weights are computed against
-        mean, cov = sampler.prior_law
-        return mean + rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T, (mean, cov)
-    a, s = sampler.start
-    if params["prior"] == "standard":
-        std = s if a == 1.0 else 1.0  # VE (alpha = 1): N(0, sigma_max^2 I); VP: N(0, I)
-        mean, cov = np.zeros(d), std * std * np.eye(d)
-    else:
-        mean, cov = a * target.mean, a * a * target.cov + s * s * np.eye(d)
+    if target.discrete:
+        return sampler.start_sample(rng, n), sampler.start_law()
+    mean, cov = sampler.start_law(params["prior"])
     lam, u = np.linalg.eigh(cov)
     x = mean + rng.standard_normal((n, d)) @ (u * np.sqrt(lam)).T
     return x, (mean, cov)
@@ -218,70 +200,75 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     import numpy as np
 
     from difflab import driver, metrics
-    from difflab.samplers import SAMPLERS
     from difflab.samplers.langevin import StepSizeAdapter
 
-    if spec.discrete:
-        return _execute_discrete(opts, spec=spec, target=target, params=params, path=path, progress=progress)
-
-    # Children 0-2 are the same whatever the count, so adding streams never changes old runs.
-    ss_init, ss_step, ss_metric, ss_score = np.random.SeedSequence(opts.seed).spawn(4)
-    rng_init = np.random.Generator(np.random.SFC64(ss_init))
-    rng_step = np.random.Generator(np.random.SFC64(ss_step))
-    rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
-
+    entry = entry_of(opts.sampler)
+    rng_init, rng_step, rng_metric, rng_score = _streams(opts.seed)
     n = params["particles"]
-    model = target  # what the sampler sees: the exact target, or a deliberately wrong score
-    guided = params.get("guidance", "none") != "none"
-    if guided:  # the run is judged against p(x | c); the guided score is its score error
-        from difflab.targets.guidance import TiltedByClass, guided_model
-
-        unconditional = target
-        model, target, members, gamma = guided_model(unconditional, params)
-        tilted = TiltedByClass(unconditional, members, gamma, rng_metric)
-        tilted_suite = metrics.MetricSuite(tilted, rng_metric)
-    elif params.get("score_error", 0.0) > 0.0:
-        from difflab.targets.perturbed import PerturbedScore
-
-        model = PerturbedScore(target, params["score_error_kind"], params["score_error"],
-                               np.random.Generator(np.random.SFC64(ss_score)))
-    elif params.get("reward_guidance") == "naive":
-        from difflab.targets.perturbed import RewardGuided
-
-        model = RewardGuided(target, target.untilted, *target.reward)
-    sampler = SAMPLERS[opts.sampler].build(model, params)
+    model, guided = target, None  # model: what the sampler sees, the exact target or a wrong score
+    if target.discrete:
+        suite = metrics.DiscreteMetricSuite(target)
+    else:
+        model, target, guided = _model(target, params, rng_metric, rng_score)
+        suite = metrics.MetricSuite(target, rng_metric)
+    sampler = entry.build(model, params)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
-    suite = metrics.MetricSuite(target, rng_metric)
     adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
-
-    steps = getattr(sampler, "n_steps", params["steps"])
+    steps = sampler.n_steps or params["steps"]
+    # Monte Carlo series only where the state lives on the target's space: on a discrete target
+    # for the Markov kernel (gibbs), not for the noisy states of discrete diffusion.
+    every = params["metrics_every"] if entry.mcmc or not target.discrete else 0
     ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
     with ctx:
-        result = driver.run(
-            sampler, x0, rng_step,
-            steps=steps, save_every=params["save_every"],
-            trajectory_particles=params["trajectory_particles"],
-            metrics_every=params["metrics_every"], metric_fn=suite.series,
-            warmup=params.get("warmup", 0), adapter=adapter, on_step=on_step,
-        )
+        result = driver.run(sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
+                            trajectory_particles=params["trajectory_particles"], metrics_every=every,
+                            metric_fn=suite.series if every else None, warmup=params.get("warmup", 0),
+                            adapter=adapter, on_step=on_step)
+    groups = {}
     with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
-        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params,
-                                             mcmc=SAMPLERS[opts.sampler].mcmc)
-        _add_exact_law(sampler, target, law0, result, params, summary)
-        if guided:
-            _guidance_summary(summary, result.samples, tilted, tilted_suite, unconditional, members, gamma,
-                              rng_metric, n)
-        if hasattr(sampler, "start"):
+        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
+        if target.discrete:
+            _discrete_exact_law(sampler, target, law0, result, params, summary)
+        else:
+            _add_exact_law(sampler, target, law0, result, params, summary)
+        if guided is not None:
+            _guidance_summary(summary, result.samples, *guided, rng_metric, n)
+        if sampler.capabilities.diffusion:
             from difflab.decomposition import error_terms, score_error_term
 
             summary.update(error_terms(sampler, target, law0, rng_metric))
             summary.update(score_error_term(sampler, rng_metric))
-    groups = {}
     if params.get("likelihood"):
         groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
-
-    _write(path, opts, spec, params, result, result.samples, result.trajectory, summary, summary_arrays, groups)
+    samples, trajectory = result.samples, result.trajectory
+    if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
+        samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
+    _write(path, opts, spec, params, result, samples, trajectory, summary, summary_arrays, groups)
     return path, result, summary
+
+
+def _model(target, params: dict, rng_metric, rng_score):
+    """(the score the sampler sees, the target the run is judged against, the guidance judges or
+    None): the exact target; a deliberately wrong score (--score-error); naive reward guidance
+    against the tilted target; or guidance, judged against p(x | c) (the guided score is its score
+    error) and against the tilted law q."""
+    from difflab import metrics
+
+    if params.get("guidance", "none") != "none":
+        from difflab.targets.guidance import TiltedByClass, guided_model
+
+        model, conditional, members, gamma = guided_model(target, params)
+        tilted = TiltedByClass(target, members, gamma, rng_metric)
+        return model, conditional, (tilted, metrics.MetricSuite(tilted, rng_metric), target, members, gamma)
+    if params.get("score_error", 0.0) > 0.0:
+        from difflab.targets.perturbed import PerturbedScore
+
+        return PerturbedScore(target, params["score_error_kind"], params["score_error"], rng_score), target, None
+    if params.get("reward_guidance") == "naive":
+        from difflab.targets.perturbed import RewardGuided
+
+        return RewardGuided(target, target.untilted, *target.reward), target, None
+    return target, target, None
 
 
 def _guidance_summary(summary, samples, tilted, suite, unconditional, members, gamma, rng, n) -> None:
@@ -317,47 +304,6 @@ def _write(path, opts, spec, params, result, samples, trajectory, summary, summa
     )
 
 
-def _execute_discrete(opts: SampleOptions, *, spec, target, params: dict, path: Path, progress=None):
-    """The discrete samplers' run: same streams, driver and run file; states are integer codes,
-    written as the target's labels (Ising spins -1/+1; masked = NaN)."""
-    import contextlib
-
-    import numpy as np
-
-    from difflab import driver
-    from difflab.metrics import DiscreteMetricSuite
-    from difflab.samplers import SAMPLERS
-
-    ss_init, ss_step, ss_metric, _ = np.random.SeedSequence(opts.seed).spawn(4)
-    rng_init = np.random.Generator(np.random.SFC64(ss_init))
-    rng_step = np.random.Generator(np.random.SFC64(ss_step))
-    rng_metric = np.random.Generator(np.random.SFC64(ss_metric))
-    n, d = params["particles"], target.dim
-    entry = SAMPLERS[opts.sampler]
-    sampler = entry.build(target, params)
-    if params["init"] == "target":
-        x0, law0 = target.sample(rng_init, n), target.probs
-    elif params["init"] == "uniform":
-        x0, law0 = rng_init.integers(0, target.K, size=(n, d), dtype=np.int64), np.full(target.n_states, 1.0 / target.n_states)
-    else:
-        x0, law0 = sampler.noise.prior_sample(rng_init, n, d), sampler.noise.prior_law(d)
-    suite = DiscreteMetricSuite(target)
-    steps = getattr(sampler, "n_steps", params["steps"])
-    # Monte Carlo series only where the state lives on the target's space (gibbs), not on noisy states.
-    every = params["metrics_every"] if entry.mcmc else 0
-    ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
-    with ctx:
-        result = driver.run(sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
-                            trajectory_particles=params["trajectory_particles"],
-                            metrics_every=every, metric_fn=suite.series if every else None, on_step=on_step)
-    with np.errstate(all="ignore"):
-        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
-        _discrete_exact_law(sampler, target, law0, result, params, summary)
-    _write(path, opts, spec, params, result, target.to_labels(result.samples), target.to_labels(result.trajectory),
-           summary, summary_arrays, {})
-    return path, result, summary
-
-
 def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: dict) -> None:
     """Where the (noisy) state space has at most MAX_EXACT_LAW states: the exact law of the
     sampler's state, propagated by matrix-vector products. Summary: exact_tv and exact_kl of the
@@ -377,8 +323,7 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
         if sampler.timed and every and (k % every == 0 or k == result.steps_done):
             steps.append(k)
             series.append(tv(q, sampler.noised_law(k)))
-    n_noisy = sampler.noise.n_noisy if hasattr(sampler, "noise") else target.K
-    clean, masked = clean_part(q, target, n_noisy)
+    clean, masked = clean_part(q, target, sampler.n_noisy)
     summary["exact_tv"] = tv(clean, target.probs) + 0.5 * masked
     summary["exact_kl"] = kl(clean, target.probs) if masked < 1e-12 else float("inf")
     if not steps:
@@ -404,7 +349,7 @@ def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
             # nfe: the total; posterior_trace, log_z_estimate: the final value; anything else: the mean over steps
             summary[name] = float(series.sum() if name == "nfe" else series[-1] if name in ("posterior_trace", "log_z_estimate")
                                   else series.mean())
-    if hasattr(target, "tilt_log_z") and "log_z_estimate" in summary:
+    if not target.discrete and target.tilt_log_z is not None and "log_z_estimate" in summary:
         summary["log_z"] = float(target.tilt_log_z)
     summary_arrays = {}
     kept = result.trajectory[len(result.trajectory) // 2 :]  # second half of the saved frames
@@ -429,7 +374,7 @@ def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -
     rows = [exact.exact_metrics(target, m, c) for _, m, c in history]
     summary.update(rows[-1])
     # A series only where the state is itself the sample (not for localization's y_t).
-    if not hasattr(sampler, "estimate") and [k for k, _, _ in history] == result.metrics_step.tolist():
+    if not sampler.capabilities.estimate and [k for k, _, _ in history] == result.metrics_step.tolist():
         for key in rows[-1]:
             result.metrics[key] = np.array([r[key] for r in rows])
 

@@ -27,17 +27,21 @@ Schedules (pure functions of t, vectorised over arrays of t):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from difflab.contracts import option, positive
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+
+np = lazy("numpy", globals(), "np")
 
 
 @dataclass(frozen=True)
 class VPLinear:
     beta_min: float = 0.1
     beta_max: float = 20.0
-    name: str = "vp-linear"
 
     def log_alpha(self, t):
         t = np.asarray(t, dtype=np.float64)
@@ -71,7 +75,6 @@ class VPLinear:
 class VPCosine:
     s: float = 0.008
     t_max: float = 0.9946
-    name: str = "vp-cosine"
 
     def _c(self, t):
         return np.cos((t + self.s) / (1.0 + self.s) * math.pi / 2)
@@ -103,7 +106,6 @@ class VPCosine:
 class VE:
     sigma_min: float = 0.01
     sigma_max: float = 50.0
-    name: str = "ve"
 
     def log_alpha(self, t):
         return np.zeros_like(np.asarray(t, dtype=np.float64))
@@ -150,3 +152,121 @@ def t_of_half_log_snr(schedule, lam):
 
 
 SCHEDULES = {"vp-linear": VPLinear, "vp-cosine": VPCosine, "ve": VE}
+
+
+# ---------------------------------------------------------------- options and construction
+SCHEDULE_OPTIONS = (
+    option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine or ve.", choices=tuple(SCHEDULES)),
+    option("beta_min", VPLinear.beta_min, float, "vp-linear: beta(0) (DDPM's first beta times 1000).", check=positive),
+    option("beta_max", VPLinear.beta_max, float, "vp-linear: beta(1) (DDPM's last beta times 1000).", check=positive),
+    option("sigma_min", VE.sigma_min, float, "ve: smallest noise level.", check=positive),
+    option("sigma_max", VE.sigma_max, float, "ve: largest noise level (the prior's std).", check=positive),
+)
+_SCHEDULE_FIELDS = {"vp-linear": ("beta_min", "beta_max"), "ve": ("sigma_min", "sigma_max"), "vp-cosine": ()}
+
+
+def resolve_schedule(params: dict) -> dict:
+    """Keep the chosen schedule's own parameters (the others are dropped from the record)."""
+    name = params["schedule"]
+    for key in ("beta_min", "beta_max", "sigma_min", "sigma_max"):
+        if key not in _SCHEDULE_FIELDS[name]:
+            params.pop(key, None)
+    if name == "vp-linear" and params["beta_max"] < params["beta_min"]:
+        raise ConfigError(f"--beta-max: must be >= --beta-min ({params['beta_min']}), got {params['beta_max']}")
+    if name == "ve" and params["sigma_max"] <= params["sigma_min"]:
+        raise ConfigError(f"--sigma-max: must be > --sigma-min ({params['sigma_min']}), got {params['sigma_max']}")
+    return params
+
+
+def make_schedule(params: dict):
+    cls = SCHEDULES[params["schedule"]]
+    return cls(**{k: params[k] for k in _SCHEDULE_FIELDS[params["schedule"]]})
+
+
+# ---------------------------------------------------------------- time grids
+N_TRAIN = 1000  # DDPM's number of discrete steps: ddpm and smc run on K <= N_TRAIN of them
+SPACINGS = ("trailing", "leading", "linspace")
+
+
+def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr"):
+    """(steps + 1,) decreasing times from 1 to t_end, uniform in t or in log-SNR."""
+    if spacing == "uniform":
+        return np.linspace(1.0, t_end, steps + 1)
+    lam = np.linspace(half_log_snr(schedule, 1.0), half_log_snr(schedule, t_end), steps + 1)
+    t = t_of_half_log_snr(schedule, lam)
+    t[0], t[-1] = 1.0, t_end
+    return t
+
+
+def ddpm_indices(spacing: str, steps: int, end: int):
+    """Discrete indices (1 = DDPM's first noisy step, N = the last) of the K + 1 grid points,
+    named as diffusers' ``timestep_spacing`` (its 0-based timestep + 1), then the end index."""
+    k = np.arange(steps)
+    if spacing == "trailing":  # N - k N / K: starts at t = 1
+        return np.round(np.linspace(N_TRAIN, end, steps + 1)).astype(int)
+    if spacing == "leading":  # 1 + k (N // K), highest first: starts below t = 1
+        idx = 1 + k[::-1] * (N_TRAIN // steps)
+    else:  # linspace(1, N, K) rounded, highest first
+        idx = np.round(np.linspace(1, N_TRAIN, steps))[::-1].astype(int)
+    return np.concatenate([idx, [end]])
+
+
+def ddpm_grid(schedule, steps: int, early_stop: float = 0.0, spacing: str = "trailing"):
+    """(alphas, sigmas, times) of the K + 1 points of DDPM's discrete chain; index i is at time i / N."""
+    alphas, sigmas = schedule.discrete(N_TRAIN)
+    idx = ddpm_indices(spacing, steps, round(early_stop * N_TRAIN))
+    return alphas[idx], sigmas[idx], idx / N_TRAIN
+
+
+def localization_grid(t_min: float, t_max: float, steps: int, spacing: str = "log"):
+    """(steps + 1,) localization times from 0 to t_max: uniform, or 0 then ``steps`` geometric times
+    from t_min to t_max (uniform in log-SNR; a single step goes straight to t_max)."""
+    if spacing == "uniform" or steps == 1:
+        return np.linspace(0.0, t_max, steps + 1)
+    return np.concatenate([[0.0], np.geomspace(t_min, t_max, steps)])
+
+
+# ---------------------------------------------------------------- the reverse process
+def reverse_drift(schedule, t: float, xt, score, c: float):
+    """f(t) x - c g(t)^2 score: the probability-flow ODE's velocity for c = 1/2, the reverse SDE's
+    drift for c = 1 (Song et al. 2021, eqs. 6 and 13). Overwrites ``score``."""
+    score *= -c * float(schedule.g2(t))
+    score += float(schedule.f(t)) * xt
+    return score
+
+
+def denoiser_from_score(xt, score, alpha: float, sigma: float):
+    """Tweedie: E[X | x_t] = (x_t + sigma^2 score) / alpha."""
+    return (xt + sigma * sigma * score) / alpha
+
+
+def eps_from_score(score, sigma: float):
+    """The noise prediction: eps = -sigma score."""
+    return -sigma * score
+
+
+def ddpm_posterior(a_t: float, s_t: float, a_s: float, s_s: float):
+    """q(x_s | x_t, x_0) = N(coef_x x_t + coef_0 x_0, beta_tilde I) for s < t (Ho et al. 2020,
+    eqs. 6-7, in (alpha, sigma) form): (coef_x, coef_0, beta_tilde, a_ts, s2_ts), with
+    a_ts = a_t / a_s and s2_ts = s_t^2 - a_ts^2 s_s^2 the forward step from s to t."""
+    a_ts = a_t / a_s
+    s2_ts = s_t * s_t - a_ts * a_ts * s_s * s_s
+    coef_x = a_ts * s_s * s_s / (s_t * s_t)
+    coef_0 = a_s * s2_ts / (s_t * s_t)
+    beta_tilde = s_s**2 * max(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0)
+    return coef_x, coef_0, beta_tilde, a_ts, s2_ts
+
+
+PRIOR_OPTION = option("prior", "matched", str, "Start law: matched (the Gaussian with the noised target's moments at the "
+                      "start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).", choices=("matched", "standard"))
+
+
+def start_law(mean, cov, alpha: float, sigma: float, prior: str):
+    """The Gaussian a reverse process starts from at (alpha, sigma): ``standard`` N(0, I) (VP) or
+    N(0, sigma^2 I) (VE, alpha = 1); ``matched`` the noised target's moments, N(a m, a^2 S + s^2 I)
+    (exact for a Gaussian target, so the prior-mismatch error vanishes; nearly so for mixtures)."""
+    d = len(mean)
+    if prior == "standard":
+        std = sigma if alpha == 1.0 else 1.0
+        return np.zeros(d), std * std * np.eye(d)
+    return alpha * mean, alpha * alpha * cov + sigma * sigma * np.eye(d)

@@ -2,7 +2,7 @@
 and the sweep spec all go through here, so they share one vocabulary and one set of errors.
 
 Keys are the ``difflab sample <sampler>`` options with ``_`` for ``-`` (``step_size``, ``steps``,
-``seed``, ``target``, ``class``...), typed from the command's own signature. Target overrides are
+``seed``, ``target``, ``class``...), typed by the sampler's registry entry (``difflab.contracts``). Target overrides are
 dotted paths into the target YAML (``ring.radius``, ``components.0.mean``, ``tilt.lambda``),
 applied to the file's mapping before it is validated, so every rule of the target reference holds.
 
@@ -13,45 +13,17 @@ Precedence for one run: command-line flags > ``--set`` > ``--spec`` file > defau
 from __future__ import annotations
 
 import re
-import typing
 from typing import Any
 
+from difflab.contracts import OUTPUT_OPTIONS as NOT_SETTABLE  # the output name, overwriting, printing
 from difflab.errors import ConfigError, suggest
 
-# Options a settings file cannot set: the output name, overwriting and printing belong to the call.
-NOT_SETTABLE = ("out", "force", "quiet")
-# The settings options themselves.
-SETTINGS_OPTIONS = ("set_", "target_set", "spec", "ctx")
 
+def options_of(sampler: str) -> dict:
+    """{key: (default, type)} of the settable options of ``difflab sample <sampler>``."""
+    from difflab.sample import entry_of
 
-def _base_type(annotation):
-    """float for ``Annotated[float | None, ...]``, and so on."""
-    t = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    return args[0] if args else t
-
-
-def key_of(name: str) -> str:
-    """The settings key of a command parameter (``class_`` -> ``class``)."""
-    return name.removesuffix("_")
-
-
-def param_of(key: str) -> str:
-    """The command parameter of a settings key (``class`` -> ``class_``)."""
-    return "class_" if key == "class" else key
-
-
-def command_options(callback) -> dict:
-    """{key: (default, type)} of a ``difflab sample`` command's settable options."""
-    import inspect
-
-    hints = typing.get_type_hints(callback, include_extras=True)
-    out = {}
-    for name, p in inspect.signature(callback).parameters.items():
-        if name in NOT_SETTABLE or name in SETTINGS_OPTIONS:
-            continue
-        out[key_of(name)] = (p.default, _base_type(hints[name]))
-    return out
+    return {o.name: (o.default, o.typ) for o in entry_of(sampler).all_options if o.name not in NOT_SETTABLE}
 
 
 def coerce(src: str, key: str, value, typ):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from difflab.errors import ConfigError, DifflabError, suggest
-from difflab.settings import NOT_SETTABLE, command_options, param_of, parse_target_sets
+from difflab.settings import NOT_SETTABLE, options_of, parse_target_sets
 from difflab.settings import coerce as _coerce
 
 SPEC_KEYS = ("sampler", "set", "grid", "zip")
@@ -35,12 +35,14 @@ TARGET = "target_set"  # target_set: {path: value} in set; target_set.PATH: [val
 class Run:
     index: int
     sampler: str
-    args: dict  # the command's keyword arguments, as the CLI would pass them
+    args: dict  # the run's options by key, as the CLI would pass them
     varied: dict  # the settings this run takes from grid and zip (for messages)
 
 
-def expand(text: str, src: str, commands: dict) -> list[Run]:
-    """The runs of a spec. ``commands``: sampler name -> its ``difflab sample`` callback."""
+def expand(text: str, src: str) -> list[Run]:
+    """The runs of a spec."""
+    from difflab.samplers import SAMPLERS
+
     import yaml
 
     try:
@@ -54,9 +56,9 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
             raise ConfigError(f"{src}: {key}: unknown key{suggest(key, SPEC_KEYS)}; expected one of "
                               f"{', '.join(SPEC_KEYS)}")
     sampler = doc.get("sampler")
-    if sampler not in commands:
-        raise ConfigError(f"{src}: sampler: expected one of {', '.join(commands)}, got {sampler!r}")
-    options = command_options(commands[sampler])
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"{src}: sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    options = options_of(sampler)
     blocks = {}
     for block in ("set", "grid", "zip"):
         b = doc.get(block) or {}
@@ -92,10 +94,10 @@ def expand(text: str, src: str, commands: dict) -> list[Run]:
             if key.startswith(TARGET + "."):
                 targets.append((key[len(TARGET) + 1:], value))
             else:
-                args[param_of(key)] = _coerce(src, f"{block_of[key]}.{key}", value, options[key][1])
+                args[key] = _coerce(src, f"{block_of[key]}.{key}", value, options[key][1])
         return args, targets
 
-    base = {param_of(k): default for k, (default, _) in options.items()}
+    base = {k: default for k, (default, _) in options.items()}
     fixed, fixed_targets = arguments(dict.fromkeys(blocks["set"], "set"), blocks["set"])
     base.update(fixed)
     grid_keys = list(blocks["grid"])

@@ -1,4 +1,5 @@
-"""Diffusion samplers driven by the target's exact denoiser: DDPM/DDIM and the probability-flow ODE.
+"""Diffusion samplers driven by the target's exact denoiser: DDPM/DDIM, the probability-flow ODE and
+the reverse SDE (with an optional Langevin corrector).
 
 Notation: a reverse step goes from time t to an earlier time s on a fixed grid, with
 (a_t, s_t) = (alpha_t, sigma_t) of the schedule (see ``difflab.schedules``), x0_hat = E[X | x_t]
@@ -23,11 +24,16 @@ which is what ``difflab.exact`` uses to compute the law of the output exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import numpy as np
+from difflab import schedules
+from difflab.contracts import AffineStep, Capabilities, SamplerEntry, init_option, non_negative, option, positive, with_default, STEPS
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+from difflab.schedules import alpha_sigma, half_log_snr, reverse_drift, t_of_half_log_snr
 
-from difflab.schedules import alpha_sigma, half_log_snr, t_of_half_log_snr
+np = lazy("numpy", globals(), "np")
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,30 @@ def _as_state(x) -> DiffusionState:
 
 
 def _info(target, xt, a, s) -> dict:
-    """Per-step info: one evaluation, and with a perturbed score the realised mean |s~ - s|^2."""
+    """Per-step info: one evaluation, and with a deliberately wrong score the realised mean |s~ - s|^2."""
     info = {"nfe": 1.0}
-    if hasattr(target, "score_error_sq"):
+    if not target.exact_score:
         info["score_mse"] = float(target.score_error_sq(xt, float(a), float(s)).mean())
     return info
 
 
+def _check(name: str, value, rule) -> None:
+    """Library objects validate their own arguments, by the same rules as the options."""
+    broken = rule(value) if callable(rule) else (None if value in rule else f"expected one of {', '.join(rule)}")
+    if broken:
+        raise ConfigError(f"{name}: {broken}, got {value!r}")
+
+
+class _Reverse(AffineStep):
+    """What the reverse diffusions share: the start law of the contract's ``diffusion`` capability."""
+
+    def start_law(self, prior: str):
+        """The Gaussian (mean, cov) the reverse process starts from (``schedules.start_law``)."""
+        return schedules.start_law(self.target.mean, self.target.cov, *self.start, prior)
+
+
 @dataclass(frozen=True)
-class DDPM:
+class DDPM(_Reverse):
     """Ancestral DDPM / DDIM on a grid of (alpha, sigma) values from the start time to the end.
 
     ``alphas``, ``sigmas``: (K + 1,) grid values, index 0 the start (t near 1), K the end.
@@ -69,9 +90,11 @@ class DDPM:
     final_denoise: bool = False
     times: np.ndarray | None = None  # the grid's times (for the score-error integral)
     schedule: object = None
-    name: str = "ddpm"
+    capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
 
-    per_particle = True  # each particle's step uses only that particle: the driver may chunk
+    def __post_init__(self):
+        _check("eta", self.eta, non_negative)
+        _check("variance", self.variance, VARIANCES)
 
     @property
     def n_steps(self) -> int:
@@ -99,7 +122,7 @@ class DDPM:
             a, s = self.alphas[K], self.sigmas[K]
             return a, s, 1.0, 0.0, 0.0, 0.0
         a_t, s_t, a_s, s_s = self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]
-        beta_tilde = s_s**2 * max(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0)
+        beta_tilde = schedules.ddpm_posterior(a_t, s_t, a_s, s_s)[2]
         if s_s == 0.0:
             var = 0.0
         elif self.variance == "beta":
@@ -128,8 +151,9 @@ class DDPM:
         out += A * xt
         return out
 
-    def noise_std(self, k: int) -> float:
-        return self.coefficients(k)[5]
+    def noise_cov(self, k: int) -> float:
+        c = self.coefficients(k)[5]
+        return c * c
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
         a_t, s_t, A, B, c = self.affine(state.k)
@@ -146,17 +170,7 @@ class DDPM:
         return DiffusionState(xt=xt, k=state.k + 1), info
 
 
-def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr") -> np.ndarray:
-    """(steps + 1,) decreasing times from 1 to t_end, uniform in t or in log-SNR."""
-    if spacing == "uniform":
-        return np.linspace(1.0, t_end, steps + 1)
-    lam = np.linspace(half_log_snr(schedule, 1.0), half_log_snr(schedule, t_end), steps + 1)
-    t = t_of_half_log_snr(schedule, lam)
-    t[0], t[-1] = 1.0, t_end
-    return t
-
-
-class _ContinuousTime:
+class _ContinuousTime(_Reverse):
     """Shared by the samplers that integrate from times[0] = 1 to times[-1] on a schedule."""
 
     output = "sample"  # the output is x at the end time
@@ -182,6 +196,7 @@ class _ContinuousTime:
 
 
 SOLVERS = ("euler", "heun", "rk4", "dpm2", "rk45")
+VARIANCES = ("beta-tilde", "beta")
 NFE_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2": 2}
 
 
@@ -199,11 +214,17 @@ class PFlow(_ContinuousTime):
     solver: str = "heun"
     rtol: float = 1e-6
     atol: float = 1e-8
-    name: str = "pflow"
+
+    def __post_init__(self):
+        _check("solver", self.solver, SOLVERS)
+        _check("rtol", self.rtol, positive)
+        _check("atol", self.atol, positive)
 
     @property
-    def per_particle(self) -> bool:  # rk45's adaptive steps depend on every particle's error
-        return self.solver != "rk45"
+    def capabilities(self) -> Capabilities:
+        # rk45's adaptive steps depend on every particle's error: neither per particle nor affine.
+        fixed = self.solver != "rk45"
+        return Capabilities(per_particle=fixed, affine=fixed, diffusion=True)
 
     @property
     def n_steps(self) -> int:
@@ -211,10 +232,7 @@ class PFlow(_ContinuousTime):
 
     def velocity(self, xt: np.ndarray, t: float) -> np.ndarray:
         """f(t) x - g(t)^2 score_t(x) / 2, (d, n)."""
-        v = self._score(xt, t)
-        v *= -0.5 * float(self.schedule.g2(t))
-        v += float(self.schedule.f(t)) * xt
-        return v
+        return reverse_drift(self.schedule, t, xt, self._score(xt, t), 0.5)
 
     def deterministic(self, xt: np.ndarray, k: int) -> np.ndarray:
         t, s = float(self.times[k]), float(self.times[k + 1])
@@ -235,7 +253,7 @@ class PFlow(_ContinuousTime):
             return xt + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
         if self.solver == "dpm2":
             return self._dpm2(xt, t, s)
-        raise ValueError(f"solver {self.solver!r} has no fixed step")
+        raise ConfigError(f"solver: {self.solver!r} has no fixed step")
 
     def _eps(self, xt, t):
         """Noise prediction eps = -sigma_t score_t(x)."""
@@ -251,7 +269,7 @@ class PFlow(_ContinuousTime):
         xu = (a_u / a_t) * xt - s_u * np.expm1(0.5 * h) * self._eps(xt, t)
         return (a_s / a_t) * xt - s_s * np.expm1(h) * self._eps(xu, u)
 
-    def noise_std(self, k: int) -> float:
+    def noise_cov(self, k: int) -> float:
         return 0.0
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
@@ -302,9 +320,11 @@ class ReverseSDE(_ContinuousTime):
     times: np.ndarray
     corrector_steps: int = 0
     snr: float = 0.1
-    name: str = "sde"
+    capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
 
-    per_particle = True
+    def __post_init__(self):
+        _check("corrector_steps", self.corrector_steps, lambda v: None if v >= 0 else "must be >= 0")
+        _check("snr", self.snr, positive)
 
     @property
     def n_steps(self) -> int:
@@ -317,10 +337,7 @@ class ReverseSDE(_ContinuousTime):
     def deterministic(self, xt: np.ndarray, k: int) -> np.ndarray:
         t, s, j = self._sub(k)
         if j == 0:
-            drift = self._score(xt, t)
-            drift *= -float(self.schedule.g2(t))
-            drift += float(self.schedule.f(t)) * xt
-            return xt - (t - s) * drift
+            return xt - (t - s) * reverse_drift(self.schedule, t, xt, self._score(xt, t), 1.0)
         return xt + self._corrector_step(s) * self._score(xt, s)
 
     def _corrector_step(self, s: float) -> float:
@@ -333,6 +350,10 @@ class ReverseSDE(_ContinuousTime):
             return float(np.sqrt(float(self.schedule.g2(t)) * (t - s)))
         return float(np.sqrt(2.0 * self._corrector_step(s)))
 
+    def noise_cov(self, k: int) -> float:
+        c = self.noise_std(k)
+        return c * c
+
     def step(self, rng: np.random.Generator, state: DiffusionState):
         t, s, j = self._sub(state.k)
         info = _info(self.target, state.xt, *alpha_sigma(self.schedule, t if j == 0 else s))
@@ -341,3 +362,148 @@ class ReverseSDE(_ContinuousTime):
         noise *= self.noise_std(state.k)
         xt += noise
         return DiffusionState(xt=xt, k=state.k + 1), info
+
+
+# ---------------------------------------------------------------- registry entries
+SCORE_ERROR_KINDS = ("bias", "scale", "variance")
+GUIDANCE = ("none", "classifier", "cfg")
+# The score the sampler sees: exact, deliberately wrong, naively reward-guided, or class-guided.
+MODEL_OPTIONS = (
+    schedules.PRIOR_OPTION,
+    option("score_error", 0.0, float, "Size eps of a deliberate, seeded score error (0: exact score).",
+           check=non_negative),
+    option("score_error_kind", "bias", str, "bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or "
+           "variance (covariances times 1 + eps).", choices=SCORE_ERROR_KINDS),
+    option("reward_guidance", "exact", str, "On a target with a tilt: block: exact (the untilted process steered by "
+           "the exact h-transform control, i.e. the tilted target's score) or naive (untilted score + lambda grad r "
+           "at every time).", choices=("exact", "naive")),
+    option("guidance", "none", str, "none, classifier (score + W grad log p(c | x_t)) or cfg ((1 + W) conditional "
+           "score - W score); needs a target with classes.", choices=GUIDANCE),
+    option("class", None, str, "With --guidance: the class (a name from the target's classes: block)."),
+    option("scale", None, float, "With --guidance: the guidance scale W >= 0 (default 1).", check=non_negative),
+)
+PRIOR_INIT = init_option("prior", help="The start law (see --prior).")
+
+
+def _resolve_model(p: dict) -> dict:
+    """Checks across the score options; guidance parameters recorded only with guidance."""
+    schedules.resolve_schedule(p)
+    if p["reward_guidance"] == "naive" and p["score_error"] > 0:
+        raise ConfigError("--reward-guidance: naive guidance is itself a score error; use it without --score-error")
+    if p["guidance"] == "none":
+        for key in ("class", "scale"):
+            if p.pop(key) is not None:
+                raise ConfigError(f"--{key}: only with --guidance classifier or cfg")
+        return p
+    if p["class"] is None:
+        raise ConfigError(f"--class: --guidance {p['guidance']} needs the class to steer toward, e.g. --class left")
+    p["class"], p["scale"] = str(p["class"]), 1.0 if p["scale"] is None else p["scale"]
+    if p["score_error"] > 0 or p["reward_guidance"] == "naive":
+        clash = "--score-error" if p["score_error"] > 0 else "--reward-guidance naive"
+        raise ConfigError(f"--guidance: use it without {clash} (guidance is measured as the score error)")
+    if p.get("likelihood"):
+        raise ConfigError("--likelihood: not with --guidance (the ODE likelihood is the exact flow's)")
+    return p
+
+
+def _early_stop(allow_zero: bool):
+    def rule(v):
+        ok = math.isfinite(v) and 0 <= v < 1 and (allow_zero or v > 0)
+        return None if ok else f"must be {'in [0, 1)' if allow_zero else 'in (0, 1)'}"
+    return rule
+
+
+def _resolve_ddpm(p: dict) -> dict:
+    steps, end = p["steps"], round(p["early_stop"] * schedules.N_TRAIN)
+    if steps > schedules.N_TRAIN:
+        raise ConfigError(f"--steps: ddpm runs on at most the schedule's {schedules.N_TRAIN} steps, got {steps}")
+    if steps > schedules.N_TRAIN - end:
+        raise ConfigError(f"--steps: with --early-stop {p['early_stop']} at most {schedules.N_TRAIN - end} steps "
+                          f"fit, got {steps}")
+    spacing = p["timestep_spacing"]
+    if spacing != "trailing" and min(schedules.ddpm_indices(spacing, steps, end)[:-1]) <= end:
+        raise ConfigError(f"--timestep-spacing: '{spacing}' with {steps} steps reaches below --early-stop "
+                          f"{p['early_stop']}; use trailing")
+    return _resolve_model(p)
+
+
+def _build_ddpm(target, p: dict) -> DDPM:
+    schedule = schedules.make_schedule(p)
+    alphas, sigmas, times = schedules.ddpm_grid(schedule, p["steps"], p["early_stop"], p["timestep_spacing"])
+    return DDPM(target, alphas, sigmas, eta=p["eta"], variance=p["variance"], final_denoise=p["early_stop"] > 0,
+                times=times, schedule=schedule)
+
+
+DDPM_ENTRY = SamplerEntry(
+    "ddpm", "DDPM / DDIM ancestral sampling with the target's exact denoiser.",
+    options=(*schedules.SCHEDULE_OPTIONS,
+             option("eta", DDPM.eta, float, "DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.",
+                    check=non_negative),
+             option("variance", DDPM.variance, str, "Reverse variance: beta-tilde (posterior) or beta (forward step).",
+                    choices=VARIANCES),
+             option("early_stop", 0.0, float, "Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs "
+                    "to t = 0.", check=_early_stop(True)),
+             option("timestep_spacing", "trailing", str, "Which K of the 1000 steps (diffusers' names): trailing, "
+                    "leading or linspace.", choices=schedules.SPACINGS),
+             *MODEL_OPTIONS),
+    build=_build_ddpm, resolve=_resolve_ddpm, needs=("noised_law",), init=PRIOR_INIT,
+    steps=with_default(STEPS, 1000, "K reverse steps on K of the schedule's 1000 (<= 1000)."),
+)
+
+GRID = option("grid", "logsnr", str, "Time grid: logsnr (uniform in log-SNR) or uniform (in t).",
+              choices=("logsnr", "uniform"))
+EARLY_STOP = option("early_stop", 1e-3, float, "End time DELTA > 0; the output is x_DELTA.", check=_early_stop(False))
+
+
+def _resolve_pflow(p: dict) -> dict:
+    if not p["likelihood"]:
+        p.pop("likelihood_points"), p.pop("points")
+    else:
+        p["points"] = p["points"] or ""
+    return _resolve_model(p)
+
+
+def _build_pflow(target, p: dict) -> PFlow:
+    schedule = schedules.make_schedule(p)
+    times = schedules.time_grid(schedule, p["steps"], p["early_stop"], p["grid"])
+    return PFlow(target, schedule, times, solver=p["solver"], rtol=p["rtol"], atol=p["atol"])
+
+
+PFLOW_ENTRY = SamplerEntry(
+    "pflow", "Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score.",
+    options=(*schedules.SCHEDULE_OPTIONS,
+             option("solver", PFlow.solver, str, "euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).",
+                    choices=SOLVERS),
+             GRID, EARLY_STOP,
+             option("rtol", PFlow.rtol, float, "rk45 relative tolerance.", check=positive),
+             option("atol", PFlow.atol, float, "rk45 absolute tolerance.", check=positive),
+             option("likelihood", False, bool, "Also compute ODE log-likelihoods of points next to the exact log "
+                    "densities."),
+             option("likelihood_points", 1000, int, "With --likelihood: how many exact target draws.",
+                    check=lambda v: None if v >= 1 else "must be positive"),
+             option("points", None, str, "With --likelihood: a .npy (n, d) array or a run file whose /samples to use "
+                    "instead."),
+             *MODEL_OPTIONS),
+    build=_build_pflow, resolve=_resolve_pflow, needs=("noised_law",), init=PRIOR_INIT,
+    steps=with_default(STEPS, 100, "Solver steps (ignored by rk45)."),
+)
+
+
+def _build_sde(target, p: dict) -> ReverseSDE:
+    schedule = schedules.make_schedule(p)
+    times = schedules.time_grid(schedule, p["steps"], p["early_stop"], p["grid"])
+    return ReverseSDE(target, schedule, times, corrector_steps=p["corrector_steps"], snr=p["snr"])
+
+
+SDE_ENTRY = SamplerEntry(
+    "sde", "Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector).",
+    options=(*schedules.SCHEDULE_OPTIONS, GRID, EARLY_STOP,
+             option("corrector_steps", ReverseSDE.corrector_steps, int,
+                    "Langevin corrector steps after each predictor step.",
+                    check=lambda v: None if v >= 0 else "must be >= 0"),
+             option("snr", ReverseSDE.snr, float, "Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.",
+                    check=positive),
+             *MODEL_OPTIONS),
+    build=_build_sde, resolve=_resolve_model, needs=("noised_law",), init=PRIOR_INIT,
+    steps=with_default(STEPS, 1000, "Predictor (Euler-Maruyama) steps."),
+)

@@ -49,7 +49,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from difflab.contracts import DISCRETE_TARGET, STEPS, Capabilities, SamplerEntry, init_option, option, with_default
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+
+np = lazy("numpy", globals(), "np")
 
 NOISES = ("uniform", "absorbing")
 METHODS = ("exact", "tau-leaping", "euler")
@@ -239,7 +243,7 @@ def categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ reverse diffusion
-@dataclass
+@dataclass(frozen=True)
 class DiscreteState:
     x: np.ndarray  # (n, d) int64 codes; K = masked
     k: int  # steps taken
@@ -248,12 +252,27 @@ class DiscreteState:
 class DiscreteDiffusion:
     """Reverse-time sampler of the finite-state diffusion; a pure ``step(rng, state)``."""
 
+    capabilities = Capabilities()
+
     def __init__(self, target, noise: Noise, method: str, steps: int):
+        if method not in METHODS:
+            raise ConfigError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
         self.target, self.noise, self.method = target, noise, method
         self.times = np.linspace(1.0, 0.0, steps + 1)
         self.n_steps = target.dim if (method == "exact" and noise.kind == "absorbing") else steps
         self.clean = Posterior(target, "absorbing", 0.5)  # r cancels: masked coordinates carry no information
         self.timed = self.n_steps == steps and not (method == "exact" and noise.kind == "absorbing")
+
+    @property
+    def n_noisy(self) -> int:
+        return self.noise.n_noisy
+
+    def start_law(self) -> np.ndarray:
+        """The law (K'^d,) the reverse process starts from."""
+        return self.noise.prior_law(self.target.dim)
+
+    def start_sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.noise.prior_sample(rng, n, self.target.dim)
 
     def init(self, x0: np.ndarray) -> DiscreteState:
         return DiscreteState(np.asarray(x0, dtype=np.int64), 0)
@@ -373,9 +392,13 @@ class Gibbs:
     """Systematic-scan Gibbs sampler: one step is a sweep over the d sites in order, each drawn
     from its exact conditional p(x_i | x_-i) (heat bath)."""
 
+    capabilities = Capabilities()
+    n_steps = None  # a Markov kernel: runs as many sweeps as asked
+
     def __init__(self, target):
         self.target = target
         self.timed = True
+        self.n_noisy = target.K
         t = target.table
         with np.errstate(invalid="ignore"):
             # conditional tables p(x_i | x_-i) per site; a slice of zero mass gets 1/K
@@ -431,3 +454,41 @@ def kl(q: np.ndarray, p: np.ndarray) -> float:
     if (p[pos] <= 0).any():
         return math.inf
     return float(max(0.0, np.sum(q[pos] * (np.log(q[pos]) - np.log(p[pos])))))
+
+
+# ---------------------------------------------------------------- registry entries
+def _resolve(p: dict) -> dict:
+    noise = p["noise"]
+    p["schedule"] = p["schedule"] or ("linear" if noise == "absorbing" else "geometric")
+    kmin = p["kappa_min"]
+    kmin = p["kappa_min"] = float(kmin if kmin is not None else 0.0 if p["schedule"] == "linear" else 1e-3)
+    if not (math.isfinite(kmin) and 0.0 <= kmin < 1.0):
+        raise ConfigError(f"--kappa-min: must be in [0, 1), got {kmin}")
+    if kmin == 0.0 and p["schedule"] == "geometric":
+        raise ConfigError("--kappa-min: the geometric schedule kappa_min^t needs kappa_min > 0, got 0.0")
+    if kmin == 0.0 and noise == "uniform":
+        raise ConfigError("--kappa-min: uniform noise with kappa(1) = 0 has infinite reverse rates at t = 1; "
+                          "give kappa-min > 0, got 0.0")
+    return p
+
+
+DISCRETE_ENTRY = SamplerEntry(
+    "discrete", "Finite-state diffusion: reverse CTMC with the exact reverse rates of a discrete target.",
+    options=(option("noise", "absorbing", str, "Forward noise: absorbing (masking) or uniform.", choices=NOISES),
+             option("method", "tau-leaping", str, "exact (no discretisation error), tau-leaping or euler.",
+                    choices=METHODS),
+             option("schedule", None, str, "Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric "
+                    "(kappa_min^t). Default: linear for absorbing, geometric for uniform.", choices=SCHEDULES),
+             option("kappa_min", None, float, "kappa(1). Default: 0 (linear), 1e-3 (geometric).")),
+    build=lambda target, p: DiscreteDiffusion(target, Noise(p["noise"], target.K, p["schedule"], p["kappa_min"]),
+                                              p["method"], p["steps"]),
+    resolve=_resolve, target_kind="discrete", target=DISCRETE_TARGET, init=init_option("prior", help="The noise's prior."),
+    steps=with_default(STEPS, 100, "Reverse time steps (exact with absorbing noise: d unmasking steps)."),
+)
+GIBBS_ENTRY = SamplerEntry(
+    "gibbs", "Gibbs (Glauber heat-bath) MCMC baseline for discrete targets: systematic-scan sweeps.",
+    options=(), build=lambda target, p: Gibbs(target), target_kind="discrete", target=DISCRETE_TARGET, mcmc=True,
+    init=init_option("uniform", "target", help="Initial state: 'uniform' (independent uniform values) or 'target' "
+                     "(exact draws)."),
+    steps=with_default(STEPS, 100, "Sweeps (each updates every site once, in order)."),
+)

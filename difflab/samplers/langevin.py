@@ -19,9 +19,20 @@ Its Euler-Maruyama step with step size h is the proposal shared by both samplers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
+from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, init_option, option, positive
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+
+np = lazy("numpy", globals(), "np")
+
+
+def check_step_size(h: float) -> None:
+    """Library objects validate their own arguments (the same rule as ``--step-size``)."""
+    rule = positive(h)
+    if rule:
+        raise ConfigError(f"step_size: {rule}, got {h}")
 
 
 @dataclass(frozen=True)
@@ -39,13 +50,19 @@ class LangevinState:
 
 
 @dataclass(frozen=True)
-class ULA:
+class ULA(AffineStep):
     """Unadjusted Langevin algorithm: step (1). Noise is drawn as a (d, n) array."""
 
     target: object
     step_size: float
-    name: str = "ula"
-    per_particle = True  # each particle's step uses only that particle: the driver may chunk
+    capabilities = Capabilities(per_particle=True, affine=True, adapts_step_size=True)
+    n_steps = None  # a Markov kernel: runs as many steps as asked
+
+    def __post_init__(self):
+        check_step_size(self.step_size)
+
+    def with_step_size(self, h: float) -> ULA:
+        return replace(self, step_size=h)
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
@@ -58,13 +75,14 @@ class ULA:
         out += xt
         return out
 
-    def noise_std(self, k: int = 0) -> float:
-        return float(np.sqrt(2.0 * self.step_size))
+    def noise_cov(self, k: int = 0) -> float:
+        """2 h (times I)."""
+        return 2.0 * self.step_size
 
     def step(self, rng: np.random.Generator, state: LangevinState):
         xt = self.deterministic(state.xt)
         noise = rng.standard_normal(xt.shape)
-        noise *= self.noise_std()
+        noise *= np.sqrt(2.0 * self.step_size)
         xt += noise
         return LangevinState(xt=xt, log_prob=None, grad_t=None), {"nfe": 1.0}
 
@@ -77,14 +95,19 @@ class MALA:
 
     target: object
     step_size: float
-    name: str = "mala"
-    per_particle = True
+    n_steps = None
     # A finite state stays finite, whatever the target: a proposal x' with a non-finite coordinate
     # makes x - x' - h grad log p(x') non-finite, so the term -|.|^2 / (4h) of log a is -inf or nan,
     # and log a is -inf or nan (log p(x') < +inf): min(1, a) is 0 and x' is rejected. The driver
     # skips its non-finite guard (a pass over the state per step) for such samplers (tested with
     # proposals that overflow).
-    keeps_finite = True
+    capabilities = Capabilities(per_particle=True, keeps_finite=True, adapts_step_size=True)
+
+    def __post_init__(self):
+        check_step_size(self.step_size)
+
+    def with_step_size(self, h: float) -> MALA:
+        return replace(self, step_size=h)
 
     def init(self, x: np.ndarray) -> LangevinState:
         xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
@@ -157,3 +180,33 @@ class StepSizeAdapter:
 
     def final(self) -> float:
         return float(np.exp(np.mean(self._tail))) if self._tail else float(np.exp(self.log_h))
+
+
+# ---------------------------------------------------------------- registry entries
+INIT = init_option("normal", "target", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")
+
+
+def _no_adaptation(params: dict) -> dict:
+    return {**params, "adapt": False, "warmup": 0}  # recorded for every Langevin run
+
+
+def _adaptation(params: dict) -> dict:
+    if params["adapt"] and params["warmup"] < 1:
+        raise ConfigError(f"--warmup: must be positive, got {params['warmup']}")
+    return {**params, "warmup": params["warmup"] if params["adapt"] else 0}
+
+
+ULA_ENTRY = SamplerEntry(
+    "ula", "Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0).",
+    options=(option("step_size", 0.01, float, "Step size h.", check=positive),),
+    build=lambda target, p: ULA(target, p["step_size"]), resolve=_no_adaptation,
+    steps=STEPS, init=INIT, mcmc=True,
+)
+MALA_ENTRY = SamplerEntry(
+    "mala", "Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact).",
+    options=(option("step_size", 0.1, float, "Step size h.", check=positive),
+             option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
+             option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
+    build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation,
+    steps=STEPS, init=INIT, mcmc=True,
+)

@@ -35,27 +35,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, init_option, option, positive, with_default
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+from difflab.samplers.diffusion import DiffusionState, _as_state, _check
+from difflab.schedules import localization_grid
 
-from difflab.samplers.diffusion import DiffusionState, _as_state
-
-
-def localization_grid(t_min: float, t_max: float, steps: int, spacing: str = "log") -> np.ndarray:
-    """(steps + 1,) times from 0 to t_max: uniform, or 0 then ``steps`` geometric times from t_min
-    to t_max (uniform in log-SNR; a single step goes straight to t_max)."""
-    if spacing == "uniform" or steps == 1:
-        return np.linspace(0.0, t_max, steps + 1)
-    return np.concatenate([[0.0], np.geomspace(t_min, t_max, steps)])
+np = lazy("numpy", globals(), "np")
+TRANSITIONS, OUTPUTS = ("gaussian", "em"), ("mean", "y")
 
 
 @dataclass(frozen=True)
-class Localization:
+class Localization(AffineStep):
     target: object
     times: np.ndarray  # (K + 1,), times[0] = 0
     transition: str = "gaussian"
     output: str = "mean"
-    name: str = "localization"
-    per_particle = True  # each particle's step uses only that particle: the driver may chunk
+    capabilities = Capabilities(per_particle=True, affine=True, estimate=True)
+
+    def __post_init__(self):
+        _check("transition", self.transition, TRANSITIONS)
+        _check("output", self.output, OUTPUTS)
 
     @property
     def n_steps(self) -> int:
@@ -136,3 +136,27 @@ class Localization:
             draw = np.einsum("kn,kdn->dn", sqrt_r, within) + np.einsum("kn,kdn->dn", sqrt_r * eta, spread)
             out += delta * draw
         return DiffusionState(xt=out, k=k + 1), info
+
+
+# ---------------------------------------------------------------- registry entry
+def _resolve(p: dict) -> dict:
+    if p["t_max"] <= p["t_min"]:
+        raise ConfigError(f"--t-max: must be > --t-min ({p['t_min']}), got {p['t_max']}")
+    return p
+
+
+LOCALIZATION_ENTRY = SamplerEntry(
+    "localization", "Stochastic localization y_t = t X + W_t driven by the exact posterior mean.",
+    options=(option("t_min", 1e-4, float, "First time after 0 on the log grid.", check=positive),
+             option("t_max", 1e4, float, "Final time T.", check=positive),
+             option("grid", "log", str, "Time grid: log (uniform in log t = log-SNR) or uniform.",
+                    choices=("log", "uniform")),
+             option("transition", Localization.transition, str, "gaussian (exact conditional mean and covariance) "
+                    "or em (Euler-Maruyama).", choices=TRANSITIONS),
+             option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
+    build=lambda target, p: Localization(target, localization_grid(p["t_min"], p["t_max"], p["steps"], p["grid"]),
+                                         transition=p["transition"], output=p["output"]),
+    resolve=_resolve, needs=("noised_law",),
+    init=init_option("zero", help="Localization starts at y_0 = 0."),
+    steps=with_default(STEPS, 500, "Moves on the time grid (then one read-out)."),
+)

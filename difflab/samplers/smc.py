@@ -34,11 +34,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.special import logsumexp
+from difflab import schedules
+from difflab.contracts import STEPS, Capabilities, SamplerEntry, option, with_default
+from difflab.errors import ConfigError
+from difflab.lazy import lazy
+from difflab.samplers.diffusion import PRIOR_INIT
+
+np = lazy("numpy", globals(), "np")
+special = lazy("scipy.special", globals(), "special")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SMCState:
     xt: np.ndarray  # (d, n)
     k: int
@@ -61,8 +67,17 @@ def systematic_resample(rng: np.random.Generator, logw: np.ndarray) -> np.ndarra
 
 
 class TiltSMC:
+    """Particles coupled by resampling: not per particle; its start law is the prior its weights
+    are computed against."""
+
+    capabilities = Capabilities()
+
     def __init__(self, base, lam: float, b, a, alphas: np.ndarray, sigmas: np.ndarray, prior: tuple,
                  proposal: str = "base", ess_threshold: float = 0.5):
+        if proposal not in PROPOSALS:
+            raise ConfigError(f"proposal: expected one of {', '.join(PROPOSALS)}, got {proposal!r}")
+        if not 0.0 <= ess_threshold <= 1.0:
+            raise ConfigError(f"ess_threshold: must be in [0, 1], got {ess_threshold}")
         self.base, self.lam = base, float(lam)
         d = base.dim
         self.b = np.zeros(d) if b is None else np.asarray(b, dtype=np.float64)
@@ -71,10 +86,9 @@ class TiltSMC:
         self.n_steps = len(alphas) - 1
         self.proposal, self.ess_threshold = proposal, float(ess_threshold)
         self.prior_law = prior
-        mean, cov = prior
-        self._prior_mean = np.asarray(mean, float)
-        self._prior_chol = np.linalg.cholesky(np.asarray(cov, float))
-        self._prior_logdet = 2.0 * np.log(np.diag(self._prior_chol)).sum()
+
+    def start_law(self, prior: str):
+        return self.prior_law
 
     # -- pieces
     def reward(self, xt: np.ndarray) -> np.ndarray:
@@ -85,34 +99,29 @@ class TiltSMC:
         """(log gamma_k, untilted denoised mean (d, n), untilted score (d, n)) at xt."""
         a, s = float(self.alphas[k]), float(self.sigmas[k])
         logp, score = self.base.log_prob_and_score_t(xt, a, s)
-        x0 = (xt + s * s * score) / a
+        x0 = schedules.denoiser_from_score(xt, score, a, s)
         twist = self.reward(xt if k == self.n_steps else x0)
         return logp + self.lam * twist, x0, score
 
-    def _prior_logpdf(self, xt: np.ndarray) -> np.ndarray:
-        z = np.linalg.solve(self._prior_chol, xt - self._prior_mean[:, None])
-        d = xt.shape[0]
-        return -0.5 * (np.einsum("dn,dn->n", z, z) + self._prior_logdet + d * np.log(2 * np.pi))
-
     def _kernel(self, k: int):
         """Proposal k -> k + 1: (coef of x_t, coef of x0_hat, variance)."""
-        at, st, as_, ss = self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]
-        a_ts = at / as_
-        s2_ts = st * st - a_ts * a_ts * ss * ss  # forward variance from s to t
-        coef_x = a_ts * ss * ss / (st * st)
-        coef_0 = as_ * s2_ts / (st * st)
+        at, st = self.alphas[k], self.sigmas[k]
+        coef_x, coef_0, beta_tilde, a_ts, s2_ts = schedules.ddpm_posterior(at, st, self.alphas[k + 1],
+                                                                           self.sigmas[k + 1])
         # beta-tilde plus coef_0^2 sigma_t^2 / alpha_t^2, Tweedie's bound on Cov(X_0 | x_t): the exact
         # reverse transition has variance beta-tilde + coef_0^2 Cov(X_0 | x_t), and an importance
         # proposal must not be narrower than it (beta-tilde alone makes the weights degenerate).
-        var = s2_ts * ss * ss / (st * st) + (coef_0 * st / at) ** 2
+        var = beta_tilde + (coef_0 * st / at) ** 2
         return coef_x, coef_0, var, a_ts, s2_ts
 
     # -- the sampler interface
     def init(self, x0: np.ndarray) -> SMCState:
+        from difflab.exact import gaussian_log_pdf
+
         xt = np.ascontiguousarray(np.asarray(x0, dtype=np.float64).T)
         log_gamma, x0_hat, _ = self._evaluate(xt, 0)
-        logw = log_gamma - self._prior_logpdf(xt)
-        total = logsumexp(logw)
+        logw = log_gamma - gaussian_log_pdf(xt.T, *self.prior_law)
+        total = special.logsumexp(logw)
         return SMCState(xt, 0, logw - total, log_gamma, x0_hat, float(total - np.log(len(logw))))
 
     def step(self, rng: np.random.Generator, state: SMCState):
@@ -133,9 +142,9 @@ class TiltSMC:
         log_q = -0.5 * np.einsum("dn,dn->n", fwd, fwd) / var - 0.5 * d * np.log(var)
         inc = log_gamma + log_l - state.log_gamma - log_q
         logw = state.logw + inc
-        step_lz = logsumexp(logw)  # the old weights were normalised: this is log of the mean increment
+        step_lz = special.logsumexp(logw)  # the old weights were normalised: this is log of the mean increment
         logw -= step_lz
-        ess = float(1.0 / np.exp(logsumexp(2.0 * logw)))
+        ess = float(1.0 / np.exp(special.logsumexp(2.0 * logw)))
         resampled = 0.0
         if ess < self.ess_threshold * n or k + 1 == self.n_steps:
             idx = systematic_resample(rng, logw)
@@ -145,3 +154,37 @@ class TiltSMC:
         log_z = state.log_z + float(step_lz)
         info = {"nfe": 1.0, "smc_ess": ess / n, "resampled": resampled, "log_z_estimate": log_z}
         return SMCState(np.ascontiguousarray(new), k + 1, logw, log_gamma, new_x0, log_z), info
+
+
+# ---------------------------------------------------------------- registry entry
+PROPOSALS = ("base", "naive")
+
+
+def _resolve(p: dict) -> dict:
+    if p["steps"] > schedules.N_TRAIN:
+        raise ConfigError(f"--steps: smc runs on at most the schedule's {schedules.N_TRAIN} steps, got {p['steps']}")
+    return schedules.resolve_schedule(p)
+
+
+def _build(target, p: dict) -> TiltSMC:
+    schedule = schedules.make_schedule(p)
+    alphas, sigmas, _ = schedules.ddpm_grid(schedule, p["steps"])
+    base = target.untilted  # the process being steered is the untilted one
+    prior = schedules.start_law(base.mean, base.cov, float(alphas[0]), float(sigmas[0]), p["prior"])
+    return TiltSMC(base, *target.reward, alphas, sigmas, prior, proposal=p["proposal"],
+                   ess_threshold=p["ess_threshold"])
+
+
+SMC_ENTRY = SamplerEntry(
+    "smc", "Sequential Monte Carlo over the reverse diffusion for a reward-tilted target (exact weights).",
+    options=(*schedules.SCHEDULE_OPTIONS,
+             option("proposal", "base", str, "base (untilted DDPM kernel) or naive (its denoiser steered by lambda "
+                    "grad r).", choices=PROPOSALS),
+             option("ess_threshold", 0.5, float, "Resample when the ESS falls below this fraction of the particles.",
+                    check=lambda v: None if 0.0 <= v <= 1.0 else "must be in [0, 1]"),
+             schedules.PRIOR_OPTION),
+    build=_build, resolve=_resolve, needs=("noised_law", "reward"), init=PRIOR_INIT,
+    target=option("target", "gmm-tilted", str, "A target file with a tilt: block (reward r), e.g. the shipped "
+                  "gmm-tilted.", short="-t"),
+    steps=with_default(STEPS, 100, "Reverse steps on K of DDPM's 1000 (<= 1000)."),
+)

@@ -34,8 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from difflab.errors import DifflabError
-
-GUIDANCE = ("none", "classifier", "cfg")
+from difflab.targets.perturbed import ScoreWrapper
 
 
 def guidance_gamma(kind: str, scale: float) -> float:
@@ -52,20 +51,17 @@ def guided_model(target, params: dict):
     return Guided(conditional, target, gamma), conditional, members, gamma
 
 
-class Guided:
+class Guided(ScoreWrapper):
     """The guided score s_t + gamma (s_t(. | c) - s_t), seen as a score error against the exact
-    conditional (``base``), so ``score_mse`` and ``score_error_term`` measure it; two model
-    evaluations per score (conditional and unconditional), as in practice."""
+    conditional (``base``), so ``score_mse`` (|guided - s_t(. | c)|^2 = (gamma - 1)^2
+    |grad log p(c | x_t)|^2) and ``score_error_term`` measure it; two model evaluations per score
+    (conditional and unconditional), as in practice."""
 
     def __init__(self, conditional, unconditional, gamma: float):
-        self.base = conditional
+        # Both Gaussian: the guided score is affine, so the exact law of the output applies.
+        super().__init__(conditional, affine_score=conditional.is_gaussian and unconditional.is_gaussian)
         self.unconditional = unconditional
         self.gamma = float(gamma)
-        # Both Gaussian: the guided score is affine, so the exact law of the output applies.
-        self.affine_score = conditional.n_components == 1 and unconditional.n_components == 1
-
-    def __getattr__(self, name):  # everything but the score is the conditional's
-        return getattr(self.base, name)
 
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         s = self.base.score_t(xt, alpha, sigma)
@@ -74,11 +70,6 @@ class Guided:
         s *= self.gamma
         s += (1.0 - self.gamma) * self.unconditional.score_t(xt, alpha, sigma)
         return s
-
-    def score_error_sq(self, xt: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
-        """|guided - s_t(. | c)|^2 = (gamma - 1)^2 |grad log p(c | x_t)|^2 per particle, (n,)."""
-        diff = self.score_t(xt, alpha, sigma) - self.base.score_t(xt, alpha, sigma)
-        return np.einsum("dn,dn->n", diff, diff)
 
 
 class TiltedByClass:

@@ -32,7 +32,8 @@ Identities implemented (p_{alpha,sigma} is the law of Y):
    + d log 2 pi) / 2]
 2. grad log p_{alpha,sigma}(y) = - sum_k r_k U_k (z_k / c_k)
 3. E[X | Y = y] = sum_k r_k (mu_k + U_k (alpha lam_k / c_k) z_k)  (Gaussian conditioning), which
-   equals (y + sigma^2 grad log p_{alpha,sigma}(y)) / alpha (Tweedie's formula; tested, not used).
+   equals (y + sigma^2 grad log p_{alpha,sigma}(y)) / alpha (Tweedie's formula, tested against
+   ``schedules.denoiser_from_score``).
 4. With u = y - alpha m0, nu_k = alpha (mu_k - m0), v_k = P_k u: the Mahalanobis distance
    sum_j z_kj^2 / c_kj = u . v_k - 2 (P_k nu_k) . u + nu_k . P_k nu_k, and
    grad log p_{alpha,sigma}(y) = -sum_k r_k (v_k - P_k nu_k).
@@ -94,11 +95,25 @@ class GaussianMixture:
         self._centre = self.weights @ self.means  # (d,): the diagonal hot path works relative to it
         self._off_centre = bool(np.any(self._centre != 0.0))
         self._diag_cache = self._prec_cache = None
+        # Declarations of the target contract (difflab.contracts); a tilted or classed file sets the last three.
+        self.untilted, self.reward, self.tilt_log_z, self.classes = None, (), None, {}
         if self._diagonal:
             self.eigvals = np.diagonal(self.covs, axis1=1, axis2=2).copy()
             self.eigvecs = np.broadcast_to(np.eye(d), (K, d, d)).copy()
             self._mu_rot = self.means.copy()
             self._sqrt_factor = self.eigvecs * np.sqrt(self.eigvals)[:, None, :]
+
+    discrete = False
+    has_noised_law = True  # every noise level in closed form
+    exact_score = True
+
+    @property
+    def is_gaussian(self) -> bool:
+        return self.n_components == 1
+
+    @property
+    def affine_score(self) -> bool:
+        return self.n_components == 1
 
     # ------------------------------------------------------------------ moments and sampling
     @property

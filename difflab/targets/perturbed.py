@@ -20,16 +20,37 @@ from __future__ import annotations
 
 import numpy as np
 
-KINDS = ("bias", "scale", "variance")
 N_FEATURES = 16
 
 
-class PerturbedScore:
+class ScoreWrapper:
+    """A score that is deliberately not the target's (the contract's ``exact_score = False``):
+    ``score_t`` is the subclass's, every other attribute is ``base``'s, the exact target it is
+    measured against. The one forwarding base of the score error, naive reward guidance and
+    guidance."""
+
+    exact_score = False
+
+    def __init__(self, base, affine_score: bool):
+        self.base = base
+        self.affine_score = affine_score  # the wrong score is still affine on a Gaussian target
+
+    def __getattr__(self, name):
+        if name == "base":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def score_error_sq(self, xt: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+        """|s~ - s|^2 per particle against the exact score of ``base``, (n,)."""
+        diff = self.score_t(xt, alpha, sigma) - self.base.score_t(xt, alpha, sigma)
+        return np.einsum("dn,dn->n", diff, diff)
+
+
+class PerturbedScore(ScoreWrapper):
     def __init__(self, target, kind: str, eps: float, rng: np.random.Generator):
-        self.base = target
+        super().__init__(target, affine_score=kind != "bias" and target.affine_score)
         self.kind = kind
         self.eps = float(eps)
-        self.affine_score = kind != "bias"
         d = target.dim
         if kind == "bias":
             scale = float(np.sqrt(np.trace(target.cov) / d))
@@ -41,9 +62,6 @@ class PerturbedScore:
 
             self._wrong = GaussianMixture(target.weights, target.means, target.covs * (1.0 + self.eps),
                                           name=target.name, kind=target.kind)
-
-    def __getattr__(self, name):  # everything but the score is the exact target's
-        return getattr(self.base, name)
 
     def bias_field_t(self, xt: np.ndarray) -> np.ndarray:
         """b(x) for xt (d, n), as (d, n)."""
@@ -59,13 +77,8 @@ class PerturbedScore:
         s += (self.eps / sigma) * self.bias_field_t(xt)
         return s
 
-    def score_error_sq(self, xt: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
-        """|s~ - s|^2 per particle, (n,)."""
-        diff = self.score_t(xt, alpha, sigma) - self.base.score_t(xt, alpha, sigma)
-        return np.einsum("dn,dn->n", diff, diff)
 
-
-class RewardGuided:
+class RewardGuided(ScoreWrapper):
     """Naive reward guidance, seen as a score error against the tilted target.
 
     The reference law is p_lambda ∝ p exp(lambda r), r(x) = b^T x - x^T A x / 2 (``tilted``, in
@@ -78,25 +91,15 @@ class RewardGuided:
     measures it.
     """
 
-    affine_score = True
-
     def __init__(self, tilted, untilted, lam: float, b, a):
-        self.base = tilted
+        super().__init__(tilted, affine_score=untilted.affine_score)
         self.untilted = untilted
         d = tilted.dim
         self.lam = float(lam)
         self.b = np.zeros(d) if b is None else np.asarray(b, dtype=np.float64)
         self.a = np.zeros((d, d)) if a is None else np.asarray(a, dtype=np.float64)
 
-    def __getattr__(self, name):
-        return getattr(self.base, name)
-
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         s = self.untilted.score_t(xt, alpha, sigma)
         s += self.lam * (self.b[:, None] - self.a @ xt)
         return s
-
-    def score_error_sq(self, xt: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
-        """|s~ - grad log p_lambda,t|^2 per particle, (n,)."""
-        diff = self.score_t(xt, alpha, sigma) - self.base.score_t(xt, alpha, sigma)
-        return np.einsum("dn,dn->n", diff, diff)

@@ -1,0 +1,284 @@
+"""The contracts every part of difflab is written against: samplers, their options, targets.
+
+Everything else reads these declarations; nothing probes objects with ``hasattr``. The module
+imports no numpy, so declarations (and ``--help``) are read without loading the numerical stack.
+
+Layout convention
+-----------------
+Particles of a continuous state live along the *last* axis, ``xt`` of shape (d, n) (the targets'
+fast layout: one GEMM per evaluation); every state also exposes ``x``, the (n, d) view the driver,
+metrics and run file use. Discrete states store integer codes as ``x`` (n, d). States are frozen
+dataclasses: a step returns a new state.
+
+Sampler
+-------
+``init(x0 (n, d)) -> state``; ``step(rng, state) -> (state, info)``, pure given the generator;
+``n_steps`` (the steps of its own grid, or None for a Markov kernel that runs as long as asked);
+``capabilities``, a :class:`Capabilities`. ``info`` is a flat mapping of per-step floats (a series
+``/metrics/per_step/<name>`` each: ``nfe``, ``acceptance_rate``, ...). What a capability promises:
+
+* ``per_particle``: each particle's step uses only that particle (and the generator), so the driver
+  may run chunks of particles on threads, each with its own stream.
+* ``keeps_finite``: a finite state stays finite, so the driver skips its non-finite guard.
+* ``affine``: on a target with an affine score (a Gaussian), step k is
+  ``deterministic(xt, k) + noise`` with ``deterministic`` affine in ``xt`` and the noise Gaussian,
+  independent of the state, with covariance ``noise_cov(k)`` (a float v for v I, or a (d, d)
+  array). ``difflab.exact`` then propagates the exact law of the state.
+* ``diffusion``: a reverse diffusion on a schedule, with ``schedule``, ``times``, ``start`` and
+  ``end`` ((alpha, sigma) at the first and last grid time), ``output`` ('sample': x at the end;
+  'denoised': E[X | x_end]) and ``start_law(prior)``, the Gaussian (mean, cov) it starts from.
+  The error decomposition applies.
+* ``estimate``: the state is not itself a sample of the target (localization's y_t);
+  ``estimate(state) -> (n, d)`` is the sample it would output if stopped now.
+* ``adapts_step_size``: a ``step_size`` field and ``with_step_size(h)`` (warm-up adaptation).
+* discrete samplers: ``law_step(q, k)`` (the exact law, one step on), ``noised_law(k)``,
+  ``timed``, ``n_noisy``.
+
+Target
+------
+Continuous: ``dim``, ``mean``, ``cov``, ``sample(rng, n)``, ``log_prob_and_score_t(xt)``,
+``score_t(xt, alpha=1, sigma=0)``, and the declarations ``is_gaussian`` (one Gaussian: exact laws
+apply), ``has_noised_law`` (``score_t``, ``log_prob_and_score_t``, ``denoiser``, ``noised_log_prob``
+at any (alpha, sigma): diffusion samplers need it), ``affine_score`` and ``exact_score`` (False for
+a deliberately wrong score, which then offers ``score_error_sq(xt, alpha, sigma)`` and ``base``, the
+exact target), ``reward`` (the tilt (lambda, b, A) or ``()``), ``classes`` ({name: components}).
+Discrete: ``discrete = True``, ``K``, ``dim``, ``n_states``, ``probs``, ``sample(rng, n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from difflab.errors import ConfigError, suggest
+
+Info = dict  # {series name: float}: what a step reports, recorded at every step
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a sampler declares about itself; see the module docstring for each promise."""
+
+    per_particle: bool = False
+    keeps_finite: bool = False
+    affine: bool = False
+    diffusion: bool = False
+    estimate: bool = False
+    adapts_step_size: bool = False
+
+
+class AffineStep:
+    """Base of the samplers with ``capabilities.affine``: the exact-law code propagates the law of
+    the whole state and reads the sample's law off it. Here the state is the sample; a sampler with
+    auxiliary variables (the velocities of kinetic Langevin) overrides both maps."""
+
+    def exact_law_start(self, mean, cov):
+        """The state's law from the initial sample's law (mean, cov)."""
+        return mean, cov
+
+    def exact_law_output(self, mean, cov):
+        """The sample's law from the state's law."""
+        return mean, cov
+
+
+class Sampler(Protocol):
+    capabilities: Capabilities
+    n_steps: int | None
+
+    def init(self, x0): ...
+
+    def step(self, rng, state) -> tuple[Any, Info]: ...
+
+
+# ---------------------------------------------------------------- options
+def positive(v) -> str | None:
+    return None if math.isfinite(v) and v > 0 else "must be positive and finite"
+
+
+def non_negative(v) -> str | None:
+    return None if math.isfinite(v) and v >= 0 else "must be >= 0 and finite"
+
+
+def at_least_one(v) -> str | None:
+    return None if v >= 1 else "must be positive"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a sampler, stated once: the ``difflab sample`` flag, ``--set``, run specs,
+    sweeps and the Python API all read it. ``name`` is the parameter's key (``step_size``; the flag
+    is ``--step-size``); ``default`` None with ``typ`` not bool means "worked out by the sampler"
+    (then ``show_default`` is off). ``check(value)`` returns the broken rule, or None."""
+
+    name: str
+    default: Any
+    typ: type
+    help: str
+    choices: tuple = ()
+    check: Callable[[Any], str | None] | None = None
+    short: str | None = None  # e.g. "-t"
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def validate(self, value):
+        """The value checked against ``choices`` and ``check`` (ConfigError naming the flag)."""
+        if value is None:
+            return None
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.flag}: expected one of {', '.join(self.choices)}, got '{value}'"
+                              f"{suggest(value, self.choices) if isinstance(value, str) else ''}")
+        if self.check is not None:
+            rule = self.check(value)
+            if rule:
+                raise ConfigError(f"{self.flag}: {rule}, got {value}")
+        return float(value) if self.typ is float else value
+
+
+def option(name: str, default, typ: type, help: str, **kw) -> Option:
+    return Option(name, default, typ, help, **kw)
+
+
+# Options every ``difflab sample`` command has. A sampler's entry sets the defaults and help of
+# ``target``, ``steps`` and ``init`` (``common_options``); the rest are the same for all.
+OUTPUT_OPTIONS = ("out", "force", "quiet")  # belong to the call: not settable from a spec or --set
+
+
+def common_options(*, target: Option, steps: Option, init: Option) -> tuple[Option, ...]:
+    inits = (init,) if len(init.choices) > 1 else ()  # a single start law is no option
+    return (
+        target,
+        option("particles", 1000, int, "Number of particles (independent chains).", short="-n",
+               check=lambda v: None if v >= 2 else "must be >= 2 (sample covariances need two)"),
+        steps,
+        option("seed", 0, int, "Seed: the same command and seed give bit-identical samples.",
+               check=lambda v: None if v >= 0 else "must be >= 0"),
+        *inits,
+        option("out", None, Path, "Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", short="-o"),
+        option("save_every", None, int, "Save trajectory frames every this many steps. Default: steps // 100.",
+               check=at_least_one),
+        option("metrics_every", None, int,
+               "Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.",
+               check=lambda v: None if v >= 0 else "must be >= 0"),
+        option("trajectory_particles", 100, int, "How many particles the trajectory keeps (the first ones).",
+               check=lambda v: None if v >= 0 else "must be >= 0"),
+    )
+
+
+CONTINUOUS_TARGET = option("target", "gmm", str, "Target YAML path, or a shipped target name (see `difflab targets`).",
+                           short="-t")
+DISCRETE_TARGET = option("target", "ising6", str, "Discrete target YAML path or shipped name (ising, potts, pmf).",
+                         short="-t")
+
+
+@dataclass(frozen=True)
+class SamplerEntry:
+    """A sampler as the registry knows it: its options, how to build it, what it runs on.
+
+    ``resolve(params) -> params`` adds the checks that involve several options (one option's own
+    rule is its ``Option.check``) and derived values; ``build(target, params) -> sampler``.
+    ``target_kind``: 'continuous' or 'discrete'; ``needs``: the target declarations it relies on
+    ('noised_law', 'reward'); ``mcmc``: chains of a stationary kernel (ESS and R-hat apply)."""
+
+    name: str
+    help: str
+    options: tuple[Option, ...]  # the sampler's own options
+    build: Callable
+    steps: Option
+    init: Option
+    target: Option = CONTINUOUS_TARGET
+    resolve: Callable[[dict], dict] | None = None
+    target_kind: str = "continuous"
+    needs: tuple[str, ...] = ()
+    mcmc: bool = False
+
+    @property
+    def all_options(self) -> tuple[Option, ...]:
+        """Every option of ``difflab sample NAME``, common ones first."""
+        return common_options(target=self.target, steps=self.steps, init=self.init) + self.options
+
+    @property
+    def inits(self) -> tuple:
+        return self.init.choices
+
+    @property
+    def default_steps(self) -> int:
+        return self.steps.default
+
+    def defaults(self) -> dict:
+        return {o.name: o.default for o in self.options}
+
+    def resolve_params(self, given: dict, steps: int) -> dict:
+        """The sampler's own parameters, as recorded in the run file: defaults filled in, every
+        option validated, then the entry's cross-option rules."""
+        own = {o.name: o for o in self.options}
+        for key in given:
+            if key not in own:
+                raise ConfigError(f"{key}: not an option of difflab sample {self.name}{suggest(key, own)}")
+        params = {name: o.validate(given.get(name, o.default) if given.get(name) is not None else o.default)
+                  for name, o in own.items()}
+        params["steps"] = steps
+        if self.resolve is not None:
+            params = self.resolve(params)
+        params.pop("steps")
+        return params
+
+
+def with_default(opt: Option, default, help: str | None = None) -> Option:
+    """The same option with another default (and help): e.g. each sampler's ``steps``."""
+    return replace(opt, default=default, help=opt.help if help is None else help)
+
+
+STEPS = option("steps", 1000, int, "Number of sampler steps (after any warm-up).", check=at_least_one)
+
+
+def init_option(*choices: str, help: str) -> Option:
+    return option("init", choices[0], str, help, choices=choices)
+
+
+# ---------------------------------------------------------------- which sampler runs on which target
+@dataclass(frozen=True)
+class TargetFeatures:
+    """What a target file offers, for the compatibility check (from its validated spec)."""
+
+    source: str
+    kind: str
+    discrete: bool
+    noised_law: bool
+    reward: bool
+    classes: tuple = field(default=())
+
+
+def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> None:
+    """Refuse, with one line naming the target, a sampler that may not run on it. The one place
+    this is decided: the entry's target kind and needs, and the needs of its parameters
+    (naive reward guidance needs a reward, guidance a class)."""
+    wants_discrete = entry.target_kind == "discrete"
+    if wants_discrete != t.discrete:
+        kind = "discrete" if t.discrete else "continuous"
+        wanted = "discrete targets (ising, potts, pmf)" if wants_discrete else "continuous targets (gaussian, gmm)"
+        raise ConfigError(f"--target: {t.source} is a {kind} target (kind: {t.kind}); {entry.name} runs on "
+                          f"{wanted}, not on it")
+    if "noised_law" in entry.needs and not t.noised_law:
+        raise ConfigError(f"--target: {entry.name} needs a target with a closed-form noised law; {t.source} has none")
+    if "reward" in entry.needs and not t.reward:
+        raise ConfigError(f"--target: {entry.name} samples a reward-tilted target; {t.source} has no tilt: block")
+    if params.get("reward_guidance") == "naive" and not t.reward:
+        raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
+                          f"{t.source} has none")
+    if params.get("guidance", "none") != "none":
+        names = [name for name, _ in t.classes]
+        if not names:
+            raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
+                              f"{t.source} has none (the shipped gmm-classes has one)")
+        if params["class"] not in names:
+            raise ConfigError(f"--class: {t.source} has no class '{params['class']}'"
+                              f"{suggest(params['class'], names)}; expected one of {', '.join(names)}")
