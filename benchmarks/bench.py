@@ -43,7 +43,7 @@ def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict,
     """(wall time in seconds, steps actually run)."""
     target = load_target(target_name)[1]
     spec = SAMPLERS[sampler]
-    params = {"steps": steps, **spec.resolve(options, steps)}
+    params = {"steps": steps, **spec.resolve_params(options, steps)}
     if params.get("guidance", "none") != "none":  # the model the CLI builds: two scores per evaluation
         from difflab.targets.guidance import guided_model
 

@@ -99,7 +99,7 @@ def _difflab_runner(wid: str):
     sampler, target_name, n, steps, options, start, _ = WORKLOADS[wid]
     target = load_target(target_name)[1]
     spec = SAMPLERS[sampler]
-    params = {"steps": steps, **spec.resolve(options, steps)}
+    params = {"steps": steps, **spec.resolve_params(options, steps)}
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(0))
     x0 = target.sample(init_rng, n) if start == "target" else init_rng.standard_normal((n, target.dim))

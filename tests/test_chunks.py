@@ -6,6 +6,7 @@ import pytest
 
 from difflab import driver
 from difflab.config import load_target
+from difflab.contracts import Capabilities
 from difflab.samplers import SAMPLERS
 
 RING = load_target("gmm")[1]
@@ -14,7 +15,7 @@ GAUSS = load_target("gaussian")[1]
 
 def _build(name, target, steps, **opts):
     spec = SAMPLERS[name]
-    params = {"steps": steps, **spec.resolve(opts, steps)}
+    params = {"steps": steps, **spec.resolve_params(opts, steps)}
     return spec.build(target, params)
 
 
@@ -41,7 +42,7 @@ CASES = [("ula", RING, {"step_size": 0.1}), ("mala", RING, {"step_size": 0.1}), 
 def test_same_samples_whatever_the_thread_count(name, target, opts):
     s = _build(name, target, 30, **opts)
     x0 = target.sample(np.random.default_rng(0), 5000)
-    runs = [driver.run(s, x0, _rng(), steps=getattr(s, "n_steps", 30), save_every=10, trajectory_particles=20,
+    runs = [driver.run(s, x0, _rng(), steps=s.n_steps or 30, save_every=10, trajectory_particles=20,
                        threads=th) for th in (1, 2, 3)]
     for r in runs[1:]:
         np.testing.assert_array_equal(r.samples, runs[0].samples)
@@ -116,7 +117,7 @@ def test_memory_of_a_million_particles_is_a_small_multiple_of_the_state(name, li
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        driver.run(s, x0, _rng(), steps=getattr(s, "n_steps", 3), save_every=1, trajectory_particles=100, threads=2)
+        driver.run(s, x0, _rng(), steps=s.n_steps or 3, save_every=1, trajectory_particles=100, threads=2)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
@@ -148,7 +149,8 @@ def test_chunk_steps_hold_blas_to_one_thread_and_metrics_get_it_back():
     seen_in_steps, seen_in_metrics = [], []
 
     class Spy:
-        per_particle = True
+        capabilities = Capabilities(per_particle=True)
+        n_steps = None
 
         def __init__(self, inner):
             self.inner = inner

@@ -21,7 +21,7 @@ def _kl_1d(m1, v1, m2, v2):
 
 def _pflow(target, early_stop=0.1, steps=50, solver="heun"):
     spec = SAMPLERS["pflow"]
-    params = {"steps": steps, "init": "prior", **spec.resolve({"early_stop": early_stop, "solver": solver}, steps)}
+    params = {"steps": steps, "init": "prior", **spec.resolve_params({"early_stop": early_stop, "solver": solver}, steps)}
     return spec.build(target, params)
 
 

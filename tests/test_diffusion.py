@@ -6,8 +6,9 @@ import pytest
 from difflab import driver, exact
 from difflab.config import load_target
 from difflab.sample import _initial
-from difflab.samplers import SAMPLERS, ddpm_grid, make_schedule
-from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE, time_grid
+from difflab.samplers import SAMPLERS
+from difflab.schedules import ddpm_grid, make_schedule, time_grid
+from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE
 from difflab.schedules import (
     VE,
     VPCosine,
@@ -36,13 +37,13 @@ BIMODAL = load_target("bimodal1d")[1]
 
 
 # ---------------------------------------------------------------- schedules
-@pytest.mark.parametrize("sch", SCHEDS[:2], ids=lambda s: s.name)
+@pytest.mark.parametrize("sch", SCHEDS[:2], ids=lambda s: type(s).__name__)
 def test_vp_alpha_sigma_on_the_unit_circle(sch):
     a, s = alpha_sigma(sch, T)
     np.testing.assert_allclose(a**2 + s**2, 1.0, rtol=1e-14)
 
 
-@pytest.mark.parametrize("sch", SCHEDS, ids=lambda s: s.name)
+@pytest.mark.parametrize("sch", SCHEDS, ids=lambda s: type(s).__name__)
 def test_drift_and_diffusion_match_alpha_sigma(sch):
     """f = d log alpha / dt and g^2 = d sigma^2 / dt - 2 f sigma^2, by central differences."""
     eps = 1e-6
@@ -55,7 +56,7 @@ def test_drift_and_diffusion_match_alpha_sigma(sch):
     np.testing.assert_allclose(sch.g2(T), g2_fd, rtol=1e-6)
 
 
-@pytest.mark.parametrize("sch", SCHEDS, ids=lambda s: s.name)
+@pytest.mark.parametrize("sch", SCHEDS, ids=lambda s: type(s).__name__)
 def test_log_snr_inverse(sch):
     np.testing.assert_allclose(t_of_half_log_snr(sch, half_log_snr(sch, T)), T, rtol=1e-10)
 
@@ -84,7 +85,7 @@ def test_ddpm_step_is_ho_et_al_eq_11():
     """eta = 1, beta-tilde, on DDPM's own chain: x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(1 - beta_t)
     + sqrt(beta_tilde_t) z, with eps from the exact denoiser."""
     params = {"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "eta": 1.0, "variance": "beta-tilde",
-              "early_stop": 0.0, "steps": 1000}
+              "early_stop": 0.0, "timestep_spacing": "trailing", "steps": 1000}
     s = SAMPLERS["ddpm"].build(G3, params)
     k = 400  # from discrete index 600 to 599
     a_t, s_t, a_s, s_s = s.alphas[k], s.sigmas[k], s.alphas[k + 1], s.sigmas[k + 1]
@@ -94,23 +95,23 @@ def test_ddpm_step_is_ho_et_al_eq_11():
     eps = (x - a_t * x0) / s_t
     mean = (x - beta / s_t * eps) / np.sqrt(1 - beta)
     np.testing.assert_allclose(s.deterministic(x, k), mean, rtol=1e-10, atol=1e-12)
-    assert s.noise_std(k) == pytest.approx(np.sqrt(beta * s_s**2 / s_t**2), rel=1e-10)
+    assert s.noise_cov(k) == pytest.approx(beta * s_s**2 / s_t**2, rel=1e-10)
     # the other variance choice of Ho et al.: sigma_t^2 = beta_t
     sb = DDPM(G3, s.alphas, s.sigmas, eta=1.0, variance="beta")
-    assert sb.noise_std(k) == pytest.approx(np.sqrt(beta), rel=1e-10)
+    assert sb.noise_cov(k) == pytest.approx(beta, rel=1e-10)
     np.testing.assert_allclose(sb.deterministic(x, k), mean, rtol=1e-10, atol=1e-12)
 
 
 def test_last_step_returns_the_denoiser():
-    a, s, _ = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 10)
+    a, s, _ = ddpm_grid(make_schedule({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0}), 10)
     sampler = DDPM(BIMODAL, a, s)
-    assert s[-1] == 0 and sampler.noise_std(9) == 0
+    assert s[-1] == 0 and sampler.noise_cov(9) == 0
     x = _rng(2).standard_normal((1, 50))
     np.testing.assert_allclose(sampler.deterministic(x, 9), BIMODAL.denoiser(x.T, a[9], s[9]).T, rtol=1e-12)
 
 
 def test_ddim_eta0_is_deterministic():
-    a, s, _ = ddpm_grid({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0, "early_stop": 0.0}, 20)
+    a, s, _ = ddpm_grid(make_schedule({"schedule": "vp-linear", "beta_min": 0.1, "beta_max": 20.0}), 20)
     sampler = DDPM(BIMODAL, a, s, eta=0.0)
     x0 = _rng(3).standard_normal((100, 1))
     r1 = driver.run(sampler, x0, _rng(4), steps=20, save_every=20, trajectory_particles=0)
@@ -129,6 +130,7 @@ def _mc_agrees(x, mean, cov, z=4.0):
 
 def _ddpm(target, steps, eta=1.0, variance="beta-tilde", schedule="vp-linear"):
     params = {"schedule": schedule, "eta": eta, "variance": variance, "early_stop": 0.0, "steps": steps,
+              "timestep_spacing": "trailing",
               "beta_min": 0.1, "beta_max": 20.0, "sigma_min": 0.01, "sigma_max": 50.0}
     return SAMPLERS["ddpm"].build(target, params)
 
@@ -247,7 +249,7 @@ def test_defaults_reproduce_moments_and_mode_weights(name, target):
 
 def _default(name, target):
     spec = SAMPLERS[name]
-    params = {"steps": spec.default_steps, "init": spec.inits[0], **spec.resolve({}, spec.default_steps)}
+    params = {"steps": spec.default_steps, "init": spec.inits[0], **spec.resolve_params({}, spec.default_steps)}
     return spec.build(target, params), params
 
 
@@ -320,7 +322,7 @@ def test_timestep_spacings_follow_diffusers():
     """diffusers' DDIMScheduler(num_train_timesteps=1000).set_timesteps(10) gives
     trailing [999, 899, ..., 99], leading [900, 800, ..., 0], linspace [999, 888, ..., 0]
     (0-based); difflab's indices are those + 1, then the clean end 0."""
-    from difflab.samplers import _indices
+    from difflab.schedules import ddpm_indices as _indices
 
     assert _indices("trailing", 10, 0).tolist() == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
     assert _indices("leading", 10, 0).tolist() == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1, 0]
@@ -331,7 +333,7 @@ def test_leading_spacing_starts_below_t1_and_costs_accuracy():
     """leading starts at index 901 (t = 0.901): the prior there is off and the exact KL is worse."""
     kls = {}
     for spacing in ("trailing", "leading"):
-        params = {"steps": 10, "init": "prior", **SAMPLERS["ddpm"].resolve({"timestep_spacing": spacing,
+        params = {"steps": 10, "init": "prior", **SAMPLERS["ddpm"].resolve_params({"timestep_spacing": spacing,
                                                                             "prior": "standard"}, 10)}
         s = SAMPLERS["ddpm"].build(G3, params)
         m, c, _ = exact.propagate(s, np.zeros(3), np.eye(3), s.n_steps)

@@ -185,7 +185,7 @@ def _guided_law(name, steps, s_c, gamma):
     from difflab.samplers import SAMPLERS
 
     model = Guided(GaussianMixture([1.0], [_MU_C], [s_c]), GaussianMixture([1.0], [_MU], [_S]), gamma)
-    sampler = SAMPLERS[name].build(model, {**SAMPLERS[name].resolve({}, steps), "steps": steps})
+    sampler = SAMPLERS[name].build(model, {**SAMPLERS[name].resolve_params({}, steps), "steps": steps})
     assert exact.has_exact_law(sampler, model.base)
     qm, qc = _tilted_gaussian(_MU_C, s_c, _MU, _S, gamma)
     a, s = sampler.start
@@ -227,7 +227,8 @@ def test_guided_flow_law_against_an_independent_ode():
     from scipy.integrate import solve_ivp
 
     from difflab import exact
-    from difflab.samplers.diffusion import PFlow, time_grid
+    from difflab.samplers.diffusion import PFlow
+    from difflab.schedules import time_grid
     from difflab.schedules import VPLinear, alpha_sigma
 
     gamma, s_c, sch = 3.0, 0.5 * _S, VPLinear()

@@ -24,7 +24,7 @@ BIMODAL = load_target("bimodal1d")[1]
 
 def _sampler(target, steps, **opts):
     spec = SAMPLERS["localization"]
-    return spec.build(target, {"steps": steps, **spec.resolve(opts, steps)})
+    return spec.build(target, {"steps": steps, **spec.resolve_params(opts, steps)})
 
 
 @pytest.mark.parametrize("t", [0.01, 1.0, 50.0])

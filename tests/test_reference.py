@@ -27,7 +27,7 @@ N = 2 * driver.MIN_CHUNK  # the smallest chunked run: two chunks
 
 def _build(name, target, steps, **opts):
     spec = SAMPLERS[name]
-    return spec.build(target, {"steps": steps, **spec.resolve(opts, steps)})
+    return spec.build(target, {"steps": steps, **spec.resolve_params(opts, steps)})
 
 
 def _chunk_streams(seed, n):
@@ -151,7 +151,7 @@ def test_high_dimension_same_samples_whatever_the_thread_count(name, opts):
     results depend on its own thread count in the last bit, so this is what keeps samples equal."""
     s = _build(name, RAND50, 4, **opts)
     x0 = RAND50.sample(np.random.default_rng(0), N)
-    runs = [driver.run(s, x0, np.random.Generator(np.random.SFC64(3)), steps=s.n_steps if hasattr(s, "n_steps") else 4,
+    runs = [driver.run(s, x0, np.random.Generator(np.random.SFC64(3)), steps=s.n_steps or 4,
                        save_every=2, trajectory_particles=5, threads=th) for th in (1, 2, 3)]
     for r in runs[1:]:
         np.testing.assert_array_equal(r.samples, runs[0].samples)

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app, sample_app
+from difflab.cli import app
 from difflab.errors import ConfigError
 from difflab.io import read_run
 from difflab.sweep import expand
 
 runner = CliRunner()
-COMMANDS = {c.name: c.callback for c in sample_app.registered_commands}
 SPEC = """sampler: ula
 set: {target: gaussian, particles: 50, init: target, steps: 40}
 grid: {step_size: [0.01, 0.04], seed: [0, 1]}
@@ -22,7 +21,7 @@ grid: {step_size: [0.01, 0.04], seed: [0, 1]}
 
 def test_grid_times_zip():
     runs = expand("sampler: pflow\ngrid: {seed: [0, 1, 2]}\nzip: {steps: [10, 20], solver: [euler, heun]}\n",
-                  "s.yaml", COMMANDS)
+                  "s.yaml")
     assert len(runs) == 6
     assert {(r.args["seed"], r.args["steps"], r.args["solver"]) for r in runs} == \
         {(s, n, m) for s in (0, 1, 2) for n, m in ((10, "euler"), (20, "heun"))}
@@ -41,7 +40,7 @@ def test_grid_times_zip():
 ])
 def test_spec_errors_name_the_key(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        expand(text, "s.yaml", COMMANDS)
+        expand(text, "s.yaml")
 
 
 def _sweep(tmp_path, text, *args):

@@ -147,7 +147,8 @@ def test_naive_guided_pflow_law_against_an_independent_ode():
 
     from difflab import exact
     from difflab.samplers import SAMPLERS
-    from difflab.samplers.diffusion import PFlow, time_grid
+    from difflab.samplers.diffusion import PFlow
+    from difflab.schedules import time_grid
     from difflab.schedules import VPLinear, alpha_sigma
     from difflab.targets.perturbed import RewardGuided
 
@@ -169,7 +170,7 @@ def test_naive_guided_pflow_law_against_an_independent_ode():
     sol = solve_ivp(rhs, (1.0, 1e-3), m0, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(mean, sol.y[:, -1], atol=1e-6)
     assert np.linalg.norm(mean - tilted.mean) > 1.0
-    assert SAMPLERS["pflow"].resolve({"reward_guidance": "naive"}, 10)["reward_guidance"] == "naive"
+    assert SAMPLERS["pflow"].resolve_params({"reward_guidance": "naive"}, 10)["reward_guidance"] == "naive"
 
 
 @pytest.mark.slow
@@ -212,7 +213,7 @@ def _smc_runs(lam, n, seeds, steps=50, proposal="base"):
     from difflab.samplers import SAMPLERS
 
     spec, tilted, _ = _tilted_gaussian(lam)
-    params = {"steps": steps, "init": "prior", **SAMPLERS["smc"].resolve({"proposal": proposal}, steps)}
+    params = {"steps": steps, "init": "prior", **SAMPLERS["smc"].resolve_params({"proposal": proposal}, steps)}
     means, zs = [], []
     for seed in seeds:
         s = SAMPLERS["smc"].build(tilted, params)
@@ -259,7 +260,7 @@ def test_smc_error_shrinks_with_particles_while_naive_guidance_stays_biased():
     from difflab.targets.perturbed import RewardGuided
 
     spec, tilted, base = _tilted_gaussian(1.0)
-    params = {"steps": 50, **SAMPLERS["ddpm"].resolve({}, 50)}
+    params = {"steps": 50, **SAMPLERS["ddpm"].resolve_params({}, 50)}
     naive = SAMPLERS["ddpm"].build(RewardGuided(tilted, base, *spec.reward), params)
     a, s = naive.start
     m, _, _ = exact.propagate(naive, a * tilted.mean, a * a * tilted.cov + s * s * np.eye(2), 50)
