@@ -14,7 +14,8 @@ molecular sampling"):
 
 * ``baoab`` = B(h/2) A(h/2) O(h) A(h/2) B(h/2). On a Gaussian target its stationary *position* law
   is exactly the target for every stable h (Leimkuhler and Matthews 2013, harmonic case); the
-  velocity law is N(0, (I - h^2 P / 4)^-1) for precision P, biased at second order in h.
+  velocity law (after the last kick) is N(0, I - h^2 P / 4) for precision P: biased at second
+  order in h.
 * ``obabo`` = O(h/2) B(h/2) A(h) B(h/2) O(h/2): velocity Verlet between two half-step
   thermostats. On a Gaussian its stationary position covariance is (P - h^2 P^2 / 4)^-1: biased at
   second order in h (ULA's bias is first order); its velocity law is exact.
