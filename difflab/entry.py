@@ -4,7 +4,7 @@
 the CLI framework (Typer and its dependencies take 0.1-0.2 s to import, most of the start-up that
 many short processes of a sweep would pay just to ask for help). The text is Typer's own rendering
 of ``difflab --help`` at 80 columns; a test keeps the two identical. On a terminal narrower than
-80 columns, and for everything else, ``difflab.cli.main`` runs.
+80 columns, and for everything else, ``difflab.cli.main`` runs, through ``run`` below.
 """
 
 import os
@@ -50,3 +50,55 @@ def _columns() -> int:
         return os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError):
         return 80
+
+
+def _is(exc: BaseException, name: str) -> bool:
+    """Match the CLI framework's exceptions by class name (Typer vendors click in recent versions)."""
+    return any(c.__name__ == name for c in type(exc).__mro__)
+
+
+def run(app, sample_app) -> None:
+    """Run the Typer app. Usage errors (unknown command or option, unparsable value) become one
+    line, exit 2; a closed pipe ends quietly."""
+    argv = sys.argv[1:]
+    samplers = sample_app.registered_commands
+    # Typer turns every registered command into a click command on each call; the samplers' are
+    # most of that, so only the one invoked is built (all of them for `difflab sample --help`).
+    if not argv or argv[0] != "sample":
+        sample_app.registered_commands = []
+    elif len(argv) > 1 and any(c.name == argv[1] for c in samplers):
+        sample_app.registered_commands = [c for c in samplers if c.name == argv[1]]
+    try:
+        code = _run(app)
+    except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    finally:
+        sample_app.registered_commands = samplers
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run(app):
+    import typer
+
+    try:
+        return app(standalone_mode=False)
+    except Exception as exc:
+        if _is(exc, "NoArgsIsHelpError"):
+            typer.echo(exc.format_message())
+            code = 0
+        elif _is(exc, "UsageError"):
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "difflab"
+            typer.echo(f"error: {where}: {exc.format_message()} (see '{where} --help')", err=True)
+            code = 2
+        elif _is(exc, "Exit"):
+            code = exc.exit_code
+        elif _is(exc, "Abort"):
+            code = 130
+        else:
+            raise
+        return code
+

@@ -27,7 +27,6 @@ Schedules (pure functions of t, vectorised over arrays of t):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 

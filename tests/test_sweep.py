@@ -163,7 +163,7 @@ def test_dask_bad_address_is_one_line(tmp_path, monkeypatch):
 
 
 def test_one_display_counts_every_finished_run():
-    from difflab.cli import _sweep_display
+    from difflab.report import sweep_display as _sweep_display
 
     progress, on_done = _sweep_display(3, live=True)
     with progress:

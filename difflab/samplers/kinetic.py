@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, option, positive
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
-from difflab.samplers.langevin import INIT, check_step_size
+from difflab.samplers.langevin import INIT, check_step_size, step_size_option
 
 np = lazy("numpy", globals(), "np")
 SPLITTINGS = ("baoab", "obabo")
@@ -140,7 +140,7 @@ class ULD(AffineStep):
 
 ULD_ENTRY = SamplerEntry(
     "uld", "Underdamped (kinetic) Langevin by the BAOAB or OBABO splitting (position and velocity).",
-    options=(option("step_size", 0.1, float, "Step size h.", check=positive),
+    options=(step_size_option(0.1),
              option("friction", ULD.friction, float, "Friction gamma of the velocity's Ornstein-Uhlenbeck part.",
                     check=positive),
              option("splitting", ULD.splitting, str, "baoab (exact position law on Gaussians) or obabo.",

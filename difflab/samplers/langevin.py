@@ -183,6 +183,10 @@ class StepSizeAdapter:
 
 
 # ---------------------------------------------------------------- registry entries
+def step_size_option(default: float):
+    return option("step_size", default, float, "Step size h.", check=positive)
+
+
 INIT = init_option("normal", "target", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")
 
 
@@ -198,13 +202,13 @@ def _adaptation(params: dict) -> dict:
 
 ULA_ENTRY = SamplerEntry(
     "ula", "Unadjusted Langevin: x' = x + h score(x) + sqrt(2h) xi (biased for h > 0).",
-    options=(option("step_size", 0.01, float, "Step size h.", check=positive),),
+    options=(step_size_option(0.01),),
     build=lambda target, p: ULA(target, p["step_size"]), resolve=_no_adaptation,
     steps=STEPS, init=INIT, mcmc=True,
 )
 MALA_ENTRY = SamplerEntry(
     "mala", "Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact).",
-    options=(option("step_size", 0.1, float, "Step size h.", check=positive),
+    options=(step_size_option(0.1),
              option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
              option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
     build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation,

@@ -1,0 +1,216 @@
+"""What difflab prints on a terminal: progress, a run's summary, compare's tables, a sweep's
+display, the targets list and a run's record (rich, imported only here, when something is shown)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from difflab.errors import DifflabError
+
+
+def progress(total: int):
+    """A rich progress bar on stderr: (context manager, on_step callback)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+    task = progress.add_task("run", total=total)
+    every = max(1, total // 200)
+
+    def on_step(k: int) -> None:
+        if k % every == 0 or k == total:
+            progress.update(task, completed=k)
+
+    return progress, on_step
+
+
+def run_summary(path, result, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.compare import METRICS, fmt
+
+    table = Table(title=f"{path}  ({result.status}, {result.steps_done} steps, {result.wall_time_s:.2f} s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("exact-draw floor", justify="right")
+    for m in METRICS:
+        if m in summary:
+            floor = f"tilted_floor_{m[7:]}" if m.startswith("tilted_") else f"floor_{m}"
+            table.add_row(m, fmt(summary[m]), fmt(summary.get(floor)))
+    Console().print(table)
+
+
+def compare_table(cmp, cols, flat, params) -> None:
+    """The compare table: one row per run, metric columns labelled with their kind."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(caption="metric kinds: exact = from exact laws; of the run = an exact property of this run; "
+                          "MC = a Monte Carlo estimate (see its floor_<metric> in difflab show)")
+    for c in cols:
+        header = c if c in ("run", "status", "steps_done") or c in params else f"{c}\n{cmp.KIND_LABEL[cmp.metric_kind(c)]}"
+        table.add_column(header, justify="left" if c in ("run", "status") else "right", no_wrap=c != "status")
+    for d in flat:
+        run_name = Path(d["run"]).name
+        if "error" in d:
+            table.add_row(run_name, f"[red]unreadable: {d['error']}[/red]")
+        else:
+            table.add_row(run_name, *(cmp.fmt(d.get(c)) for c in cols[1:]))
+    # Piped output is not squeezed to 80 columns (a terminal gets its own width).
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
+
+
+def compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
+    """compare --by PARAM --metric M [--fit]: a table per series, mean and spread over seeds."""
+    import json
+
+    if by is None:
+        raise DifflabError("--fit: needs --by PARAM (the parameter to fit against)")
+    if not metric or len(metric) != 1:
+        raise DifflabError("--by: needs exactly one --metric (the summary key to aggregate), e.g. --metric exact_w2")
+    groups = cmp.group_by(rows, by, metric[0])
+    for g in groups:
+        if fit:
+            g["fit"] = cmp.fit_slope(g["points"])
+    if as_json:
+        print(json.dumps(groups, indent=2, sort_keys=True, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 400)
+    for g in groups:
+        title = ", ".join(f"{k}={cmp.fmt(v)}" for k, v in g["series"].items()) or "all runs"
+        table = Table(title=title)
+        for c in (by, "runs", f"mean {metric[0]}", "sd over seeds"):
+            table.add_column(c, justify="right")
+        for p in g["points"]:
+            table.add_row(cmp.fmt(p["value"]), str(p["n"]), cmp.fmt(p["mean"]), cmp.fmt(p["sd"]))
+        console.print(table)
+        if fit:
+            f = g["fit"]
+            if f["slope"] is None:
+                console.print("log-log slope: needs two points with positive values")
+            else:
+                ci = "" if f["ci_low"] is None else f" (95% CI {f['ci_low']:.3g} to {f['ci_high']:.3g})"
+                console.print(f"log-log slope of {metric[0]} against {by}: {f['slope']:.3g}{ci} over {f['k']} points")
+
+
+def compare_cost(cmp, rows, metric, cost, vary, at, tol, as_json: bool) -> None:
+    """compare --metric M --at COST / --tol T: series ranked by error at a cost, and cost to tolerance."""
+    import json
+
+    if not metric or len(metric) != 1:
+        raise DifflabError("--at/--tol: needs exactly one --metric (the error to rank by), e.g. --metric exact_w2")
+    ranked = cmp.cost_rank(rows, metric[0], cost=cost, vary=vary, at=at, tol=tol)
+    if as_json:
+        print(json.dumps(ranked, indent=2, sort_keys=True, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    m, kind = metric[0], cmp.KIND_LABEL[cmp.metric_kind(metric[0])]
+    title = f"{m} ({kind}) against {cost}" + (f", at {cost} = {cmp.fmt(ranked['at'])}" if ranked["at"] else "")
+    table = Table(title=title, caption="log-log interpolation between measured costs, never extrapolated; "
+                                       "means over seeds")
+    for c in ("rank", "series", f"{cost} measured", f"{m} at {cost} = {cmp.fmt(ranked['at'])}"
+              if ranked["at"] else f"{m} at a common {cost}", *([f"{cost} to reach {m} <= {cmp.fmt(tol)}"] if tol else [])):
+        table.add_column(c, justify="left" if c == "series" else "right")
+    for i, s in enumerate(ranked["series"], 1):
+        name = ", ".join(f"{k}={cmp.fmt(v)}" for k, v in s["series"].items()) or "all runs"
+        costs = f"{cmp.fmt(s['points'][0]['cost'])} to {cmp.fmt(s['points'][-1]['cost'])} ({len(s['points'])})"
+        at_cell = cmp.fmt(s["error_at"]) if s["error_at"] is not None else "out of range"
+        row = [str(i), name, costs, at_cell]
+        if tol:
+            row.append("not reached" if s["cost_to_tol"] is None else
+                       ("<= " if s["reached"] == "at the cheapest" else "") + cmp.fmt(s["cost_to_tol"]))
+        table.add_row(*row)
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
+
+
+def sweep_display(total: int, live: bool):
+    """One display for a whole sweep, however many processes run it: (context, on_done(line, failed)).
+
+    On a terminal, a bar of finished runs (with the failures so far) under the lines of finished
+    runs; otherwise just the lines, one per finished run, on stderr."""
+    import contextlib
+
+    if not live or total == 0:
+        return contextlib.nullcontext(), lambda line, failed: print(line, file=sys.stderr)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+                        TimeElapsedColumn(), console=Console(stderr=True))
+    task = progress.add_task("sweep", total=total, failed="")
+    n_failed = 0
+
+    def on_done(line: str, failed: bool) -> None:
+        nonlocal n_failed
+        n_failed += failed
+        progress.console.print(line, highlight=False)
+        progress.update(task, advance=1, failed=f"{n_failed} failed" if n_failed else "")
+
+    return progress, on_done
+
+
+def sweep_outcome(sw, todo, results) -> bool:
+    """Print a finished sweep's run files, then its diverged and failed runs; True if any failed."""
+    failed = [(run, results[run.index][2]) for run, _ in todo if results[run.index][1] == "failed"]
+    diverged = [results[run.index][0] for run, _ in todo if results[run.index][1] == "diverged"]
+    for path in sorted(p for p, *_ in results.values() if p):
+        print(path)
+    if diverged:
+        print(f"{len(diverged)} run(s) diverged (their files say so): {', '.join(diverged)}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} run(s) failed:", file=sys.stderr)
+        for run, message in failed:
+            print(f"  run {run.index} ({sw.describe(run)}): {message}", file=sys.stderr)
+    return bool(failed)
+
+
+def targets_table() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.config import build_target, parse_target, shipped_targets
+
+    table = Table()
+    for c in ("name", "kind", "dim", "components / states", "description"):
+        table.add_column(c)
+    for name, text in shipped_targets().items():
+        spec = parse_target(text, f"{name}.yaml (shipped)", name)
+        t = build_target(spec)
+        first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
+        size = f"{t.n_states} states" if spec.discrete else str(t.n_components)
+        table.add_row(name, spec.kind, str(t.dim), size, first)
+    Console().print(table)
+
+
+def run_table(run, rec) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from difflab.compare import fmt
+    table = Table(title=str(run), show_header=False)
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for k in ("sampler", "target", "seed", "status", "steps_done", "diverged_step", "wall_time_s",
+              "n_particles", "dim", "created", "difflab_version", "schema_version"):
+        table.add_row(k, fmt(rec.attrs.get(k)))
+    table.add_section()
+    for k, v in sorted(rec.params.items()):
+        table.add_row(f"param {k}", fmt(v))
+    table.add_section()
+    for k, v in sorted(rec.summary.items()):
+        table.add_row(k, fmt(v))
+    Console().print(table)
