@@ -28,6 +28,7 @@ def _help_options(*cmd) -> set[str]:
 SECTIONS = {  # README subsections of the CLI reference that document each sampler's options
     "ula": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
     "mala": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
+    "uld": ["### Common options", "### `difflab sample uld`"],
     "ddpm": ["### Common options", "### Schedules", "### `difflab sample ddpm`"],
     "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
     "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
@@ -84,7 +85,7 @@ def run_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def all_runs(tmp_path_factory):
-    return [_run(tmp_path_factory, *a) for a in (["mala"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
+    return [_run(tmp_path_factory, *a) for a in (["mala"], ["uld", "-t", "gaussian"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
                                                   ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
                                                   ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
                                                   ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
