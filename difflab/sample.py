@@ -311,7 +311,8 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
     target for gibbs), where the sampler has a time grid."""
     import numpy as np
 
-    from difflab.samplers.discrete import MAX_EXACT_LAW, clean_part, kl, tv
+    from difflab.metrics import kl, tv
+    from difflab.samplers.discrete import MAX_EXACT_LAW, clean_part
 
     if len(law0) > MAX_EXACT_LAW or result.steps_done == 0:
         return

@@ -18,8 +18,8 @@ from difflab.samplers.discrete import (
     Posterior,
     clean_part,
     noisy_states,
-    tv,
 )
+from difflab.metrics import tv
 
 runner = CliRunner()
 NOISES = [("uniform", "geometric", 1e-3), ("absorbing", "linear", 0.0), ("absorbing", "geometric", 1e-3)]

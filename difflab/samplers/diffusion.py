@@ -257,7 +257,7 @@ class PFlow(_ContinuousTime):
 
     def _eps(self, xt, t):
         """Noise prediction eps = -sigma_t score_t(x)."""
-        return -float(alpha_sigma(self.schedule, t)[1]) * self._score(xt, t)
+        return schedules.eps_from_score(self._score(xt, t), float(alpha_sigma(self.schedule, t)[1]))
 
     def _dpm2(self, xt, t, s):
         lam_t, lam_s = float(half_log_snr(self.schedule, t)), float(half_log_snr(self.schedule, s))

@@ -444,18 +444,6 @@ def clean_part(law: np.ndarray, target, n_noisy: int) -> tuple[np.ndarray, float
     return clean, float(max(0.0, 1.0 - clean.sum()))
 
 
-def tv(q: np.ndarray, p: np.ndarray) -> float:
-    return float(0.5 * np.abs(q - p).sum())
-
-
-def kl(q: np.ndarray, p: np.ndarray) -> float:
-    """KL(q || p) = sum q log(q / p); infinite if q puts mass where p has none."""
-    pos = q > 0
-    if (p[pos] <= 0).any():
-        return math.inf
-    return float(max(0.0, np.sum(q[pos] * (np.log(q[pos]) - np.log(p[pos])))))
-
-
 # ---------------------------------------------------------------- registry entries
 def _resolve(p: dict) -> dict:
     noise = p["noise"]

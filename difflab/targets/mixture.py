@@ -436,12 +436,6 @@ class GaussianMixture:
         """(log p(x), grad log p(x)) sharing one evaluation."""
         return self.noised_log_prob_and_score(x)
 
-    def describe(self) -> str:
-        if self.n_components == 1:
-            return f"{self.kind}, dim {self.dim}"
-        return f"{self.kind}, dim {self.dim}, {self.n_components} components"
-
-
 
 def tilt_mixture(weights, means, covs, lam: float, b, a):
     """The mixture proportional to p(x) exp(lam r(x)), r(x) = b^T x - x^T A x / 2, in closed form.
