@@ -109,10 +109,13 @@ def _command(entry):
 
 
 def _register_samplers() -> None:
+    """Every sampler's command, or only the one the entry point was asked to run (its module alone
+    is imported then)."""
+    from difflab import entry
     from difflab.samplers import SAMPLERS
 
-    for name, entry in SAMPLERS.items():
-        sample_app.command(name)(_command(entry))
+    for name in [entry.ONLY] if entry.ONLY in SAMPLERS else SAMPLERS:
+        sample_app.command(name)(_command(SAMPLERS[name]))
 
 
 def main() -> None:

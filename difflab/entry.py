@@ -30,11 +30,18 @@ Commands:
 """
 
 
+ONLY = None  # the sampler of `difflab sample NAME ...`: the CLI then builds that command alone
+
+
 def main() -> None:
-    if sys.argv[1:] in ([], ["--help"]) and _columns() >= 80:
+    global ONLY
+    argv = sys.argv[1:]
+    if argv in ([], ["--help"]) and _columns() >= 80:
         sys.stdout.write(TOP_HELP)
         sys.stdout.flush()
         return
+    if len(argv) > 1 and argv[0] == "sample":
+        ONLY = argv[1]
     from difflab.cli import main as cli_main
 
     cli_main()
