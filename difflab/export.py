@@ -17,7 +17,6 @@ root attributes    the run's attributes, and ``params_json``, ``summary_json``, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from difflab.errors import ConfigError
@@ -46,49 +45,44 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
     steps = np.asarray(rec.trajectory_step, dtype=np.int64)
     samples = np.asarray(rec.samples, dtype=np.float64)
     T, m, d = traj.shape
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with h5netcdf.File(tmp, "w") as f:
-            attrs = {k: v for k, v in rec.attrs.items() if isinstance(v, (str, int, float, bool))}
-            attrs.update(params_json=json.dumps(rec.params), summary_json=json.dumps(rec.summary),
-                         target_yaml=rec.target_yaml, inference_library="difflab", source_run=str(run))
-            for k, v in attrs.items():
-                f.attrs[k] = int(v) if isinstance(v, bool) else v
-            post = f.create_group("posterior")
-            post.dimensions = {"chain": m, "draw": T, "x_dim_0": d}
-            _coord(post, "chain", np.arange(m, dtype=np.int64))
-            _coord(post, "draw", steps)
-            _coord(post, "x_dim_0", np.arange(d, dtype=np.int64))
-            post.create_variable("x", ("chain", "draw", "x_dim_0"), data=np.ascontiguousarray(traj.transpose(1, 0, 2)))
-            stats = f.create_group("sample_stats")
-            stats.dimensions = {"chain": m, "draw": T}
-            _coord(stats, "chain", np.arange(m, dtype=np.int64))
-            _coord(stats, "draw", steps)
-            # per_step values are recorded at steps 1..steps_done: the value of frame step s is v[s - 1]
-            ok = (steps >= 1) & (steps <= rec.attrs.get("steps_done", 0))
-            for name, v in rec.per_step.items():
-                if name == "step":
-                    continue
-                at = np.full(T, np.nan)
-                at[ok] = np.asarray(v, dtype=np.float64)[steps[ok] - 1]
-                stats.create_variable(name, ("chain", "draw"), data=np.broadcast_to(at, (m, T)).copy())
-            fin = f.create_group("difflab_samples")
-            fin.dimensions = {"particle": samples.shape[0], "x_dim_0": d}
-            _coord(fin, "particle", np.arange(samples.shape[0], dtype=np.int64))
-            _coord(fin, "x_dim_0", np.arange(d, dtype=np.int64))
-            fin.create_variable("x", ("particle", "x_dim_0"), data=samples)
-            met = f.create_group("difflab_metrics")
-            mstep = np.asarray(rec.metrics.get("step", []), dtype=np.int64)
-            met.dimensions = {"step": len(mstep)}
-            _coord(met, "step", mstep)
-            for name, v in rec.metrics.items():
-                if name != "step":
-                    met.create_variable(name, ("step",), data=np.asarray(v, dtype=np.float64))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from difflab.io import atomic_path
+
+    with atomic_path(out) as tmp, h5netcdf.File(tmp, "w") as f:
+        attrs = {k: v for k, v in rec.attrs.items() if isinstance(v, (str, int, float, bool))}
+        attrs.update(params_json=json.dumps(rec.params), summary_json=json.dumps(rec.summary),
+                     target_yaml=rec.target_yaml, inference_library="difflab", source_run=str(run))
+        for k, v in attrs.items():
+            f.attrs[k] = int(v) if isinstance(v, bool) else v
+        post = f.create_group("posterior")
+        post.dimensions = {"chain": m, "draw": T, "x_dim_0": d}
+        _coord(post, "chain", np.arange(m, dtype=np.int64))
+        _coord(post, "draw", steps)
+        _coord(post, "x_dim_0", np.arange(d, dtype=np.int64))
+        post.create_variable("x", ("chain", "draw", "x_dim_0"), data=np.ascontiguousarray(traj.transpose(1, 0, 2)))
+        stats = f.create_group("sample_stats")
+        stats.dimensions = {"chain": m, "draw": T}
+        _coord(stats, "chain", np.arange(m, dtype=np.int64))
+        _coord(stats, "draw", steps)
+        # per_step values are recorded at steps 1..steps_done: the value of frame step s is v[s - 1]
+        ok = (steps >= 1) & (steps <= rec.attrs.get("steps_done", 0))
+        for name, v in rec.per_step.items():
+            if name == "step":
+                continue
+            at = np.full(T, np.nan)
+            at[ok] = np.asarray(v, dtype=np.float64)[steps[ok] - 1]
+            stats.create_variable(name, ("chain", "draw"), data=np.broadcast_to(at, (m, T)).copy())
+        fin = f.create_group("difflab_samples")
+        fin.dimensions = {"particle": samples.shape[0], "x_dim_0": d}
+        _coord(fin, "particle", np.arange(samples.shape[0], dtype=np.int64))
+        _coord(fin, "x_dim_0", np.arange(d, dtype=np.int64))
+        fin.create_variable("x", ("particle", "x_dim_0"), data=samples)
+        met = f.create_group("difflab_metrics")
+        mstep = np.asarray(rec.metrics.get("step", []), dtype=np.int64)
+        met.dimensions = {"step": len(mstep)}
+        _coord(met, "step", mstep)
+        for name, v in rec.metrics.items():
+            if name != "step":
+                met.create_variable(name, ("step",), data=np.asarray(v, dtype=np.float64))
     return out
 
 

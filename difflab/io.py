@@ -26,6 +26,7 @@ Files are written atomically: to a temporary file in the destination folder, the
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,21 @@ from pathlib import Path
 from difflab.errors import RunFileError
 
 SCHEMA_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ""):
+    """A temporary path beside ``path`` to write to, renamed onto ``path`` when the block ends
+    without an error and removed otherwise: a file under its final name is always complete. The
+    one atomic-write helper (run files, figures, exports)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: str,
@@ -44,61 +60,53 @@ def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: st
 
     from difflab import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["difflab_version"] = __version__
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            ds = f.create_dataset("samples", data=np.asarray(samples, dtype=np.float64))
-            ds.attrs["description"] = "final samples, one row per particle (chain)"
-            ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["difflab_version"] = __version__
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        ds = f.create_dataset("samples", data=np.asarray(samples, dtype=np.float64))
+        ds.attrs["description"] = "final samples, one row per particle (chain)"
+        ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
 
-            cfg = f.create_group("config")
-            cfg.attrs["target_yaml"] = target_yaml
-            cfg.attrs["target_source"] = target_source
-            cfg.attrs["params_json"] = json.dumps(params, sort_keys=True)
-            pg = cfg.create_group("params")
-            for k, v in params.items():
-                pg.attrs[k] = v
+        cfg = f.create_group("config")
+        cfg.attrs["target_yaml"] = target_yaml
+        cfg.attrs["target_source"] = target_source
+        cfg.attrs["params_json"] = json.dumps(params, sort_keys=True)
+        pg = cfg.create_group("params")
+        for k, v in params.items():
+            pg.attrs[k] = v
 
-            tg = f.create_group("trajectory")
-            traj = np.asarray(trajectory, dtype=np.float64)
-            chunks = (1,) + traj.shape[1:] if traj.size else None
-            ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
-                                   compression_opts=4, shuffle=True)
-            ds.attrs["description"] = "thinned positions of the first particles"
-            for i, lab in enumerate(("frame", "particle", "coordinate")):
-                ds.dims[i].label = lab
-            tg.create_dataset("step", data=np.asarray(trajectory_step, dtype=np.int64))
+        tg = f.create_group("trajectory")
+        traj = np.asarray(trajectory, dtype=np.float64)
+        chunks = (1,) + traj.shape[1:] if traj.size else None
+        ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
+                               compression_opts=4, shuffle=True)
+        ds.attrs["description"] = "thinned positions of the first particles"
+        for i, lab in enumerate(("frame", "particle", "coordinate")):
+            ds.dims[i].label = lab
+        tg.create_dataset("step", data=np.asarray(trajectory_step, dtype=np.int64))
 
-            mg = f.create_group("metrics")
-            mg.create_dataset("step", data=np.asarray(metrics_step, dtype=np.int64))
-            for k, v in metrics.items():
-                mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
-            ps = mg.create_group("per_step")
-            n_steps = len(next(iter(per_step.values()))) if per_step else 0
-            ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
-            for k, v in per_step.items():
-                ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        mg = f.create_group("metrics")
+        mg.create_dataset("step", data=np.asarray(metrics_step, dtype=np.int64))
+        for k, v in metrics.items():
+            mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        ps = mg.create_group("per_step")
+        n_steps = len(next(iter(per_step.values()))) if per_step else 0
+        ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
+        for k, v in per_step.items():
+            ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
-            sg = f.create_group("summary")
-            for k, v in summary.items():
-                sg.attrs[k] = v
-            for k, v in summary_arrays.items():
-                sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        sg = f.create_group("summary")
+        for k, v in summary.items():
+            sg.attrs[k] = v
+        for k, v in summary_arrays.items():
+            sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
-            for name, datasets in (groups or {}).items():
-                g = f.create_group(name)
-                for k, v in datasets.items():
-                    g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        for name, datasets in (groups or {}).items():
+            g = f.create_group(name)
+            for k, v in datasets.items():
+                g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
 
 @dataclass

@@ -19,7 +19,6 @@ Figures have a fixed size (``PANEL`` inches per panel times ``dpi``) and are wri
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from difflab.errors import ConfigError, suggest
@@ -279,12 +278,8 @@ def _fit(ax, groups, fits, by, metric):
 
 def _save(fig, out: Path, dpi: int) -> None:
     """Write atomically: a temporary file beside ``out``, then a rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}{out.suffix}")
-    try:
+    from difflab.io import atomic_path
+
+    with atomic_path(out, out.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi, format=out.suffix[1:].lower())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
