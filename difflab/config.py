@@ -276,7 +276,7 @@ def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
     """The target times exp(lambda r(x)), r(x) = b^T x - x^T A x / 2: again a mixture (closed form)."""
     import numpy as np
 
-    from difflab.targets.mixture import tilt_mixture
+    from difflab.targets.mixture import NotPositiveDefinite, tilt_mixture
 
     block = _mapping(ctx, "tilt", block)
     _check_keys(ctx, block, _BLOCK_KEYS["tilt"], "tilt")
@@ -292,7 +292,7 @@ def _tilt(ctx: _Ctx, block: Any, weights, means, covs):
     a = _covariance(ctx, "tilt.A", block["A"], d, positive=False) if "A" in block else None
     try:
         tilted = tilt_mixture(weights, means, covs, lam, b, a)
-    except ValueError as exc:
+    except NotPositiveDefinite as exc:
         k, lowest = exc.args
         raise ctx.fail("tilt.A", f"the tilted precision Sigma^-1 + lambda A of component {k} is not positive "
                        f"definite (smallest eigenvalue {lowest:.3g}); lower lambda or A", show_got=False) from None

@@ -57,7 +57,7 @@ def check_threads_env() -> None:
         raise ConfigError(f"DIFFLAB_THREADS: expected a positive integer (threads for particle chunks), got {env!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChunkedState:
     parts: list
     all_finite: bool | None = None  # set by Chunked.step, each chunk checked on its own thread

@@ -38,7 +38,14 @@ def default_kind(records, by: str | None) -> str:
 
 
 def _is_discrete(rec) -> bool:
-    return rec.attrs.get("sampler") in ("discrete", "gibbs")
+    """A run on a discrete target, by the kind of the target file stored in the run (whatever the
+    sampler, a plug-in's included)."""
+    import yaml
+
+    from difflab.config import DISCRETE_KINDS
+
+    doc = yaml.safe_load(rec.target_yaml) if rec.target_yaml else None
+    return isinstance(doc, dict) and doc.get("kind") in DISCRETE_KINDS
 
 
 def _target(rec):

@@ -237,3 +237,26 @@ def test_help_lists_every_registered_sampler():
     out = CliRunner().invoke(app, ["sample", "--help"], terminal_width=200).output
     for name, entry in SAMPLERS.items():
         assert re.search(rf"^\s+{name}\s", out, re.M), name
+
+
+def test_the_library_raises_only_its_own_errors():
+    """No built-in exception is raised by difflab's code: every error is a DifflabError, which the
+    CLI prints as one line (exit 2) and API users catch by one type."""
+    found = [f"{p.relative_to(ROOT)}: {m}" for p in sorted((ROOT / "difflab").rglob("*.py"))
+             for m in re.findall(r"raise (?:ValueError|RuntimeError|TypeError|KeyError|Exception)\b.*",
+                                 p.read_text())]
+    assert found == []
+
+
+def test_a_failed_likelihood_ode_is_a_difflab_error(monkeypatch):
+    from difflab import likelihood
+    from difflab.errors import DifflabError
+    from difflab.schedules import VPLinear
+
+    class Failed:
+        success, message = False, "step size too small"
+
+    monkeypatch.setattr(likelihood, "solve_ivp", lambda *a, **k: Failed())
+    g = load_target("gaussian")[1]
+    with pytest.raises(DifflabError, match="--likelihood: the likelihood ODE failed: step size too small"):
+        likelihood.ode_log_likelihood(g, VPLinear(), np.zeros((3, 2)), 1e-3, (np.zeros(2), np.eye(2)))

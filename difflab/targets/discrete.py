@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from difflab.errors import ConfigError
+
 MAX_STATES = 2**16
 
 
@@ -36,7 +38,7 @@ def graph_edges(graph: str, n: int, rows: int = 0, cols: int = 0) -> list[tuple[
         return sorted(right + down)
     if graph == "complete":
         return [(i, j) for i in range(n) for j in range(i + 1, n)]
-    raise ValueError(f"unknown graph {graph!r}")
+    raise ConfigError(f"graph: expected one of chain, ring, grid, complete, got {graph!r}")
 
 
 def ising_log_weights(n: int, edges, coupling: float, field: float, beta: float) -> np.ndarray:
@@ -61,7 +63,7 @@ class DiscreteTarget:
     def __init__(self, log_weights, alphabet: int, dim: int, *, name: str, kind: str, labels=None):
         logw = np.asarray(log_weights, dtype=np.float64)
         if logw.shape != (alphabet**dim,):
-            raise ValueError(f"expected {alphabet**dim} log weights, got shape {logw.shape}")
+            raise ConfigError(f"log_weights: expected {alphabet**dim} values, got shape {logw.shape}")
         self.name, self.kind = name, kind
         self.K, self.dim = alphabet, dim
         self.n_states = alphabet**dim

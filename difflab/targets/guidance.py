@@ -85,7 +85,7 @@ class TiltedByClass:
     def __init__(self, target, members, gamma: float, rng: np.random.Generator, *, n_moments: int = 100_000,
                  min_acceptance: float = 1e-3):
         if gamma < 0:
-            raise ValueError("gamma must be >= 0")
+            raise DifflabError(f"gamma: must be >= 0, got {gamma}")
         self.target, self.members, self.gamma = target, list(members), float(gamma)
         self.dim = target.dim
         self.conditional = target.conditional(self.members)

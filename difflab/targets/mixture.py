@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from difflab.errors import DifflabError
+
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -437,6 +439,10 @@ class GaussianMixture:
         return self.noised_log_prob_and_score(x)
 
 
+class NotPositiveDefinite(DifflabError):
+    """A tilted component's precision is not positive definite: args (component, smallest eigenvalue)."""
+
+
 def tilt_mixture(weights, means, covs, lam: float, b, a):
     """The mixture proportional to p(x) exp(lam r(x)), r(x) = b^T x - x^T A x / 2, in closed form.
 
@@ -444,7 +450,7 @@ def tilt_mixture(weights, means, covs, lam: float, b, a):
     m' = S' (S^-1 m + lam b), and weight proportional to
     w exp(m'^T S'^-1 m' / 2 - m^T S^-1 m / 2) (|S'| / |S|)^1/2 (completing the square in
     int N(x; m, S) exp(lam r(x)) dx). Returns (weights, means, covs, log_z), log_z = log E_p[exp(lam r(X))].
-    Raises ValueError(k, smallest eigenvalue) if a tilted precision is not positive definite.
+    Raises NotPositiveDefinite(k, smallest eigenvalue) if a tilted precision is not positive definite.
     """
     from scipy.linalg import cho_factor, cho_solve
     from scipy.special import logsumexp
@@ -459,7 +465,7 @@ def tilt_mixture(weights, means, covs, lam: float, b, a):
         prec_t = 0.5 * ((prec + lam * a) + (prec + lam * a).T)
         lowest = np.linalg.eigvalsh(prec_t)[0]
         if lowest <= 0:
-            raise ValueError(k, float(lowest))
+            raise NotPositiveDefinite(k, float(lowest))
         fac = cho_factor(prec_t)
         m_t = cho_solve(fac, prec @ m + lam * b)
         s_t = cho_solve(fac, np.eye(d))
