@@ -25,6 +25,7 @@ from difflab.samplers import SAMPLERS
 CASES = [  # (sampler, target, particles, steps, sampler options): sizes from the issues and WORKLOADS.md
     ("ula", "gmm", 10_000, 1_000, {"step_size": 0.1}),
     ("mala", "gmm", 10_000, 1_000, {"step_size": 0.1}),
+    ("uld", "gmm", 10_000, 1_000, {"step_size": 0.1}),
     ("ula", "gmm50", 4_096, 500, {"step_size": 0.1}),
     ("mala", "gmm50", 4_096, 500, {"step_size": 0.1}),
     ("ddpm", "gmm", 10_000, 1_000, {}),
@@ -34,7 +35,7 @@ CASES = [  # (sampler, target, particles, steps, sampler options): sizes from th
     ("discrete", "ising12", 10_000, 100, {"method": "tau-leaping"}),
     ("discrete", "ising12", 10_000, 100, {"method": "exact", "noise": "uniform"}),
     ("gibbs", "ising12", 10_000, 100, {}),
-    ("ddpm", "gmm-classes", 10_000, 1_000, {"guidance": "cfg", "class_": "right", "scale": 2.0}),
+    ("ddpm", "gmm-classes", 10_000, 1_000, {"guidance": "cfg", "class": "right", "scale": 2.0}),
     ("smc", "gmm-tilted", 10_000, 100, {}),
 ]
 
@@ -50,17 +51,17 @@ def time_case(sampler: str, target_name: str, n: int, steps: int, options: dict,
         target = guided_model(target, params)[0]
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(seed))
-    if spec.discrete:
-        x0 = s.noise.prior_sample(init_rng, n, target.dim) if hasattr(s, "noise") else \
+    if spec.target_kind == "discrete":
+        x0 = s.start_sample(init_rng, n) if spec.init.default == "prior" else \
             init_rng.integers(0, target.K, size=(n, target.dim))
     elif spec.mcmc:
         x0 = target.sample(init_rng, n)
-    elif spec.inits[0] == "zero":
+    elif spec.init.default == "zero":
         x0 = np.zeros((n, target.dim))
     else:
         x0 = init_rng.standard_normal((n, target.dim))
     rng = np.random.Generator(np.random.SFC64(seed + 1))
-    run_steps = getattr(s, "n_steps", steps)
+    run_steps = s.n_steps or steps
     t0 = time.perf_counter()
     res = driver.run(s, x0, rng, steps=run_steps, save_every=run_steps, trajectory_particles=0)
     dt = time.perf_counter() - t0

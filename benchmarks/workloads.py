@@ -103,7 +103,7 @@ def _difflab_runner(wid: str):
     s = spec.build(target, params)
     init_rng = np.random.Generator(np.random.SFC64(0))
     x0 = target.sample(init_rng, n) if start == "target" else init_rng.standard_normal((n, target.dim))
-    run_steps = getattr(s, "n_steps", steps)
+    run_steps = s.n_steps or steps
 
     def run():
         rng = np.random.Generator(np.random.SFC64(1))

@@ -109,7 +109,7 @@ def at_least_one(v) -> str | None:
 @dataclass(frozen=True)
 class Option:
     """One option of a sampler, stated once: the ``difflab sample`` flag, ``--set``, run specs,
-    sweeps and the Python API all read it. ``name`` is the parameter's key (``step_size``; the flag
+    and sweeps all read it. ``name`` is the parameter's key (``step_size``; the flag
     is ``--step-size``); ``default`` None with ``typ`` not bool means "worked out by the sampler"
     (then ``show_default`` is off). ``check(value)`` returns the broken rule, or None."""
 
@@ -120,10 +120,6 @@ class Option:
     choices: tuple = ()
     check: Callable[[Any], str | None] | None = None
     short: str | None = None  # e.g. "-t"
-
-    @property
-    def key(self) -> str:
-        return self.name
 
     @property
     def flag(self) -> str:
@@ -143,10 +139,6 @@ class Option:
         return float(value) if self.typ is float else value
 
 
-def option(name: str, default, typ: type, help: str, **kw) -> Option:
-    return Option(name, default, typ, help, **kw)
-
-
 # Options every ``difflab sample`` command has. A sampler's entry sets the defaults and help of
 # ``target``, ``steps`` and ``init`` (``common_options``); the rest are the same for all.
 OUTPUT_OPTIONS = ("out", "force", "quiet")  # belong to the call: not settable from a spec or --set
@@ -156,26 +148,26 @@ def common_options(*, target: Option, steps: Option, init: Option) -> tuple[Opti
     inits = (init,) if len(init.choices) > 1 else ()  # a single start law is no option
     return (
         target,
-        option("particles", 1000, int, "Number of particles (independent chains).", short="-n",
+        Option("particles", 1000, int, "Number of particles (independent chains).", short="-n",
                check=lambda v: None if v >= 2 else "must be >= 2 (sample covariances need two)"),
         steps,
-        option("seed", 0, int, "Seed: the same command and seed give bit-identical samples.",
+        Option("seed", 0, int, "Seed: the same command and seed give bit-identical samples.",
                check=lambda v: None if v >= 0 else "must be >= 0"),
         *inits,
-        option("out", None, Path, "Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", short="-o"),
-        option("save_every", None, int, "Save trajectory frames every this many steps. Default: steps // 100.",
+        Option("out", None, Path, "Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", short="-o"),
+        Option("save_every", None, int, "Save trajectory frames every this many steps. Default: steps // 100.",
                check=at_least_one),
-        option("metrics_every", None, int,
+        Option("metrics_every", None, int,
                "Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.",
                check=lambda v: None if v >= 0 else "must be >= 0"),
-        option("trajectory_particles", 100, int, "How many particles the trajectory keeps (the first ones).",
+        Option("trajectory_particles", 100, int, "How many particles the trajectory keeps (the first ones).",
                check=lambda v: None if v >= 0 else "must be >= 0"),
     )
 
 
-CONTINUOUS_TARGET = option("target", "gmm", str, "Target YAML path, or a shipped target name (see `difflab targets`).",
+CONTINUOUS_TARGET = Option("target", "gmm", str, "Target YAML path, or a shipped target name (see `difflab targets`).",
                            short="-t")
-DISCRETE_TARGET = option("target", "ising6", str, "Discrete target YAML path or shipped name (ising, potts, pmf).",
+DISCRETE_TARGET = Option("target", "ising6", str, "Discrete target YAML path or shipped name (ising, potts, pmf).",
                          short="-t")
 
 
@@ -213,9 +205,6 @@ class SamplerEntry:
     def default_steps(self) -> int:
         return self.steps.default
 
-    def defaults(self) -> dict:
-        return {o.name: o.default for o in self.options}
-
     def resolve_params(self, given: dict, steps: int) -> dict:
         """The sampler's own parameters, as recorded in the run file: defaults filled in, every
         option validated, then the entry's cross-option rules."""
@@ -223,8 +212,7 @@ class SamplerEntry:
         for key in given:
             if key not in own:
                 raise ConfigError(f"{key}: not an option of difflab sample {self.name}{suggest(key, own)}")
-        params = {name: o.validate(given.get(name, o.default) if given.get(name) is not None else o.default)
-                  for name, o in own.items()}
+        params = {name: o.validate(o.default if given.get(name) is None else given[name]) for name, o in own.items()}
         params["steps"] = steps
         if self.resolve is not None:
             params = self.resolve(params)
@@ -237,11 +225,11 @@ def with_default(opt: Option, default, help: str | None = None) -> Option:
     return replace(opt, default=default, help=opt.help if help is None else help)
 
 
-STEPS = option("steps", 1000, int, "Number of sampler steps (after any warm-up).", check=at_least_one)
+STEPS = Option("steps", 1000, int, "Number of sampler steps (after any warm-up).", check=at_least_one)
 
 
 def init_option(*choices: str, help: str) -> Option:
-    return option("init", choices[0], str, help, choices=choices)
+    return Option("init", choices[0], str, help, choices=choices)
 
 
 # ---------------------------------------------------------------- which sampler runs on which target

@@ -25,8 +25,8 @@ Files are written atomically: to a temporary file in the destination folder, the
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from difflab.contracts import option, positive
+from difflab.contracts import Option, positive
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 
@@ -155,11 +155,11 @@ SCHEDULES = {"vp-linear": VPLinear, "vp-cosine": VPCosine, "ve": VE}
 
 # ---------------------------------------------------------------- options and construction
 SCHEDULE_OPTIONS = (
-    option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine or ve.", choices=tuple(SCHEDULES)),
-    option("beta_min", VPLinear.beta_min, float, "vp-linear: beta(0) (DDPM's first beta times 1000).", check=positive),
-    option("beta_max", VPLinear.beta_max, float, "vp-linear: beta(1) (DDPM's last beta times 1000).", check=positive),
-    option("sigma_min", VE.sigma_min, float, "ve: smallest noise level.", check=positive),
-    option("sigma_max", VE.sigma_max, float, "ve: largest noise level (the prior's std).", check=positive),
+    Option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine or ve.", choices=tuple(SCHEDULES)),
+    Option("beta_min", VPLinear.beta_min, float, "vp-linear: beta(0) (DDPM's first beta times 1000).", check=positive),
+    Option("beta_max", VPLinear.beta_max, float, "vp-linear: beta(1) (DDPM's last beta times 1000).", check=positive),
+    Option("sigma_min", VE.sigma_min, float, "ve: smallest noise level.", check=positive),
+    Option("sigma_max", VE.sigma_max, float, "ve: largest noise level (the prior's std).", check=positive),
 )
 _SCHEDULE_FIELDS = {"vp-linear": ("beta_min", "beta_max"), "ve": ("sigma_min", "sigma_max"), "vp-cosine": ()}
 
@@ -256,7 +256,7 @@ def ddpm_posterior(a_t: float, s_t: float, a_s: float, s_s: float):
     return coef_x, coef_0, beta_tilde, a_ts, s2_ts
 
 
-PRIOR_OPTION = option("prior", "matched", str, "Start law: matched (the Gaussian with the noised target's moments at the "
+PRIOR_OPTION = Option("prior", "matched", str, "Start law: matched (the Gaussian with the noised target's moments at the "
                       "start time) or standard (N(0, I); ve: N(0, sigma_max^2 I)).", choices=("matched", "standard"))
 
 

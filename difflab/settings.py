@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from difflab.contracts import OUTPUT_OPTIONS as NOT_SETTABLE  # the output name, overwriting, printing
+from difflab.contracts import (
+    OUTPUT_OPTIONS as NOT_SETTABLE,  # the output name, overwriting, printing
+)
 from difflab.errors import ConfigError, suggest
 
 

@@ -41,9 +41,9 @@ class Run:
 
 def expand(text: str, src: str) -> list[Run]:
     """The runs of a spec."""
-    from difflab.samplers import SAMPLERS
-
     import yaml
+
+    from difflab.samplers import SAMPLERS
 
     try:
         doc = yaml.safe_load(text)

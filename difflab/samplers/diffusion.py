@@ -28,10 +28,25 @@ import math
 from dataclasses import dataclass
 
 from difflab import schedules
-from difflab.contracts import AffineStep, Capabilities, SamplerEntry, init_option, non_negative, option, positive, with_default, STEPS
+from difflab.contracts import (
+    STEPS,
+    AffineStep,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    init_option,
+    non_negative,
+    positive,
+    with_default,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
-from difflab.schedules import alpha_sigma, half_log_snr, reverse_drift, t_of_half_log_snr
+from difflab.schedules import (
+    alpha_sigma,
+    half_log_snr,
+    reverse_drift,
+    t_of_half_log_snr,
+)
 
 np = lazy("numpy", globals(), "np")
 
@@ -370,17 +385,17 @@ GUIDANCE = ("none", "classifier", "cfg")
 # The score the sampler sees: exact, deliberately wrong, naively reward-guided, or class-guided.
 MODEL_OPTIONS = (
     schedules.PRIOR_OPTION,
-    option("score_error", 0.0, float, "Size eps of a deliberate, seeded score error (0: exact score).",
+    Option("score_error", 0.0, float, "Size eps of a deliberate, seeded score error (0: exact score).",
            check=non_negative),
-    option("score_error_kind", "bias", str, "bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or "
+    Option("score_error_kind", "bias", str, "bias (smooth field eps b(x) / sigma_t), scale ((1 + eps) score) or "
            "variance (covariances times 1 + eps).", choices=SCORE_ERROR_KINDS),
-    option("reward_guidance", "exact", str, "On a target with a tilt: block: exact (the untilted process steered by "
+    Option("reward_guidance", "exact", str, "On a target with a tilt: block: exact (the untilted process steered by "
            "the exact h-transform control, i.e. the tilted target's score) or naive (untilted score + lambda grad r "
            "at every time).", choices=("exact", "naive")),
-    option("guidance", "none", str, "none, classifier (score + W grad log p(c | x_t)) or cfg ((1 + W) conditional "
+    Option("guidance", "none", str, "none, classifier (score + W grad log p(c | x_t)) or cfg ((1 + W) conditional "
            "score - W score); needs a target with classes.", choices=GUIDANCE),
-    option("class", None, str, "With --guidance: the class (a name from the target's classes: block)."),
-    option("scale", None, float, "With --guidance: the guidance scale W >= 0 (default 1).", check=non_negative),
+    Option("class", None, str, "With --guidance: the class (a name from the target's classes: block)."),
+    Option("scale", None, float, "With --guidance: the guidance scale W >= 0 (default 1).", check=non_negative),
 )
 PRIOR_INIT = init_option("prior", help="The start law (see --prior).")
 
@@ -437,22 +452,22 @@ def _build_ddpm(target, p: dict) -> DDPM:
 DDPM_ENTRY = SamplerEntry(
     "ddpm", "DDPM / DDIM ancestral sampling with the target's exact denoiser.",
     options=(*schedules.SCHEDULE_OPTIONS,
-             option("eta", DDPM.eta, float, "DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.",
+             Option("eta", DDPM.eta, float, "DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.",
                     check=non_negative),
-             option("variance", DDPM.variance, str, "Reverse variance: beta-tilde (posterior) or beta (forward step).",
+             Option("variance", DDPM.variance, str, "Reverse variance: beta-tilde (posterior) or beta (forward step).",
                     choices=VARIANCES),
-             option("early_stop", 0.0, float, "Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs "
+             Option("early_stop", 0.0, float, "Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs "
                     "to t = 0.", check=_early_stop(True)),
-             option("timestep_spacing", "trailing", str, "Which K of the 1000 steps (diffusers' names): trailing, "
+             Option("timestep_spacing", "trailing", str, "Which K of the 1000 steps (diffusers' names): trailing, "
                     "leading or linspace.", choices=schedules.SPACINGS),
              *MODEL_OPTIONS),
     build=_build_ddpm, resolve=_resolve_ddpm, needs=("noised_law",), init=PRIOR_INIT,
     steps=with_default(STEPS, 1000, "K reverse steps on K of the schedule's 1000 (<= 1000)."),
 )
 
-GRID = option("grid", "logsnr", str, "Time grid: logsnr (uniform in log-SNR) or uniform (in t).",
+GRID = Option("grid", "logsnr", str, "Time grid: logsnr (uniform in log-SNR) or uniform (in t).",
               choices=("logsnr", "uniform"))
-EARLY_STOP = option("early_stop", 1e-3, float, "End time DELTA > 0; the output is x_DELTA.", check=_early_stop(False))
+EARLY_STOP = Option("early_stop", 1e-3, float, "End time DELTA > 0; the output is x_DELTA.", check=_early_stop(False))
 
 
 def _resolve_pflow(p: dict) -> dict:
@@ -472,16 +487,16 @@ def _build_pflow(target, p: dict) -> PFlow:
 PFLOW_ENTRY = SamplerEntry(
     "pflow", "Probability-flow ODE from the prior at t = 1 back to t = DELTA with the exact score.",
     options=(*schedules.SCHEDULE_OPTIONS,
-             option("solver", PFlow.solver, str, "euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).",
+             Option("solver", PFlow.solver, str, "euler, heun, rk4, dpm2 (DPM-Solver-2) or rk45 (adaptive, scipy).",
                     choices=SOLVERS),
              GRID, EARLY_STOP,
-             option("rtol", PFlow.rtol, float, "rk45 relative tolerance.", check=positive),
-             option("atol", PFlow.atol, float, "rk45 absolute tolerance.", check=positive),
-             option("likelihood", False, bool, "Also compute ODE log-likelihoods of points next to the exact log "
+             Option("rtol", PFlow.rtol, float, "rk45 relative tolerance.", check=positive),
+             Option("atol", PFlow.atol, float, "rk45 absolute tolerance.", check=positive),
+             Option("likelihood", False, bool, "Also compute ODE log-likelihoods of points next to the exact log "
                     "densities."),
-             option("likelihood_points", 1000, int, "With --likelihood: how many exact target draws.",
+             Option("likelihood_points", 1000, int, "With --likelihood: how many exact target draws.",
                     check=lambda v: None if v >= 1 else "must be positive"),
-             option("points", None, str, "With --likelihood: a .npy (n, d) array or a run file whose /samples to use "
+             Option("points", None, str, "With --likelihood: a .npy (n, d) array or a run file whose /samples to use "
                     "instead."),
              *MODEL_OPTIONS),
     build=_build_pflow, resolve=_resolve_pflow, needs=("noised_law",), init=PRIOR_INIT,
@@ -498,10 +513,10 @@ def _build_sde(target, p: dict) -> ReverseSDE:
 SDE_ENTRY = SamplerEntry(
     "sde", "Reverse-time SDE by Euler-Maruyama, optionally with Langevin corrector steps (predictor-corrector).",
     options=(*schedules.SCHEDULE_OPTIONS, GRID, EARLY_STOP,
-             option("corrector_steps", ReverseSDE.corrector_steps, int,
+             Option("corrector_steps", ReverseSDE.corrector_steps, int,
                     "Langevin corrector steps after each predictor step.",
                     check=lambda v: None if v >= 0 else "must be >= 0"),
-             option("snr", ReverseSDE.snr, float, "Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.",
+             Option("snr", ReverseSDE.snr, float, "Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.",
                     check=positive),
              *MODEL_OPTIONS),
     build=_build_sde, resolve=_resolve_model, needs=("noised_law",), init=PRIOR_INIT,

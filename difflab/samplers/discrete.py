@@ -49,7 +49,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from difflab.contracts import DISCRETE_TARGET, STEPS, Capabilities, SamplerEntry, init_option, option, with_default
+from difflab.contracts import (
+    DISCRETE_TARGET,
+    STEPS,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    init_option,
+    with_default,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 
@@ -462,12 +470,12 @@ def _resolve(p: dict) -> dict:
 
 DISCRETE_ENTRY = SamplerEntry(
     "discrete", "Finite-state diffusion: reverse CTMC with the exact reverse rates of a discrete target.",
-    options=(option("noise", "absorbing", str, "Forward noise: absorbing (masking) or uniform.", choices=NOISES),
-             option("method", "tau-leaping", str, "exact (no discretisation error), tau-leaping or euler.",
+    options=(Option("noise", "absorbing", str, "Forward noise: absorbing (masking) or uniform.", choices=NOISES),
+             Option("method", "tau-leaping", str, "exact (no discretisation error), tau-leaping or euler.",
                     choices=METHODS),
-             option("schedule", None, str, "Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric "
+             Option("schedule", None, str, "Keep probability kappa(t): linear (1 - (1 - kappa_min) t) or geometric "
                     "(kappa_min^t). Default: linear for absorbing, geometric for uniform.", choices=SCHEDULES),
-             option("kappa_min", None, float, "kappa(1). Default: 0 (linear), 1e-3 (geometric).")),
+             Option("kappa_min", None, float, "kappa(1). Default: 0 (linear), 1e-3 (geometric).")),
     build=lambda target, p: DiscreteDiffusion(target, Noise(p["noise"], target.K, p["schedule"], p["kappa_min"]),
                                               p["method"], p["steps"]),
     resolve=_resolve, target_kind="discrete", target=DISCRETE_TARGET, init=init_option("prior", help="The noise's prior."),

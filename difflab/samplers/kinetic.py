@@ -30,7 +30,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, option, positive
+from difflab.contracts import (
+    STEPS,
+    AffineStep,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    positive,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.samplers.langevin import INIT, check_step_size, step_size_option
@@ -141,9 +148,9 @@ class ULD(AffineStep):
 ULD_ENTRY = SamplerEntry(
     "uld", "Underdamped (kinetic) Langevin by the BAOAB or OBABO splitting (position and velocity).",
     options=(step_size_option(0.1),
-             option("friction", ULD.friction, float, "Friction gamma of the velocity's Ornstein-Uhlenbeck part.",
+             Option("friction", ULD.friction, float, "Friction gamma of the velocity's Ornstein-Uhlenbeck part.",
                     check=positive),
-             option("splitting", ULD.splitting, str, "baoab (exact position law on Gaussians) or obabo.",
+             Option("splitting", ULD.splitting, str, "baoab (exact position law on Gaussians) or obabo.",
                     choices=SPLITTINGS)),
     build=lambda target, p: ULD(target, p["step_size"], p["friction"], p["splitting"]),
     steps=STEPS, init=INIT, mcmc=True,

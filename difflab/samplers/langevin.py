@@ -21,7 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, init_option, option, positive
+from difflab.contracts import (
+    STEPS,
+    AffineStep,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    init_option,
+    positive,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 
@@ -184,7 +192,7 @@ class StepSizeAdapter:
 
 # ---------------------------------------------------------------- registry entries
 def step_size_option(default: float):
-    return option("step_size", default, float, "Step size h.", check=positive)
+    return Option("step_size", default, float, "Step size h.", check=positive)
 
 
 INIT = init_option("normal", "target", help="Initial state: 'normal' (standard normal) or 'target' (exact target draws).")
@@ -209,8 +217,8 @@ ULA_ENTRY = SamplerEntry(
 MALA_ENTRY = SamplerEntry(
     "mala", "Metropolis-adjusted Langevin: the ULA proposal plus a Metropolis-Hastings correction (exact).",
     options=(step_size_option(0.1),
-             option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
-             option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
+             Option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
+             Option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
     build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation,
     steps=STEPS, init=INIT, mcmc=True,
 )

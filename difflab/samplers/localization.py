@@ -35,7 +35,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab.contracts import STEPS, AffineStep, Capabilities, SamplerEntry, init_option, option, positive, with_default
+from difflab.contracts import (
+    STEPS,
+    AffineStep,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    init_option,
+    positive,
+    with_default,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.samplers.diffusion import DiffusionState, _as_state, _check
@@ -147,13 +156,13 @@ def _resolve(p: dict) -> dict:
 
 LOCALIZATION_ENTRY = SamplerEntry(
     "localization", "Stochastic localization y_t = t X + W_t driven by the exact posterior mean.",
-    options=(option("t_min", 1e-4, float, "First time after 0 on the log grid.", check=positive),
-             option("t_max", 1e4, float, "Final time T.", check=positive),
-             option("grid", "log", str, "Time grid: log (uniform in log t = log-SNR) or uniform.",
+    options=(Option("t_min", 1e-4, float, "First time after 0 on the log grid.", check=positive),
+             Option("t_max", 1e4, float, "Final time T.", check=positive),
+             Option("grid", "log", str, "Time grid: log (uniform in log t = log-SNR) or uniform.",
                     choices=("log", "uniform")),
-             option("transition", Localization.transition, str, "gaussian (exact conditional mean and covariance) "
+             Option("transition", Localization.transition, str, "gaussian (exact conditional mean and covariance) "
                     "or em (Euler-Maruyama).", choices=TRANSITIONS),
-             option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
+             Option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
     build=lambda target, p: Localization(target, localization_grid(p["t_min"], p["t_max"], p["steps"], p["grid"]),
                                          transition=p["transition"], output=p["output"]),
     resolve=_resolve, needs=("noised_law",),

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from difflab import schedules
-from difflab.contracts import STEPS, Capabilities, SamplerEntry, option, with_default
+from difflab.contracts import STEPS, Capabilities, Option, SamplerEntry, with_default
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.samplers.diffusion import PRIOR_INIT
@@ -178,13 +178,13 @@ def _build(target, p: dict) -> TiltSMC:
 SMC_ENTRY = SamplerEntry(
     "smc", "Sequential Monte Carlo over the reverse diffusion for a reward-tilted target (exact weights).",
     options=(*schedules.SCHEDULE_OPTIONS,
-             option("proposal", "base", str, "base (untilted DDPM kernel) or naive (its denoiser steered by lambda "
+             Option("proposal", "base", str, "base (untilted DDPM kernel) or naive (its denoiser steered by lambda "
                     "grad r).", choices=PROPOSALS),
-             option("ess_threshold", 0.5, float, "Resample when the ESS falls below this fraction of the particles.",
+             Option("ess_threshold", 0.5, float, "Resample when the ESS falls below this fraction of the particles.",
                     check=lambda v: None if 0.0 <= v <= 1.0 else "must be in [0, 1]"),
              schedules.PRIOR_OPTION),
     build=_build, resolve=_resolve, needs=("noised_law", "reward"), init=PRIOR_INIT,
-    target=option("target", "gmm-tilted", str, "A target file with a tilt: block (reward r), e.g. the shipped "
+    target=Option("target", "gmm-tilted", str, "A target file with a tilt: block (reward r), e.g. the shipped "
                   "gmm-tilted.", short="-t"),
     steps=with_default(STEPS, 100, "Reverse steps on K of DDPM's 1000 (<= 1000)."),
 )
