@@ -138,15 +138,21 @@ def _or_fail(fn, *args):
         _fail(str(exc))
 
 
+def _typed(ctx, sampler: str, key: str) -> bool:
+    """The user gave this option's flag (not its default)."""
+    source = ctx.get_parameter_source(_param(key)) if ctx.command.name == sampler else None
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def _sample(sampler: str, ctx, args: dict) -> None:
     """Run one sampler command: ``args`` are its options by key; the common ones become
     SampleOptions fields, the rest the sampler's own options."""
-    from difflab import report
+    from difflab import report, settings
     from difflab import sample as sample_mod
 
     quiet = args["quiet"]
     try:
-        args = _settings(sampler, ctx, args)
+        args = settings.apply(sampler, args, typed=lambda key: _typed(ctx, sampler, key))
         opts = sample_mod.options_from_args(sampler, args)
         spec, target, params, path = sample_mod.prepare(opts)
     except DifflabError as exc:
@@ -174,24 +180,6 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     if result.status == "interrupted":
         typer.echo(f"interrupted after {result.steps_done} steps; {path} holds the state reached", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _settings(sampler: str, ctx, args: dict) -> dict:
-    """The command's options with --spec and --set applied under the flags the user typed."""
-    from difflab import settings
-
-    options = settings.options_of(sampler)
-
-    def typed(key: str) -> bool:  # the user gave this flag (not its default)
-        source = ctx.get_parameter_source(_param(key)) if ctx.command.name == sampler else None
-        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
-
-    given = {key: args[key] for key in args if key in options and typed(key)}
-    merged, target_sets = settings.merge(sampler, options, given=given, spec_path=args["spec"],
-                                         sets=args["set"] or [], target_sets=args["target_set"] or [])
-    args = {k: v for k, v in args.items() if k not in ("set", "spec")} | merged
-    args["target_set"] = target_sets
-    return args
 
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]

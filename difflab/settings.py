@@ -187,3 +187,13 @@ def merge(sampler: str, options: dict, *, given: dict, spec_path: str | None, se
         out.pop(key, None)
     tsets = parse_target_sets("--target-set", [*tsets, *target_sets])
     return out, tsets
+
+
+def apply(sampler: str, args: dict, typed) -> dict:
+    """A command's options by key with --spec (``args["spec"]``) and --set (``args["set"]``)
+    applied under the flags the user typed (``typed(key)``), and ``target_set`` resolved."""
+    options = options_of(sampler)
+    given = {key: args[key] for key in args if key in options and typed(key)}
+    merged, target_sets = merge(sampler, options, given=given, spec_path=args["spec"], sets=args["set"] or [],
+                                target_sets=args["target_set"] or [])
+    return {k: v for k, v in args.items() if k not in ("set", "spec")} | merged | {"target_set": target_sets}
