@@ -1,6 +1,21 @@
-"""difflab: a command-line sampling lab on targets whose scores are known in closed form.
+"""difflab: a sampling lab on targets whose scores are known in closed form.
 
-Importing the package is cheap on purpose (no numpy, scipy or h5py): ``difflab --help`` stays quick.
+The Python API (``difflab.api``): ``sample``, ``load``, ``load_target``, ``compare``, ``Run``,
+``load_plugin``; the contracts a sampler of your own follows: ``difflab.contracts``. Importing the
+package is cheap on purpose (no numpy, scipy or h5py until a name below is used): ``difflab
+--help`` stays quick.
 """
 
 __version__ = "0.1.0"
+
+_API = {"sample": "difflab.api", "load": "difflab.api", "load_target": "difflab.api", "compare": "difflab.api",
+        "Run": "difflab.io", "load_plugin": "difflab.plugins", "DifflabError": "difflab.errors"}
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'difflab' has no attribute {name!r}")
+    import importlib
+
+    return vars(importlib.import_module(_API[name]))[name]

@@ -148,7 +148,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     """Run one sampler command: ``args`` are its options by key; the common ones become
     SampleOptions fields, the rest the sampler's own options."""
     from difflab import report, settings
-    from difflab import sample as sample_mod
+    from difflab import sampling as sample_mod
 
     quiet = args["quiet"]
     try:
@@ -161,8 +161,8 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        path, result, summary = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
-                                                   progress=report.progress if show_progress else None)
+        run = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
+                                 progress=report.progress if show_progress else None)
     except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
         _fail(f"{path}: could not write the run file: {exc}", code=1)
     except DifflabError as exc:  # found while building the run's references, before any writing
@@ -172,13 +172,13 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     if quiet:
         typer.echo(str(path))
     else:
-        report.run_summary(path, result, summary)
-    if result.status == "diverged":
-        typer.echo(f"warning: the run diverged at step {result.diverged_step} (non-finite values); "
+        report.run_summary(path, run)
+    if run.status == "diverged":
+        typer.echo(f"warning: the run diverged at step {run.attrs['diverged_step']} (non-finite values); "
                    f"{path} holds the last finite state", err=True)
         raise typer.Exit(EXIT_DIVERGED)
-    if result.status == "interrupted":
-        typer.echo(f"interrupted after {result.steps_done} steps; {path} holds the state reached", err=True)
+    if run.status == "interrupted":
+        typer.echo(f"interrupted after {run.steps_done} steps; {path} holds the state reached", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -200,7 +200,7 @@ def compare(
     vary: Annotated[str, typer.Option("--vary", help="With --at/--tol: the parameter that sets the cost within a series.")] = "steps",
 ) -> None:
     """One row per run: the parameters that differ between the runs and the final metrics."""
-    from difflab import compare as cmp
+    from difflab import analysis as cmp
     from difflab import report
 
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]

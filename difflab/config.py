@@ -35,6 +35,7 @@ _KIND_KEYS = {
     "ising": {"n", "graph", "rows", "cols", "coupling", "field", "beta"},
     "potts": {"q", "n", "graph", "rows", "cols", "coupling", "beta"},
     "pmf": {"alphabet", "dim", "probs", "log_weights"},
+    "score": {"score", "noised", "reference"},
 }
 DISCRETE_KINDS = ("ising", "potts", "pmf")
 GRAPHS = ("chain", "ring", "grid", "complete")
@@ -94,6 +95,27 @@ class DiscreteSpec:
 
         digest = hashlib.sha256(np.asarray(self.log_weights, dtype=np.float64).tobytes()).hexdigest()
         return [self.name, self.kind, self.alphabet, self.dim, digest]
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A ``kind: score`` file: the user's score function (by reference, resolved only among the
+    plug-ins the user loaded), measured against the exact ``reference`` target."""
+
+    name: str
+    kind: str  # 'score'
+    score: str  # FILE.py:FUNCTION or MODULE:FUNCTION
+    noised: bool  # score(x, alpha, sigma) at every noise level, or score(x) alone
+    reference: TargetSpec
+    source: str
+    text: str
+
+    discrete = False
+    reward = ()
+    classes = ()
+
+    def key(self) -> list:
+        return [self.name, self.kind, self.score, self.noised, self.reference.key()]
 
 
 class _Ctx:
@@ -402,6 +424,29 @@ def _discrete(ctx: _Ctx, kind: str, doc: dict):
     return q, n, potts_log_weights(q, n, edges, coupling, beta), tuple(float(a) for a in range(q))
 
 
+def _score(ctx: _Ctx, doc: dict, name: str, source: str, text: str) -> ScoreSpec:
+    ref = _require(ctx, doc, "score", "")
+    if not isinstance(ref, str) or not re.fullmatch(r"[^:\s]+:[A-Za-z_][A-Za-z0-9_]*", ref):
+        raise ctx.fail("score", "expected FILE.py:FUNCTION or MODULE:FUNCTION (a function of a plug-in you load "
+                       "with --plugin)", ref)
+    noised = doc.get("noised", True)
+    if not isinstance(noised, bool):
+        raise ctx.fail("noised", "expected true (score(x, alpha, sigma)) or false (score(x))", noised)
+    raw = _require(ctx, doc, "reference", "")
+    if isinstance(raw, dict):
+        import yaml
+
+        reference = parse_target(yaml.safe_dump(raw, sort_keys=False), f"{source}: reference", f"{name}-reference")
+    elif isinstance(raw, str):
+        reference = read_target_spec(raw)
+    else:
+        raise ctx.fail("reference", "expected a target: a shipped name, a path or a mapping", raw)
+    if not isinstance(reference, TargetSpec):
+        raise ctx.fail("reference", "expected a continuous target with an exact law (gaussian or gmm)", raw)
+    return ScoreSpec(name=name, kind="score", score=ref, noised=noised, reference=reference, source=source,
+                     text=text)
+
+
 def parse_target(text: str, source: str, default_name: str) -> TargetSpec | DiscreteSpec:
     """Validate a target file's text. ``source`` names it in error messages."""
     import yaml
@@ -425,6 +470,8 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise ctx.fail("name", "expected a word of letters, digits, '_', '.', '+' or '-'", name)
+    if kind == "score":
+        return _score(ctx, doc, name, source, text)
     if kind in DISCRETE_KINDS:
         k, d, logw, labels = _discrete(ctx, kind, doc)
         return DiscreteSpec(name=name, kind=kind, alphabet=k, dim=d, log_weights=tuple(logw.tolist()),
@@ -459,11 +506,23 @@ def shipped_targets() -> dict[str, str]:
     }
 
 
-def read_target_spec(ref: str, overrides: tuple = ()) -> TargetSpec | DiscreteSpec:
+def read_target_spec(ref: str, overrides: tuple = ()) -> TargetSpec | DiscreteSpec | ScoreSpec:
     """Resolve ``--target``: first as a path, then as a shipped name with or without '.yaml'.
 
     ``overrides``: ((dotted path, value), ...) from ``--target-set``, applied to the file's mapping
     before validation; the spec's ``text`` is then the effective YAML (what the run used)."""
+    if isinstance(ref, (TargetSpec, DiscreteSpec, ScoreSpec)):  # already validated (a target object's file)
+        if not overrides:
+            return ref
+        return parse_target(*_overridden(ref.text, ref.source, ref.name, overrides), ref.name)
+    if isinstance(ref, dict) or (isinstance(ref, str) and "\n" in ref.strip()):  # the YAML itself (Python API)
+        import yaml
+
+        text = ref if isinstance(ref, str) else yaml.safe_dump(ref, sort_keys=False, default_flow_style=None)
+        source = "<mapping>" if isinstance(ref, dict) else "<string>"
+        if overrides:
+            text, source = _overridden(text, source, "target", overrides)
+        return parse_target(text, source, "target")
     path = Path(ref)
     if path.is_file():
         try:
@@ -502,14 +561,25 @@ def _overridden(text: str, source: str, name: str, overrides: tuple) -> tuple[st
 
 def build_target(spec: TargetSpec):
     """The target object of a validated spec."""
+    if isinstance(spec, ScoreSpec):  # the user's score, measured against its reference
+        from difflab.plugins import score_function
+        from difflab.targets.perturbed import UserScore
+
+        target = UserScore(build_target(spec.reference), score_function(spec.score, spec.source), spec.noised,
+                           spec.score)
+        target.spec = spec
+        return target
     if spec.discrete:
         from difflab.targets.discrete import DiscreteTarget
 
-        return DiscreteTarget(spec.log_weights, spec.alphabet, spec.dim, name=spec.name, kind=spec.kind,
-                              labels=spec.labels)
+        target = DiscreteTarget(spec.log_weights, spec.alphabet, spec.dim, name=spec.name, kind=spec.kind,
+                                labels=spec.labels)
+        target.spec = spec
+        return target
     from difflab.targets.mixture import GaussianMixture
 
     target = GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind)
+    target.spec = spec
     if spec.reward:  # a tilted target knows its untilted law, the reward and the normaliser
         target.untilted = GaussianMixture(*spec.untilted, name=spec.name, kind=spec.kind)
         target.reward, target.tilt_log_z = spec.reward, spec.log_z

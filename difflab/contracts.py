@@ -178,7 +178,7 @@ class SamplerEntry:
     ``resolve(params) -> params`` adds the checks that involve several options (one option's own
     rule is its ``Option.check``) and derived values; ``build(target, params) -> sampler``.
     ``target_kind``: 'continuous' or 'discrete'; ``needs``: the target declarations it relies on
-    ('noised_law', 'reward'); ``mcmc``: chains of a stationary kernel (ESS and R-hat apply)."""
+    ('noised_law', 'log_prob', 'exact', 'reward'); ``mcmc``: chains of a stationary kernel (ESS and R-hat apply)."""
 
     name: str
     help: str
@@ -243,6 +243,8 @@ class TargetFeatures:
     noised_law: bool
     reward: bool
     classes: tuple = field(default=())
+    log_prob: bool = True  # a log density (MALA's accept/reject)
+    exact: bool = True  # exact posterior and noised densities: not a user's score
 
 
 def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> None:
@@ -257,6 +259,18 @@ def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> No
                           f"{wanted}, not on it")
     if "noised_law" in entry.needs and not t.noised_law:
         raise ConfigError(f"--target: {entry.name} needs a target with a closed-form noised law; {t.source} has none")
+    if "log_prob" in entry.needs and not t.log_prob:
+        raise ConfigError(f"--target: {entry.name} needs a log density; {t.source} gives a score alone")
+    if "exact" in entry.needs and not t.exact:
+        raise ConfigError(f"--target: {entry.name} needs the exact posterior of a closed-form target; {t.source} "
+                          f"is a score of your own")
+    if not t.exact:
+        clash = [f for f, on in (("--score-error", params.get("score_error", 0) > 0),
+                                 ("--reward-guidance naive", params.get("reward_guidance") == "naive"),
+                                 ("--guidance", params.get("guidance", "none") != "none"),
+                                 ("--likelihood", bool(params.get("likelihood")))) if on]
+        if clash:
+            raise ConfigError(f"{clash[0]}: not with {t.source}, a score of your own (it is the score error measured)")
     if "reward" in entry.needs and not t.reward:
         raise ConfigError(f"--target: {entry.name} samples a reward-tilted target; {t.source} has no tilt: block")
     if params.get("reward_guidance") == "naive" and not t.reward:

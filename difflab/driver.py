@@ -245,6 +245,19 @@ def _finite(state, sampler) -> bool:
     return state.finite() if isinstance(state, ChunkedState) else _all_finite(state.x)
 
 
+def _check_state(state, shape: tuple, where: str, info=None) -> None:
+    """The contract's shapes, checked once per run (a plug-in's mistake is one line, not a crash
+    somewhere in the metrics): state.x is (n, d) like the start, info a mapping of numbers."""
+    from difflab.errors import PluginError
+
+    x = np.asarray(state.x)
+    if x.shape != shape:
+        raise PluginError(f"sampler: {where} returned a state whose x has shape {x.shape}; expected {shape} "
+                          f"(particles, dimension)")
+    if info is not None and not (isinstance(info, dict) and all(isinstance(v, (int, float)) for v in info.values())):
+        raise PluginError(f"sampler: step returned info {info!r:.80}; expected a mapping of names to numbers")
+
+
 def _head(state, m: int) -> np.ndarray:
     return state.head(m) if isinstance(state, ChunkedState) else state.x[:m].copy()
 
@@ -270,6 +283,7 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
             metric_rows.append(row)
 
     state = sampler.init(x0)
+    _check_state(state, x0.shape, "init")
     # Overflow on the way to a divergence is expected: the non-finite guard below reports it.
     try:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -285,6 +299,8 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
                 record_metrics(0, state)
             for k in range(1, steps + 1):
                 new_state, info = sampler.step(rng, state)
+                if k == 1:
+                    _check_state(new_state, x0.shape, "step", info)
                 if not _finite(new_state, sampler):
                     status, diverged_at = DIVERGED, k
                     break

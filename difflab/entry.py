@@ -40,11 +40,40 @@ def main() -> None:
         sys.stdout.write(TOP_HELP)
         sys.stdout.flush()
         return
+    argv = _load_plugins(argv)
+    sys.argv[1:] = argv
     if len(argv) > 1 and argv[0] == "sample":
         ONLY = argv[1]
     from difflab.cli import main as cli_main
 
     cli_main()
+
+
+def _load_plugins(argv: list) -> list:
+    """Load every ``--plugin REF`` (anywhere on the command line, repeatable) before the commands
+    are built, so its samplers are commands like the built-in ones; the rest of argv is returned."""
+    rest, refs, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            refs.append(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--plugin="):
+            refs.append(argv[i].split("=", 1)[1])
+        else:
+            rest.append(argv[i])
+        i += 1
+    if refs:
+        from difflab.errors import DifflabError
+        from difflab.plugins import load_plugin
+
+        try:
+            for ref in refs:
+                load_plugin(ref)
+        except DifflabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    return rest
 
 
 def _columns() -> int:

@@ -12,6 +12,11 @@ class ConfigError(DifflabError):
     """
 
 
+class PluginError(DifflabError):
+    """A plug-in's sampler or score broke its contract while running (raised, or returned the wrong
+    shape): one line naming it; nothing is written."""
+
+
 class RunExistsError(DifflabError):
     """The output run file exists and ``--force`` was not given."""
 

@@ -51,10 +51,8 @@ def atomic_path(path: Path, suffix: str = ""):
             tmp.unlink()
 
 
-def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: str,
-              target_source: str, trajectory, trajectory_step, metrics_step, metrics: dict,
-              per_step: dict, summary: dict, summary_arrays: dict, groups: dict | None = None) -> None:
-    """Write one run file atomically (temporary file + ``os.replace``)."""
+def write_run(path: Path, run: Run) -> None:
+    """Write one run file atomically (``atomic_path``)."""
     import h5py
     import numpy as np
 
@@ -63,55 +61,60 @@ def write_run(path: Path, *, attrs: dict, samples, params: dict, target_yaml: st
     with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["difflab_version"] = __version__
         f.attrs["schema_version"] = SCHEMA_VERSION
-        for k, v in attrs.items():
-            f.attrs[k] = v
-        ds = f.create_dataset("samples", data=np.asarray(samples, dtype=np.float64))
+        for k, v in run.attrs.items():
+            if k not in ("difflab_version", "schema_version"):
+                f.attrs[k] = v
+        ds = f.create_dataset("samples", data=np.asarray(run.samples, dtype=np.float64))
         ds.attrs["description"] = "final samples, one row per particle (chain)"
         ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
 
         cfg = f.create_group("config")
-        cfg.attrs["target_yaml"] = target_yaml
-        cfg.attrs["target_source"] = target_source
-        cfg.attrs["params_json"] = json.dumps(params, sort_keys=True)
+        cfg.attrs["target_yaml"] = run.target_yaml
+        cfg.attrs["target_source"] = run.target_source
+        cfg.attrs["params_json"] = json.dumps(run.params, sort_keys=True)
         pg = cfg.create_group("params")
-        for k, v in params.items():
+        for k, v in run.params.items():
             pg.attrs[k] = v
 
         tg = f.create_group("trajectory")
-        traj = np.asarray(trajectory, dtype=np.float64)
+        traj = np.asarray(run.trajectory, dtype=np.float64)
         chunks = (1,) + traj.shape[1:] if traj.size else None
         ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
                                compression_opts=4, shuffle=True)
         ds.attrs["description"] = "thinned positions of the first particles"
         for i, lab in enumerate(("frame", "particle", "coordinate")):
             ds.dims[i].label = lab
-        tg.create_dataset("step", data=np.asarray(trajectory_step, dtype=np.int64))
+        tg.create_dataset("step", data=np.asarray(run.trajectory_step, dtype=np.int64))
 
         mg = f.create_group("metrics")
-        mg.create_dataset("step", data=np.asarray(metrics_step, dtype=np.int64))
-        for k, v in metrics.items():
-            mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        mg.create_dataset("step", data=np.asarray(run.metrics.get("step", []), dtype=np.int64))
+        for k, v in run.metrics.items():
+            if k != "step":
+                mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
         ps = mg.create_group("per_step")
+        per_step = {k: v for k, v in run.per_step.items() if k != "step"}
         n_steps = len(next(iter(per_step.values()))) if per_step else 0
         ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
         for k, v in per_step.items():
             ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
         sg = f.create_group("summary")
-        for k, v in summary.items():
+        for k, v in run.summary.items():
             sg.attrs[k] = v
-        for k, v in summary_arrays.items():
+        for k, v in run.summary_arrays.items():
             sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
-        for name, datasets in (groups or {}).items():
+        for name, datasets in run.groups.items():
             g = f.create_group(name)
             for k, v in datasets.items():
                 g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
 
 @dataclass
-class RunRecord:
-    """What the reader returns. ``samples`` is loaded only when asked for."""
+class Run:
+    """A run in memory: what ``difflab.sample`` returns and ``difflab.load`` reads, the contents of
+    one run file. ``metrics`` and ``per_step`` hold their ``step`` arrays under the key "step".
+    Arrays are loaded only when asked for by ``read_run`` (``difflab.load`` reads everything)."""
 
     path: str
     attrs: dict
@@ -119,11 +122,82 @@ class RunRecord:
     summary: dict
     target_yaml: str = ""
     target_source: str = ""
-    samples: object = None
+    samples: object = None  # (n, d)
     trajectory: object = None  # (T, m, d) with trajectory=True
     trajectory_step: object = None  # (T,)
     metrics: dict = field(default_factory=dict)
     per_step: dict = field(default_factory=dict)
+    summary_arrays: dict = field(default_factory=dict)  # ess, split_rhat (d,)
+    groups: dict = field(default_factory=dict)  # e.g. likelihood: {name: array}
+
+    @property
+    def status(self) -> str:
+        return self.attrs.get("status", "")
+
+    @property
+    def steps_done(self) -> int:
+        return self.attrs.get("steps_done", 0)
+
+    def save(self, path, *, force: bool = False) -> Path:
+        """Write the run file (atomically); an existing file only with ``force``."""
+        from difflab.errors import RunExistsError
+
+        path = Path(path)
+        if path.exists() and not force:
+            raise RunExistsError(f"{path}: the run file exists; pass force=True to overwrite it")
+        write_run(path, self)
+        self.path = str(path)
+        return path
+
+    def to_xarray(self):
+        """An ``xarray.Dataset``: samples (particle, coordinate), trajectory (frame, particle,
+        coordinate) with its steps, the metric series on ``metric_step``, the per-step values on
+        ``step``; attributes: the run's, its parameters and summary as JSON. Needs xarray."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise RunFileError("Run.to_xarray needs xarray: pip install xarray") from None
+        import numpy as np
+
+        data = {"samples": (("particle", "coordinate"), np.asarray(self.samples))}
+        coords = {}
+        if self.trajectory is not None:
+            data["trajectory"] = (("frame", "particle_kept", "coordinate"), np.asarray(self.trajectory))
+            coords["frame_step"] = ("frame", np.asarray(self.trajectory_step))
+        coords["metric_step"] = np.asarray(self.metrics.get("step", []))
+        data.update({k: ("metric_step", np.asarray(v)) for k, v in self.metrics.items() if k != "step"})
+        coords["step"] = np.asarray(self.per_step.get("step", np.arange(1, self.steps_done + 1)))
+        data.update({f"per_step_{k}": ("step", np.asarray(v)) for k, v in self.per_step.items() if k != "step"})
+        attrs = {k: v for k, v in self.attrs.items() if isinstance(v, (str, int, float))}
+        attrs.update(params_json=json.dumps(self.params), summary_json=json.dumps(self.summary),
+                     target_yaml=self.target_yaml)
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def to_inference_data(self):
+        """An ArviZ ``InferenceData`` in the layout ``difflab export`` writes (posterior x (chain,
+        draw, x_dim_0) from the saved trajectory: chain = the kept particles, draw = the frames).
+        Needs ArviZ."""
+        try:
+            import arviz as az
+        except ImportError:
+            raise RunFileError("Run.to_inference_data needs ArviZ: pip install arviz") from None
+        import numpy as np
+
+        traj = np.asarray(self.trajectory, dtype=np.float64)
+        steps = np.asarray(self.trajectory_step, dtype=np.int64)
+        m = traj.shape[1]
+        ok = (steps >= 1) & (steps <= self.steps_done)
+        stats = {}
+        for name, v in self.per_step.items():
+            if name != "step":
+                at = np.full(len(steps), np.nan)
+                at[ok] = np.asarray(v, dtype=np.float64)[steps[ok] - 1]
+                stats[name] = np.broadcast_to(at, (m, len(steps))).copy()
+        return az.from_dict(posterior={"x": traj.transpose(1, 0, 2)}, sample_stats=stats or None,
+                            coords={"draw": steps}, attrs={"inference_library": "difflab",
+                                                           "sampler": self.attrs.get("sampler", "")})
+
+
 
 
 def _plain(v):
@@ -137,8 +211,12 @@ def _plain(v):
     return v
 
 
-def read_run(path, *, samples: bool = False, series: bool = False, trajectory: bool = False) -> RunRecord:
-    """Read a run file; raise RunFileError if it is not a readable difflab run."""
+def read_run(path, *, samples: bool = False, series: bool = False, trajectory: bool = False,
+             everything: bool = False) -> Run:
+    """Read a run file (its arrays as asked; ``everything``: all of them, the summary arrays and
+    extra groups included); raise RunFileError if it is not a readable difflab run."""
+    if everything:
+        samples = series = trajectory = True
     import h5py
 
     try:
@@ -148,7 +226,7 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
             version = int(f.attrs["schema_version"])
             if version > SCHEMA_VERSION:
                 raise RunFileError(f"{path}: schema_version {version} is newer than this difflab reads ({SCHEMA_VERSION})")
-            rec = RunRecord(
+            rec = Run(
                 path=str(path),
                 attrs={k: _plain(v) for k, v in f.attrs.items()},
                 params=json.loads(_plain(f["config"].attrs["params_json"])),
@@ -164,6 +242,10 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
             if series:
                 rec.metrics = {k: v[()] for k, v in f["metrics"].items() if isinstance(v, h5py.Dataset)}
                 rec.per_step = {k: v[()] for k, v in f["metrics/per_step"].items()}
+            if everything:
+                rec.summary_arrays = {k: v[()] for k, v in f["summary"].items()}
+                rec.groups = {g: {k: v[()] for k, v in f[g].items()} for g in f
+                              if g not in ("samples", "config", "trajectory", "metrics", "summary")}
             return rec
     except RunFileError:
         raise

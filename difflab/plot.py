@@ -194,7 +194,7 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
     if kind == "fit":
         if len(metric) != 1:
             raise ConfigError("--kind fit: needs exactly one --metric (the error to fit)")
-        from difflab.compare import fit_slope, group_by, load_rows
+        from difflab.analysis import fit_slope, group_by, load_rows
 
         groups = group_by(load_rows(paths), by, metric[0])
         fits = [fit_slope(g["points"]) for g in groups]

@@ -32,13 +32,15 @@ def progress(total: int):
     return progress, on_step
 
 
-def run_summary(path, result, summary: dict) -> None:
+def run_summary(path, run) -> None:
+    """A finished run's final metrics beside their exact-draw floors."""
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.compare import METRICS, fmt
+    from difflab.analysis import METRICS, fmt
 
-    table = Table(title=f"{path}  ({result.status}, {result.steps_done} steps, {result.wall_time_s:.2f} s)")
+    summary = run.summary
+    table = Table(title=f"{path}  ({run.status}, {run.steps_done} steps, {run.attrs['wall_time_s']:.2f} s)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("exact-draw floor", justify="right")
@@ -206,7 +208,7 @@ def run_table(run, rec) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.compare import fmt
+    from difflab.analysis import fmt
     table = Table(title=str(run), show_header=False)
     table.add_column("key")
     table.add_column("value", justify="right")

@@ -23,7 +23,7 @@ from difflab.errors import ConfigError, suggest
 
 def options_of(sampler: str) -> dict:
     """{key: (default, type)} of the settable options of ``difflab sample <sampler>``."""
-    from difflab.sample import entry_of
+    from difflab.sampling import entry_of
 
     return {o.name: (o.default, o.typ) for o in entry_of(sampler).all_options if o.name not in NOT_SETTABLE}
 

@@ -116,15 +116,15 @@ def expand(text: str, src: str) -> list[Run]:
 
 def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
     """Prepare and execute one run in this process: (path, status, error message or '')."""
-    from difflab import sample as sample_mod
+    from difflab import sampling as sample_mod
 
     opts = sample_mod.options_from_args(sampler, args)
     try:
         spec, target, params, path = sample_mod.prepare(opts)
-        path, result, _ = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path)
+        run = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path)
     except (DifflabError, OSError) as exc:
         return "", "failed", str(exc)
-    return str(path), result.status, ""
+    return str(path), run.status, ""
 
 
 def _crashed(exc: BaseException) -> tuple[str, str, str]:
@@ -156,7 +156,11 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run.
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        from difflab.plugins import load_all, loaded
+
+        # The workers load the plug-ins this process loaded (--plugin), so their samplers exist there too.
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=load_all, initargs=(loaded(),)) as pool:
             futures = {pool.submit(run_one, run.sampler, run.args): run for run, _ in todo}
             for fut in as_completed(futures):
                 try:
@@ -206,7 +210,7 @@ def _run_dask(todo: list, on_done, address) -> None:
 
 def preflight(runs: list[Run]):
     """Validate every run before any starts: (to_run, skipped paths, errors, duplicate count)."""
-    from difflab import sample as sample_mod
+    from difflab import sampling as sample_mod
 
     todo, skipped, errors, seen = [], [], [], set()
     for run in runs:

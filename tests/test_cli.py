@@ -194,9 +194,8 @@ def test_a_failed_write_leaves_nothing_behind(in_tmp, monkeypatch):
 
     monkeypatch.setattr(h5py.Group, "create_group", broken)
     with pytest.raises(OSError):
-        dio.write_run(in_tmp / "x.h5", attrs={}, samples=np.zeros((2, 1)), params={}, target_yaml="",
-                      target_source="", trajectory=np.zeros((1, 1, 1)), trajectory_step=[0], metrics_step=[],
-                      metrics={}, per_step={}, summary={}, summary_arrays={})
+        dio.write_run(in_tmp / "x.h5", dio.Run(path="", attrs={}, params={}, summary={}, samples=np.zeros((2, 1)),
+                                               trajectory=np.zeros((1, 1, 1)), trajectory_step=[0]))
     assert os.listdir(in_tmp) == []
 
 

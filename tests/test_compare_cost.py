@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from difflab.cli import app
-from difflab.compare import cost_rank, metric_kind
+from difflab.analysis import cost_rank, metric_kind
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from difflab.cli import app
-from difflab.compare import fit_slope
+from difflab.analysis import fit_slope
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ import pytest
 
 from difflab import driver, exact
 from difflab.config import load_target
-from difflab.sample import _initial
+from difflab.sampling import _initial
 from difflab.samplers import SAMPLERS
 from difflab.schedules import ddpm_grid, make_schedule, time_grid
 from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE

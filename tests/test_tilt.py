@@ -209,7 +209,7 @@ def test_naive_guidance_needs_a_tilted_target(tmp_path):
 def _smc_runs(lam, n, seeds, steps=50, proposal="base"):
     """(final means (R, d), Z estimates (R,)) of smc runs on the tilted 2-D Gaussian."""
     from difflab import driver
-    from difflab.sample import _initial
+    from difflab.sampling import _initial
     from difflab.samplers import SAMPLERS
 
     spec, tilted, _ = _tilted_gaussian(lam)

@@ -219,6 +219,6 @@ MALA_ENTRY = SamplerEntry(
     options=(step_size_option(0.1),
              Option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
              Option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
-    build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation,
+    build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation, needs=("log_prob",),
     steps=STEPS, init=INIT, mcmc=True,
 )

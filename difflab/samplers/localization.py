@@ -165,7 +165,7 @@ LOCALIZATION_ENTRY = SamplerEntry(
              Option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
     build=lambda target, p: Localization(target, localization_grid(p["t_min"], p["t_max"], p["steps"], p["grid"]),
                                          transition=p["transition"], output=p["output"]),
-    resolve=_resolve, needs=("noised_law",),
+    resolve=_resolve, needs=("noised_law", "exact"),
     init=init_option("zero", help="Localization starts at y_0 = 0."),
     steps=with_default(STEPS, 500, "Moves on the time grid (then one read-out)."),
 )

@@ -183,7 +183,7 @@ SMC_ENTRY = SamplerEntry(
              Option("ess_threshold", 0.5, float, "Resample when the ESS falls below this fraction of the particles.",
                     check=lambda v: None if 0.0 <= v <= 1.0 else "must be in [0, 1]"),
              schedules.PRIOR_OPTION),
-    build=_build, resolve=_resolve, needs=("noised_law", "reward"), init=PRIOR_INIT,
+    build=_build, resolve=_resolve, needs=("noised_law", "reward", "exact"), init=PRIOR_INIT,
     target=Option("target", "gmm-tilted", str, "A target file with a tilt: block (reward r), e.g. the shipped "
                   "gmm-tilted.", short="-t"),
     steps=with_default(STEPS, 100, "Reverse steps on K of DDPM's 1000 (<= 1000)."),

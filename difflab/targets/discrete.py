@@ -65,6 +65,7 @@ class DiscreteTarget:
         if logw.shape != (alphabet**dim,):
             raise ConfigError(f"log_weights: expected {alphabet**dim} values, got shape {logw.shape}")
         self.name, self.kind = name, kind
+        self.spec = None  # the validated target file it was built from (config.build_target)
         self.K, self.dim = alphabet, dim
         self.n_states = alphabet**dim
         self.log_probs = logw - logsumexp(logw)

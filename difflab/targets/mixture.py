@@ -99,6 +99,7 @@ class GaussianMixture:
         self._diag_cache = self._prec_cache = None
         # Declarations of the target contract (difflab.contracts); a tilted or classed file sets the last three.
         self.untilted, self.reward, self.tilt_log_z, self.classes = None, (), None, {}
+        self.spec = None  # the validated target file it was built from (config.build_target)
         if self._diagonal:
             self.eigvals = np.diagonal(self.covs, axis1=1, axis2=2).copy()
             self.eigvecs = np.broadcast_to(np.eye(d), (K, d, d)).copy()
@@ -107,6 +108,8 @@ class GaussianMixture:
 
     discrete = False
     has_noised_law = True  # every noise level in closed form
+    has_log_prob = True
+    exact = True  # exact posterior and noised densities
     exact_score = True
 
     @property

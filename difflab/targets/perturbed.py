@@ -46,6 +46,37 @@ class ScoreWrapper:
         return np.einsum("dn,dn->n", diff, diff)
 
 
+class UserScore(ScoreWrapper):
+    """The user's score function (a ``kind: score`` target), measured against ``base``, the exact
+    reference target: ``score_mse`` and the error decomposition use the reference's exact score,
+    and every metric its exact law. The function takes x as (n, d) (with ``noised``, also alpha and
+    sigma: the score of alpha X + sigma Z) and returns (n, d): one call per step, all particles."""
+
+    has_log_prob = False  # MALA needs a log density
+    exact = False  # no exact posterior or noised density (localization, smc, --likelihood)
+
+    def __init__(self, reference, fn, noised: bool, ref: str):
+        super().__init__(reference, affine_score=False)
+        self.fn, self.has_noised_law, self.ref = fn, noised, ref
+
+    def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
+        from difflab.errors import PluginError
+
+        try:
+            out = self.fn(xt.T, alpha, sigma) if self.has_noised_law else self.fn(xt.T)
+            out = np.asarray(out, dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 -- the user's code: one line
+            raise PluginError(f"score {self.ref}: raised {type(exc).__name__}: {exc}") from None
+        if out.shape != xt.T.shape:
+            raise PluginError(f"score {self.ref}: returned shape {out.shape}; expected {xt.T.shape} (particles, dimension)")
+        return np.ascontiguousarray(out.T)
+
+    def log_prob_and_score_t(self, xt, alpha: float = 1.0, sigma: float = 0.0):
+        from difflab.errors import PluginError
+
+        raise PluginError(f"score {self.ref}: a score alone has no log density")
+
+
 class PerturbedScore(ScoreWrapper):
     def __init__(self, target, kind: str, eps: float, rng: np.random.Generator):
         super().__init__(target, affine_score=kind != "bias" and target.affine_score)

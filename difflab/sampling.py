@@ -27,7 +27,7 @@ class SampleOptions:
     """
 
     sampler: str
-    target: str = "gmm"
+    target: object = "gmm"  # a shipped name or path; from the API also YAML text, a mapping or a spec
     particles: int = 1000
     steps: int | None = None
     seed: int = 0
@@ -128,9 +128,10 @@ def load_points(path: str, dim: int):
     return x
 
 
-def prepare(opts: SampleOptions):
+def prepare(opts: SampleOptions, default_path: bool = True):
     """Validate everything (target, options, points, output path) before any work:
-    (spec, target, params, path)."""
+    (spec, target, params, path). Without ``--out`` the path is runs/<name>.h5, or None (nothing
+    to write) with ``default_path`` off (the Python API)."""
     from difflab.config import load_target
     from difflab.contracts import TargetFeatures, check_compatible
     from difflab.driver import check_threads_env
@@ -141,14 +142,15 @@ def prepare(opts: SampleOptions):
     # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).
     params.update({f"target.{k}": v if isinstance(v, (int, float, str)) else json.dumps(v)
                    for k, v in opts.target_set})
+    continuous = not spec.discrete
     features = TargetFeatures(source=spec.source, kind=spec.kind, discrete=spec.discrete,
-                              noised_law=not spec.discrete and target.has_noised_law,
-                              reward=bool(not spec.discrete and spec.reward),
-                              classes=() if spec.discrete else spec.classes)
+                              noised_law=continuous and target.has_noised_law,
+                              reward=bool(continuous and spec.reward), classes=spec.classes if continuous else (),
+                              log_prob=continuous and target.has_log_prob, exact=continuous and target.exact)
     check_compatible(entry_of(opts.sampler), params, features)
     if params.get("points"):
         load_points(params["points"], target.dim)
-    path = output_path(opts, spec, params)
+    path = output_path(opts, spec, params) if opts.out is not None or default_path else None
     return spec, target, params, path
 
 
@@ -189,17 +191,21 @@ def _initial(params: dict, target, sampler, rng, n: int):
     return x, (mean, cov)
 
 
-def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, progress=None):
-    """Run and write; returns (path, RunResult, summary dict).
+def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | None = None, progress=None,
+            argv: list | None = None):
+    """Run, and write the run file if ``path`` is given; returns the ``Run`` (``difflab.io``).
 
     ``progress``, if given, is called with the number of steps and returns (context manager,
-    on_step callback).
+    on_step callback). ``argv``: what the run file records as the command (default sys.argv).
     """
     import contextlib
 
     import numpy as np
 
     from difflab import driver, metrics
+    from difflab.io import Run, write_run
+    from difflab.plugins import check_sampler
+    from difflab.samplers import is_builtin
     from difflab.samplers.langevin import StepSizeAdapter
 
     entry = entry_of(opts.sampler)
@@ -211,7 +217,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     else:
         model, target, guided = _model(target, params, rng_metric, rng_score)
         suite = metrics.MetricSuite(target, rng_metric)
-    sampler = entry.build(model, params)
+    plugin = not is_builtin(opts.sampler)
+    sampler = _guarded(plugin, opts.sampler, "build", lambda: entry.build(model, params))
+    if plugin:
+        check_sampler(sampler, opts.sampler)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
     adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
     steps = sampler.n_steps or params["steps"]
@@ -220,10 +229,11 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     every = params["metrics_every"] if entry.mcmc or not target.discrete else 0
     ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
     with ctx:
-        result = driver.run(sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
-                            trajectory_particles=params["trajectory_particles"], metrics_every=every,
-                            metric_fn=suite.series if every else None, warmup=params.get("warmup", 0),
-                            adapter=adapter, on_step=on_step)
+        result = _guarded(plugin, opts.sampler, "run", lambda: driver.run(
+            sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
+            trajectory_particles=params["trajectory_particles"], metrics_every=every,
+            metric_fn=suite.series if every else None, warmup=params.get("warmup", 0), adapter=adapter,
+            on_step=on_step))
     groups = {}
     with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
         summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
@@ -243,8 +253,40 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path, prog
     samples, trajectory = result.samples, result.trajectory
     if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
         samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
-    _write(path, opts, spec, params, result, samples, trajectory, summary, summary_arrays, groups)
-    return path, result, summary
+    run = Run(
+        path=str(path or ""),
+        attrs={
+            "sampler": opts.sampler, "target": spec.name, "seed": opts.seed, "status": result.status,
+            "steps_done": result.steps_done, "diverged_step": result.diverged_step,
+            "wall_time_s": result.wall_time_s,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "argv": json.dumps(sys.argv if argv is None else argv), "n_particles": params["particles"],
+            "dim": samples.shape[1],
+        },
+        params=params, summary=summary, target_yaml=spec.text, target_source=spec.source, samples=samples,
+        trajectory=trajectory, trajectory_step=result.trajectory_step,
+        metrics={"step": result.metrics_step, **result.metrics},
+        per_step={"step": np.arange(1, result.steps_done + 1), **result.per_step} if result.per_step else {},
+        summary_arrays=summary_arrays, groups=groups,
+    )
+    if path is not None:
+        write_run(path, run)
+    return run
+
+
+def _guarded(plugin: bool, name: str, what: str, fn):
+    """fn(); a plug-in's exception (its own code) becomes one PluginError line. Built-in samplers'
+    exceptions are bugs of difflab's and keep their traceback."""
+    if not plugin:
+        return fn()
+    from difflab.errors import PluginError
+
+    try:
+        return fn()
+    except DifflabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the user's code
+        raise PluginError(f"sampler {name} (plug-in): its {what} raised {type(exc).__name__}: {exc}") from None
 
 
 def _model(target, params: dict, rng_metric, rng_score):
@@ -254,6 +296,8 @@ def _model(target, params: dict, rng_metric, rng_score):
     error) and against the tilted law q."""
     from difflab import metrics
 
+    if not target.exact_score:  # a kind: score target: the user's score, judged against its reference
+        return target, target.base, None
     if params.get("guidance", "none") != "none":
         from difflab.targets.guidance import TiltedByClass, guided_model
 
@@ -283,25 +327,6 @@ def _guidance_summary(summary, samples, tilted, suite, unconditional, members, g
     summary["class_confidence"] = float(unconditional.class_probability(samples, members).mean())
     exact = tilted.conditional.sample(rng, n)
     summary["floor_class_confidence"] = float(unconditional.class_probability(exact, members).mean())
-
-
-def _write(path, opts, spec, params, result, samples, trajectory, summary, summary_arrays, groups) -> None:
-    from difflab.io import write_run
-
-    write_run(
-        path,
-        attrs={
-            "sampler": opts.sampler, "target": spec.name, "seed": opts.seed, "status": result.status,
-            "steps_done": result.steps_done, "diverged_step": result.diverged_step,
-            "wall_time_s": result.wall_time_s,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "argv": json.dumps(sys.argv), "n_particles": params["particles"], "dim": samples.shape[1],
-        },
-        samples=samples, params=params, target_yaml=spec.text, target_source=spec.source,
-        trajectory=trajectory, trajectory_step=result.trajectory_step,
-        metrics_step=result.metrics_step, metrics=result.metrics, per_step=result.per_step,
-        summary=summary, summary_arrays=summary_arrays, groups=groups,
-    )
 
 
 def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: dict) -> None:

@@ -30,19 +30,21 @@ def load_rows(paths) -> list[dict]:
 
     rows = []
     for p in paths:
-        row = {"run": str(p)}
         try:
-            rec = read_run(p)
+            rows.append(row_of(read_run(p)))
         except RunFileError as exc:
-            row["error"] = str(exc)
-            rows.append(row)
-            continue
-        row.update({k: rec.attrs.get(k) for k in RUN_KEYS})
-        row["wall_time_s"] = rec.attrs.get("wall_time_s")
-        row["params"] = rec.params
-        row["summary"] = rec.summary
-        rows.append(row)
+            rows.append({"run": str(p), "error": str(exc)})
     return rows
+
+
+def row_of(run) -> dict:
+    """A run's row: identity, parameters, summary metrics (``run`` a ``difflab.io.Run``)."""
+    row = {"run": run.path or f"{run.attrs.get('sampler')}-{run.attrs.get('target')} (in memory)"}
+    row.update({k: run.attrs.get(k) for k in RUN_KEYS})
+    row["wall_time_s"] = run.attrs.get("wall_time_s")
+    row["params"] = run.params
+    row["summary"] = run.summary
+    return row
 
 
 def differing_params(rows: list[dict]) -> list[str]:

@@ -1,0 +1,104 @@
+"""difflab's Python API: everything ``difflab sample``, ``compare`` and the targets do, in process.
+
+    import difflab
+    run = difflab.sample("mala", target="gmm", particles=2000, steps=500, seed=1, step_size=0.2)
+    run.samples, run.summary["sliced_w2"], run.metrics["step"]
+    run.save("runs/mala.h5")                      # the same atomic run file the CLI writes
+    rows = difflab.compare([run, difflab.load("runs/ula.h5")])
+
+The same options and seed give the same samples as ``difflab sample``, bit for bit: both go
+through ``difflab.sampling.prepare`` and ``execute``. Errors are ``difflab.errors.DifflabError``
+with the one-line messages the CLI prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from difflab.errors import ConfigError
+from difflab.io import Run
+
+
+def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = None, seed: int = 0,
+           init: str | None = None, save_every: int | None = None, metrics_every: int | None = None,
+           trajectory_particles: int = 100, target_set: dict | None = None, out=None, force: bool = False,
+           **options) -> Run:
+    """Run a sampler on a target and return the ``Run`` in memory (written to ``out`` if given).
+
+    ``sampler``: a registered name (built-in or plug-in) or a ``SamplerEntry`` (registered for
+    the session; see "Extending difflab"). ``target``: a shipped name, a YAML path, a YAML string,
+    a mapping, or a target from ``load_target``. ``options``: the sampler's own options by key
+    (``step_size=0.05``, ``solver="heun"``, ``class_="left"`` or ``**{"class": "left"}``).
+    """
+    from difflab import sampling as sample_mod
+    from difflab.samplers import register
+
+    name = register(sampler) if not isinstance(sampler, str) else sampler
+    spec_or_ref = _target_ref(target)
+    options = {k.rstrip("_") if k == "class_" else k: v for k, v in options.items()}
+    opts = sample_mod.SampleOptions(
+        sampler=name, target=spec_or_ref, particles=particles, steps=steps, seed=seed, init=init,
+        out=Path(out) if out is not None else None, save_every=save_every, metrics_every=metrics_every,
+        trajectory_particles=trajectory_particles, force=force, options=options,
+        target_set=tuple((target_set or {}).items()))
+    spec, tgt, params, path = sample_mod.prepare(opts, default_path=False)
+    argv = ["difflab.sample", name, *(f"{k}={v}" for k, v in sorted(options.items()))]
+    return sample_mod.execute(opts, spec=spec, target=tgt, params=params, path=path, argv=argv)
+
+
+def _target_ref(target):
+    """A target object from ``load_target`` stands for the validated file it was built from."""
+    from difflab.targets.discrete import DiscreteTarget
+    from difflab.targets.mixture import GaussianMixture
+
+    if isinstance(target, (GaussianMixture, DiscreteTarget)):
+        if target.spec is None:
+            raise ConfigError("target: this target object was not built from a target file; give its YAML "
+                              "(text, a mapping or a path) instead, so the run file can record it")
+        return target.spec
+    if isinstance(target, Path):
+        return str(target)
+    if isinstance(target, (str, dict)):
+        return target
+    raise ConfigError(f"target: expected a shipped name, a path, YAML text, a mapping or a target from "
+                      f"difflab.load_target, got {type(target).__name__}")
+
+
+def load(path) -> Run:
+    """Read a run file completely (samples, trajectory, series, summary arrays)."""
+    from difflab.io import read_run
+
+    return read_run(path, everything=True)
+
+
+def load_target(target="gmm", **target_set):
+    """A target object: ``log_prob``, ``score``, ``sample(rng, n)``, ``mean``, ``cov`` and, for the
+    continuous ones, the noised law (``noised_log_prob``, ``noised_score``, ``denoiser`` at any
+    (alpha, sigma)). ``target`` as in ``sample``; keyword arguments override keys by dotted path
+    with ``__`` for ``.`` (``ring__radius=6``), as ``--target-set`` does."""
+    from difflab.config import load_target as load
+
+    ref = _target_ref(target)
+    overrides = tuple((k.replace("__", "."), v) for k, v in target_set.items())
+    return load(ref, overrides)[1]
+
+
+def compare(runs, metrics=None, *, sort: str | None = None, as_frame: bool = False):
+    """One record per run, the numbers ``difflab compare`` prints: the parameters that differ
+    between the runs and the final metrics (``metrics``: these summary keys instead). ``runs``:
+    ``Run`` objects and/or run-file paths. ``as_frame``: a pandas DataFrame (pandas is optional)."""
+    from difflab import analysis as cmp
+
+    rows = [cmp.row_of(r) if isinstance(r, Run) else cmp.load_rows([r])[0] for r in runs]
+    params = cmp.differing_params(rows)
+    cols, flat = cmp.flatten(rows, params, metrics)
+    if sort:
+        flat = cmp.sort_rows(flat, sort, cols)
+    records = [{c: d.get(c) for c in cols} | ({"error": d["error"]} if "error" in d else {}) for d in flat]
+    if not as_frame:
+        return records
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("as_frame: needs pandas (pip install pandas); without it compare returns records") from None
+    return pd.DataFrame.from_records(records, columns=cols)

@@ -1,0 +1,118 @@
+"""Plug-ins: samplers and scores that come from the user's own code.
+
+Nothing here runs code the user did not name: a plug-in is an installed package's entry point
+(group ``difflab.samplers``: the user installed it), a ``--plugin FILE.py`` or ``--plugin
+MODULE`` they typed, or ``difflab.load_plugin(...)`` / a ``SamplerEntry`` they passed in Python.
+A target file or a run file never imports anything: a ``kind: score`` target names a function
+(``score: my_scores.py:ring_score``) that must belong to a plug-in already loaded, and is refused
+with one line saying so otherwise.
+
+Loading a plug-in module registers every ``SamplerEntry`` at its top level (``difflab sample
+NAME`` then exists, with its declared options) and makes its functions available to ``kind:
+score`` targets.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from difflab.errors import ConfigError, DifflabError
+
+_LOADED: dict = {}  # what the user named ("my_scores.py", "pkg.scores"): module
+
+
+def load_plugin(ref: str):
+    """Import the plug-in ``ref`` (a ``.py`` path or an importable module) and register its sampler
+    entries; returns the module. Loading the same reference twice is a no-op."""
+    from difflab.contracts import SamplerEntry
+    from difflab.samplers import register
+
+    ref = str(ref)
+    if ref in _LOADED:
+        return _LOADED[ref]
+    try:
+        if ref.endswith(".py"):
+            path = Path(ref)
+            if not path.is_file():
+                raise ConfigError(f"--plugin: no file '{ref}'")
+            name = f"difflab_plugin_{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(ref)
+    except DifflabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
+        raise ConfigError(f"--plugin {ref}: importing it raised {type(exc).__name__}: {exc}") from None
+    for entry in vars(module).values():
+        if isinstance(entry, SamplerEntry):
+            register(entry, f"--plugin {ref}")
+    _LOADED[ref] = module
+    return module
+
+
+def loaded() -> list[str]:
+    """The plug-ins loaded in this process, as the user named them (for sweep workers)."""
+    return list(_LOADED)
+
+
+def load_all(refs) -> None:
+    """Load each plug-in of ``refs`` (a sweep worker's initializer)."""
+    for ref in refs:
+        load_plugin(ref)
+
+
+def score_function(ref: str, source: str):
+    """The function ``ref`` (``FILE.py:NAME`` or ``MODULE:NAME``) of a loaded plug-in."""
+    module_ref, _, name = str(ref).rpartition(":")
+    if not module_ref or not name:
+        raise ConfigError(f"{source}: score: expected FILE.py:FUNCTION or MODULE:FUNCTION, got {ref!r}")
+    module = _LOADED.get(module_ref)
+    if module is None:
+        raise ConfigError(f"{source}: score: '{ref}' is code, which difflab runs only when you name it: pass "
+                          f"--plugin {module_ref} (Python: difflab.load_plugin('{module_ref}'))")
+    fn = vars(module).get(name)
+    if not callable(fn):
+        raise ConfigError(f"{source}: score: plug-in {module_ref} has no function '{name}'")
+    return fn
+
+
+def checked_entry(load, source: str, name: str):
+    """An installed plug-in's entry, loaded: a SamplerEntry named as its entry point, or one line."""
+    from difflab.contracts import SamplerEntry
+
+    try:
+        entry = load()
+    except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
+        raise ConfigError(f"sampler {name}: {source} could not be loaded: {type(exc).__name__}: {exc}") from None
+    if not isinstance(entry, SamplerEntry) or entry.name != name:
+        raise ConfigError(f"sampler {name}: {source} is not a difflab.contracts.SamplerEntry named '{name}'")
+    return entry
+
+
+def check_sampler(sampler, name: str) -> None:
+    """A plug-in's sampler object against the contract, before it runs (one line if it falls short).
+    This is the one place where difflab looks at what an object has: it is the user's code."""
+    from difflab.contracts import Capabilities
+
+    missing = [m for m in ("init", "step") if not callable(getattr(sampler, m, None))]
+    if not isinstance(getattr(sampler, "capabilities", None), Capabilities):
+        missing.append("capabilities (a difflab.contracts.Capabilities)")
+    if not hasattr(sampler, "n_steps"):
+        missing.append("n_steps (an int, or None for a Markov kernel)")
+    caps = getattr(sampler, "capabilities", None)
+    if isinstance(caps, Capabilities):
+        needs = {"affine": ("deterministic", "noise_cov", "exact_law_start", "exact_law_output"),
+                 "estimate": ("estimate",), "adapts_step_size": ("with_step_size",),
+                 "diffusion": ("start_law",)}
+        for cap, methods in needs.items():
+            if vars(caps)[cap]:
+                missing += [f"{m} (it declares {cap})" for m in methods if not callable(getattr(sampler, m, None))]
+    if missing:
+        raise ConfigError(f"sampler {name}: the plug-in's sampler ({type(sampler).__name__}) lacks "
+                          f"{', '.join(missing)}; see the sampler contract in difflab.contracts")
