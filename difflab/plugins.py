@@ -21,7 +21,8 @@ from pathlib import Path
 
 from difflab.errors import ConfigError, DifflabError
 
-_LOADED: dict = {}  # what the user named ("my_scores.py", "pkg.scores"): module
+_LOADED: dict = {}  # what the user named ("my_scores.py", "pkg.scores"), and its module name: module
+_TYPED: list = []  # the references as the user gave them, in order
 
 
 def load_plugin(ref: str):
@@ -52,13 +53,15 @@ def load_plugin(ref: str):
     for entry in vars(module).values():
         if isinstance(entry, SamplerEntry):
             register(entry, f"--plugin {ref}")
-    _LOADED[ref] = module
+    # Known by what the user typed and by its module name (a file's stem): a target's score: names it either way.
+    _LOADED[ref] = _LOADED[Path(ref).stem if ref.endswith(".py") else ref] = module
+    _TYPED.append(ref)
     return module
 
 
 def loaded() -> list[str]:
     """The plug-ins loaded in this process, as the user named them (for sweep workers)."""
-    return list(_LOADED)
+    return list(_TYPED)
 
 
 def load_all(refs) -> None:
@@ -68,11 +71,11 @@ def load_all(refs) -> None:
 
 
 def score_function(ref: str, source: str):
-    """The function ``ref`` (``FILE.py:NAME`` or ``MODULE:NAME``) of a loaded plug-in."""
+    """The function ``ref`` (``FILE.py:NAME``, ``STEM:NAME`` or ``MODULE:NAME``) of a loaded plug-in."""
     module_ref, _, name = str(ref).rpartition(":")
     if not module_ref or not name:
         raise ConfigError(f"{source}: score: expected FILE.py:FUNCTION or MODULE:FUNCTION, got {ref!r}")
-    module = _LOADED.get(module_ref)
+    module = _LOADED.get(module_ref, _LOADED.get(Path(module_ref).stem if module_ref.endswith(".py") else ""))
     if module is None:
         raise ConfigError(f"{source}: score: '{ref}' is code, which difflab runs only when you name it: pass "
                           f"--plugin {module_ref} (Python: difflab.load_plugin('{module_ref}'))")
