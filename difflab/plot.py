@@ -49,9 +49,11 @@ def _is_discrete(rec) -> bool:
 
 
 def _target(rec):
-    from difflab.config import build_target, parse_target
+    """The run's exact target (for a score of the user's own, its reference: no code is run)."""
+    from difflab.config import ScoreSpec, build_target, parse_target
 
-    return build_target(parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target")))
+    spec = parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target"))
+    return build_target(spec.reference if isinstance(spec, ScoreSpec) else spec)
 
 
 def _grid(n: int) -> tuple[int, int]:

@@ -1,0 +1,234 @@
+"""Plug-ins: the example package installed from examples/ becomes `difflab sample` commands, a local
+file by --plugin, user scores measured against their reference; bad plug-ins give one line and
+write nothing; target files and run files never run code by themselves."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.linalg import solve_discrete_lyapunov
+
+from difflab import exact
+from difflab.io import read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """The example plug-in package pip-installed into a folder of its own (not into the test
+    environment); processes that put it on PYTHONPATH see its entry points."""
+    where = tmp_path_factory.mktemp("site")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(where),
+                        str(EXAMPLES / "difflab-extras")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return where
+
+
+def difflab(*args, cwd, path=None):
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    return subprocess.run([sys.executable, "-m", "difflab", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_the_installed_package_adds_commands(installed, tmp_path):
+    out = difflab("sample", "--help", cwd=tmp_path, path=installed).stdout
+    assert "rmla" in out and "langevin-heun" in out
+    helped = difflab("sample", "rmla", "--help", cwd=tmp_path, path=installed).stdout
+    assert "--step-size" in helped and "Randomized-midpoint" in helped
+    r = difflab("sample", "rmla", "-t", "gmm", "-n", "300", "--steps", "50", "--set", "step_size=0.05", "-q",
+                "-o", "rmla.h5", cwd=tmp_path, path=installed)
+    assert r.returncode == 0, r.stderr
+    assert difflab("sample", "mala", "-n", "300", "--steps", "50", "-q", "-o", "mala.h5", cwd=tmp_path).returncode == 0
+    table = difflab("compare", "rmla.h5", "mala.h5", "--csv", cwd=tmp_path)  # no plug-in needed to read
+    assert table.returncode == 0 and "rmla" in table.stdout and "mala" in table.stdout
+    rec = read_run(tmp_path / "rmla.h5")
+    assert rec.params["step_size"] == 0.05 and rec.summary["nfe"] == 100.0
+
+
+def _heun_law(h: float, steps: int, m0, c0):
+    """The stochastic-Heun step on N(m, P^-1) written out: x' - m = A (x - m) + N xi with
+    A = I - h P + h^2 P^2 / 2 and N = sqrt(2 h) (I - h P / 2)."""
+    m = np.array([0.0, 1.0])
+    S = np.array([[1.0, 0.5], [0.5, 2.0]])
+    P = np.linalg.inv(S)
+    A = np.eye(2) - h * P + 0.5 * h * h * P @ P
+    N = np.sqrt(2 * h) * (np.eye(2) - 0.5 * h * P)
+    mean, cov = m0 - m, c0
+    for _ in range(steps):
+        mean, cov = A @ mean, A @ cov @ A.T + N @ N.T
+    stationary = solve_discrete_lyapunov(A, N @ N.T)
+    return mean + m, cov, stationary, S, m
+
+
+def test_a_plugin_declaring_an_affine_step_gets_the_exact_law(installed, tmp_path):
+    r = difflab("sample", "langevin-heun", "-t", "gaussian", "-n", "200", "--steps", "30", "--step-size", "0.2",
+                "--init", "normal", "-q", "-o", "heun.h5", cwd=tmp_path, path=installed)
+    assert r.returncode == 0, r.stderr
+    mean, cov, stationary, S, m = _heun_law(0.2, 30, np.zeros(2), np.eye(2))
+    rec = read_run(tmp_path / "heun.h5")
+    assert rec.summary["exact_kl"] == pytest.approx(exact.gaussian_kl(mean, cov, m, S), rel=1e-10)
+    # and its bias is second order: the stationary covariance is S (I + O(h^2))
+    ratios = [np.abs(_heun_law(h, 1, m, S)[2] - S).max() for h in (0.05, 0.1)]
+    assert 3.5 < ratios[1] / ratios[0] < 4.5
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+import numpy as np
+from difflab.contracts import STEPS, Capabilities, Option, SamplerEntry, init_option
+
+@dataclass(frozen=True)
+class State:
+    xt: np.ndarray
+    @property
+    def x(self):
+        return self.xt.T
+
+@dataclass(frozen=True)
+class Drift:
+    target: object
+    step_size: float
+    capabilities = Capabilities(per_particle=True)
+    n_steps = None
+    def init(self, x0):
+        return State(np.ascontiguousarray(x0.T))
+    def step(self, rng, state):
+        MODE
+        xt = state.xt + self.step_size * self.target.score_t(state.xt) + np.sqrt(2 * self.step_size) * rng.standard_normal(state.xt.shape)
+        return State(xt), {"nfe": 1.0}
+
+ENTRY = SamplerEntry("drift", "A local plug-in: ULA written out.", options=(Option("step_size", 0.05, float, "Step size h."),),
+                     build=lambda t, p: Drift(t, p["step_size"]), steps=STEPS,
+                     init=init_option("normal", "target", help="Initial state."), mcmc=True)
+'''
+
+
+def _local(tmp_path, mode="pass", extra=""):
+    (tmp_path / "drift.py").write_text(PLUGIN.replace("MODE", mode) + extra)
+    return "drift.py"
+
+
+def test_a_local_file_plugin_runs_like_ula(tmp_path):
+    """--plugin FILE.py registers its entries; the written-out ULA equals the built-in one bit for bit."""
+    plug = _local(tmp_path)
+    r = difflab("--plugin", plug, "sample", "drift", "-t", "gaussian", "-n", "300", "--steps", "20", "-q",
+                "-o", "d.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert difflab("sample", "ula", "-t", "gaussian", "-n", "300", "--steps", "20", "--step-size", "0.05", "-q",
+                   "-o", "u.h5", cwd=tmp_path).returncode == 0
+    d, u = read_run(tmp_path / "d.h5", samples=True), read_run(tmp_path / "u.h5", samples=True)
+    np.testing.assert_array_equal(d.samples, u.samples)
+    assert d.attrs["sampler"] == "drift"
+
+
+@pytest.mark.parametrize("mode, extra, message", [
+    ("pass", "\nDrift.step = None\n", "lacks step"),
+    ("return State(state.xt[:, :5]), {}", "", "returned a state whose x has shape (5, 2)"),
+    ("raise RuntimeError('boom')", "", "sampler drift (plug-in): its run raised RuntimeError: boom"),
+    ("return State(state.xt), {'nfe': 'one'}", "", "expected a mapping of names to numbers"),
+    ("pass", "\nraise ImportError('no such thing')\n", "--plugin drift.py: importing it raised ImportError"),
+    ("pass", "\nENTRY2 = SamplerEntry('mala', 'x', options=(), build=None, steps=STEPS, init=init_option('normal', "
+             "help='x'))\n", "'mala' is a built-in sampler's name"),
+])
+def test_bad_plugins_give_one_line_and_write_nothing(tmp_path, mode, extra, message):
+    plug = _local(tmp_path, mode, extra)
+    r = difflab("--plugin", plug, "sample", "drift", "-t", "gaussian", "-n", "50", "--steps", "5", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_plugins_from_python_raise_difflab_errors(tmp_path):
+    import difflab as dl
+    from difflab.contracts import STEPS, Capabilities, SamplerEntry, init_option
+
+    class NoStep:
+        capabilities, n_steps = Capabilities(), None
+
+        def init(self, x0):
+            return x0
+
+    entry = SamplerEntry("nostep-api", "x", options=(), build=lambda t, p: NoStep(), steps=STEPS,
+                         init=init_option("normal", help="x"))
+    with pytest.raises(dl.DifflabError, match="lacks step"):
+        dl.sample(entry, target="gaussian", particles=10, steps=2)
+
+
+SCORE_MODULE = '''
+import pathlib
+pathlib.Path("IMPORTED").write_text("yes")  # a side effect: shows whether difflab imported this file
+import difflab
+_exact = difflab.load_target("gaussian")
+
+def score(x, alpha, sigma):
+    return 1.1 * _exact.noised_score(x, alpha, sigma)
+'''
+SCORE_TARGET = "kind: score\nname: mine\nscore: myscore:score\nreference: gaussian\n"
+
+
+def test_target_and_run_files_never_import_code(tmp_path):
+    (tmp_path / "myscore.py").write_text(SCORE_MODULE)
+    (tmp_path / "mine.yaml").write_text(SCORE_TARGET)
+    r = difflab("sample", "ddpm", "-t", "mine.yaml", "-n", "50", "--steps", "5", cwd=tmp_path)
+    assert r.returncode == 2 and "is code, which difflab runs only when you name it: pass --plugin myscore" in r.stderr
+    assert not (tmp_path / "IMPORTED").exists() and not (tmp_path / "runs").exists()
+    r = difflab("--plugin", "myscore.py", "sample", "ddpm", "-t", "mine.yaml", "-n", "50", "--steps", "5", "-q",
+                "-o", "m.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "IMPORTED").unlink()
+    for cmd in (["show", "m.h5"], ["compare", "m.h5", "--csv"], ["export", "m.h5"], ["plot", "m.h5", "-o", "m.png"]):
+        assert difflab(*cmd, cwd=tmp_path).returncode == 0, cmd  # reading a run imports no code
+    assert not (tmp_path / "IMPORTED").exists()
+
+
+def test_a_user_score_is_measured_against_its_reference(tmp_path):
+    """1.1 times the exact score: a score error of known size. score_mse at every step equals an
+    independent computation on the saved states; the run is judged against the exact reference,
+    and a sampler that needs more than a score is refused."""
+    (tmp_path / "myscore.py").write_text(SCORE_MODULE)
+    (tmp_path / "mine.yaml").write_text(SCORE_TARGET)
+    r = difflab("--plugin", "myscore.py", "sample", "ddpm", "-t", "mine.yaml", "-n", "40", "--steps", "10",
+                "--trajectory-particles", "40", "--save-every", "1", "-q", "-o", "m.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = read_run(tmp_path / "m.h5", trajectory=True, series=True)
+    from difflab.config import load_target
+    from difflab.schedules import ddpm_grid, make_schedule
+
+    exact_target = load_target("gaussian")[1]
+    alphas, sigmas, _ = ddpm_grid(make_schedule(rec.params), 10)
+    for k in range(10):
+        x, a, s = rec.trajectory[k], float(alphas[k]), float(sigmas[k])
+        err = 0.1 * exact_target.noised_score(x, a, s)
+        assert rec.per_step["score_mse"][k] == pytest.approx(np.mean(np.sum(err**2, axis=1)), rel=1e-10)
+    assert rec.summary["score_error_term"] > 0 and "kl_prior" in rec.summary
+    assert "exact_kl" not in rec.summary  # a user's score declares no affine step
+    r = difflab("--plugin", "myscore.py", "sample", "mala", "-t", "mine.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "mala needs a log density; mine.yaml gives a score alone" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_learned_ring_score_example(tmp_path):
+    """The shipped learned score: its per-step score_mse equals an independent computation with the
+    example's own function, and its samples are worse than the exact score's at the same cost."""
+    import difflab as dl
+
+    ring_score = dl.load_plugin(str(EXAMPLES / "learned_score" / "ring_score.py"))
+    learned = dl.sample("ddpm", target=str(EXAMPLES / "learned_score" / "ring-learned.yaml"), particles=2000,
+                        steps=50, trajectory_particles=2000, save_every=1, seed=3)
+    exact_run = dl.sample("ddpm", target="gmm", particles=2000, steps=50, seed=3)
+    from difflab.schedules import VPLinear, ddpm_grid
+
+    ring = dl.load_target("gmm")
+    alphas, sigmas, _ = ddpm_grid(VPLinear(), 50)
+    for k in (0, 25, 49):
+        x, a, s = learned.trajectory[k], float(alphas[k]), float(sigmas[k])
+        diff = ring_score.score(x, a, s) - ring.noised_score(x, a, s)
+        assert learned.per_step["score_mse"][k] == pytest.approx(np.mean(np.sum(diff**2, axis=1)), rel=1e-9)
+    assert learned.summary["sliced_w2"] > 1.5 * exact_run.summary["sliced_w2"]
