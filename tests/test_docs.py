@@ -146,3 +146,15 @@ def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
                     assert "`tilted_<metric>`" in sec and f"`{name.removeprefix('tilted_')}`" in sec, name
                 else:
                     assert f"`{name}`" in sec, name
+
+
+def test_the_python_api_walkthrough_runs(tmp_path, monkeypatch):
+    """The README's Python API block, executed as a newcomer would paste it."""
+    text = README.read_text()
+    start = text.index("## Python API")
+    block = text[text.index("```python\n", start) + 10:text.index("```\n", text.index("```python\n", start) + 10)]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md (Python API)", "exec"), namespace)
+    assert namespace["run"].status == "complete" and len(namespace["rows"]) == 3
+    assert list(namespace["frame"].columns)[:1] == ["run"]

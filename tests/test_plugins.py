@@ -232,3 +232,13 @@ def test_the_learned_ring_score_example(tmp_path):
         diff = ring_score.score(x, a, s) - ring.noised_score(x, a, s)
         assert learned.per_step["score_mse"][k] == pytest.approx(np.mean(np.sum(diff**2, axis=1)), rel=1e-9)
     assert learned.summary["sliced_w2"] > 1.5 * exact_run.summary["sliced_w2"]
+
+
+def test_a_sweep_runs_a_plugin_sampler_on_worker_processes(tmp_path):
+    plug = _local(tmp_path)
+    (tmp_path / "s.yaml").write_text("sampler: drift\nset: {target: gaussian, particles: 50, steps: 5}\n"
+                                     "grid: {seed: [0, 1, 2]}\n")
+    r = difflab("--plugin", plug, "sweep", "s.yaml", "--jobs", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "runs").glob("drift-gaussian-*.h5"))
+    assert len(files) == 3 and all(read_run(f).attrs["status"] == "complete" for f in files)
