@@ -76,6 +76,12 @@ class ChunkedState:
             left -= len(out[-1])
         return np.concatenate(out) if out else self.parts[0].x[:0].copy()
 
+    @property
+    def shape(self) -> tuple:
+        """The shape of ``x`` without concatenating the chunks."""
+        shapes = [np.shape(p.x) for p in self.parts]
+        return (sum(sh[0] for sh in shapes), *shapes[0][1:])
+
     def finite(self) -> bool:
         if self.all_finite is not None:
             return self.all_finite
@@ -250,9 +256,9 @@ def _check_state(state, shape: tuple, where: str, info=None) -> None:
     somewhere in the metrics): state.x is (n, d) like the start, info a mapping of numbers."""
     from difflab.errors import PluginError
 
-    x = np.asarray(state.x)
-    if x.shape != shape:
-        raise PluginError(f"sampler: {where} returned a state whose x has shape {x.shape}; expected {shape} "
+    got = state.shape if isinstance(state, ChunkedState) else np.shape(state.x)  # no copy of the particles
+    if got != shape:
+        raise PluginError(f"sampler: {where} returned a state whose x has shape {got}; expected {shape} "
                           f"(particles, dimension)")
     if info is not None and not (isinstance(info, dict) and all(isinstance(v, (int, float)) for v in info.values())):
         raise PluginError(f"sampler: step returned info {info!r:.80}; expected a mapping of names to numbers")
