@@ -41,7 +41,9 @@ Continuous: ``dim``, ``mean``, ``cov``, ``sample(rng, n)``, ``log_prob_and_score
 apply), ``has_noised_law`` (``score_t``, ``log_prob_and_score_t``, ``denoiser``, ``noised_log_prob``
 at any (alpha, sigma): diffusion samplers need it), ``affine_score`` and ``exact_score`` (False for
 a deliberately wrong score, which then offers ``score_error_sq(xt, alpha, sigma)`` and ``base``, the
-exact target), ``reward`` (the tilt (lambda, b, A) or ``()``), ``classes`` ({name: components}).
+exact target), ``has_log_prob`` (MALA needs it), ``exact`` (exact posteriors and noised densities:
+localization, smc and ``--likelihood`` need them; False for a user's ``kind: score``), ``reward``
+(the tilt (lambda, b, A) or ``()``), ``classes`` ({name: components}).
 Discrete: ``discrete = True``, ``K``, ``dim``, ``n_states``, ``probs``, ``sample(rng, n)``.
 """
 
@@ -85,6 +87,8 @@ class AffineStep:
 
 
 class Sampler(Protocol):
+    """What every sampler provides (the kernels in difflab.samplers, and a plug-in's)."""
+
     capabilities: Capabilities
     n_steps: int | None
 
