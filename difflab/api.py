@@ -25,25 +25,45 @@ def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = 
            **options) -> Run:
     """Run a sampler on a target and return the ``Run`` in memory (written to ``out`` if given).
 
-    ``sampler``: a registered name (built-in or plug-in) or a ``SamplerEntry`` (registered for
-    the session; see "Extending difflab"). ``target``: a shipped name, a YAML path, a YAML string,
+    ``sampler``: a registered name (built-in or plug-in), a ``SamplerEntry`` (its options then
+    apply), or a sampler object already built on ``target`` (it runs as it is; its scalar fields are
+    recorded as the run's parameters; see "Extending difflab"). ``target``: a shipped name, a YAML path, a YAML string,
     a mapping, or a target from ``load_target``. ``options``: the sampler's own options by key
     (``step_size=0.05``, ``solver="heun"``, ``class_="left"`` or ``**{"class": "left"}``).
     """
     from difflab import sampling as sample_mod
-    from difflab.samplers import register
+    from difflab.contracts import SamplerEntry
 
-    name = register(sampler) if not isinstance(sampler, str) else sampler
+    entry = sampler if isinstance(sampler, (str, SamplerEntry)) else _entry_of_object(sampler)
+    name = entry if isinstance(entry, str) else entry.name
     spec_or_ref = _target_ref(target)
     options = {k.rstrip("_") if k == "class_" else k: v for k, v in options.items()}
     opts = sample_mod.SampleOptions(
-        sampler=name, target=spec_or_ref, particles=particles, steps=steps, seed=seed, init=init,
+        sampler=entry, target=spec_or_ref, particles=particles, steps=steps, seed=seed, init=init,
         out=Path(out) if out is not None else None, save_every=save_every, metrics_every=metrics_every,
         trajectory_particles=trajectory_particles, force=force, options=options,
         target_set=tuple((target_set or {}).items()))
     spec, tgt, params, path = sample_mod.prepare(opts, default_path=False)
     argv = ["difflab.sample", name, *(f"{k}={v}" for k, v in sorted(options.items()))]
     return sample_mod.execute(opts, spec=spec, target=tgt, params=params, path=path, argv=argv)
+
+
+def _entry_of_object(obj):
+    """A sampler object as a one-off entry: built already, its scalar dataclass fields recorded."""
+    import dataclasses
+
+    from difflab.contracts import STEPS, Option, SamplerEntry, init_option
+    from difflab.plugins import check_sampler
+
+    name = type(obj).__name__.lower()
+    check_sampler(obj, name)
+    fields = dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ()
+    values = {f.name: vars(obj)[f.name] for f in fields if isinstance(vars(obj).get(f.name), (bool, int, float, str))}
+    options = tuple(Option(k, v, type(v), f"{type(obj).__name__}.{k}") for k, v in values.items())
+    init = init_option("prior", help="its start law") if obj.capabilities.diffusion else \
+        init_option("normal", "target", help="normal or target draws")
+    return SamplerEntry(name, type(obj).__doc__ or name, options=options, build=lambda target, params: obj,
+                        steps=STEPS, init=init, mcmc=obj.n_steps is None)
 
 
 def _target_ref(target):

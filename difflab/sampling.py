@@ -26,7 +26,7 @@ class SampleOptions:
     sampler's registry entry.
     """
 
-    sampler: str
+    sampler: object  # a registered name (the Python API may give a SamplerEntry)
     target: object = "gmm"  # a shipped name or path; from the API also YAML text, a mapping or a spec
     particles: int = 1000
     steps: int | None = None
@@ -53,9 +53,13 @@ def options_from_args(sampler: str, args: dict) -> SampleOptions:
     return SampleOptions(sampler=sampler, **common, options=args)
 
 
-def entry_of(name: str):
+def entry_of(name):
+    """The registry entry of a sampler name (a ``SamplerEntry`` given by the Python API is its own)."""
+    from difflab.contracts import SamplerEntry
     from difflab.samplers import SAMPLERS
 
+    if isinstance(name, SamplerEntry):
+        return name
     if name not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler '{name}'{suggest(name, SAMPLERS)}; expected one of "
                           f"{', '.join(SAMPLERS)}")
@@ -93,7 +97,8 @@ def run_hash(sampler: str, spec, params: dict, seed: int) -> str:
 
 
 def output_path(opts: SampleOptions, spec, params: dict) -> Path:
-    path = opts.out or Path("runs") / f"{opts.sampler}-{spec.name}-{run_hash(opts.sampler, spec, params, opts.seed)}.h5"
+    name = entry_of(opts.sampler).name
+    path = opts.out or Path("runs") / f"{name}-{spec.name}-{run_hash(name, spec, params, opts.seed)}.h5"
     if path.is_file() and not opts.force:
         raise RunExistsError(f"{path}: the run file exists; pass --force to overwrite it or --out to write elsewhere")
     if path.is_dir():
@@ -209,6 +214,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     from difflab.samplers.langevin import StepSizeAdapter
 
     entry = entry_of(opts.sampler)
+    name = entry.name
     rng_init, rng_step, rng_metric, rng_score = _streams(opts.seed)
     n = params["particles"]
     model, guided = target, None  # model: what the sampler sees, the exact target or a wrong score
@@ -217,10 +223,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     else:
         model, target, guided = _model(target, params, rng_metric, rng_score)
         suite = metrics.MetricSuite(target, rng_metric)
-    plugin = not is_builtin(opts.sampler)
-    sampler = _guarded(plugin, opts.sampler, "build", lambda: entry.build(model, params))
+    plugin = not is_builtin(name)
+    sampler = _guarded(plugin, name, "build", lambda: entry.build(model, params))
     if plugin:
-        check_sampler(sampler, opts.sampler)
+        check_sampler(sampler, name)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
     adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
     steps = sampler.n_steps or params["steps"]
@@ -229,7 +235,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     every = params["metrics_every"] if entry.mcmc or not target.discrete else 0
     ctx, on_step = progress(steps) if progress else (contextlib.nullcontext(), None)
     with ctx:
-        result = _guarded(plugin, opts.sampler, "run", lambda: driver.run(
+        result = _guarded(plugin, name, "run", lambda: driver.run(
             sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
             trajectory_particles=params["trajectory_particles"], metrics_every=every,
             metric_fn=suite.series if every else None, warmup=params.get("warmup", 0), adapter=adapter,
@@ -256,7 +262,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     run = Run(
         path=str(path or ""),
         attrs={
-            "sampler": opts.sampler, "target": spec.name, "seed": opts.seed, "status": result.status,
+            "sampler": name, "target": spec.name, "seed": opts.seed, "status": result.status,
             "steps_done": result.steps_done, "diverged_step": result.diverged_step,
             "wall_time_s": result.wall_time_s,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
