@@ -41,8 +41,14 @@ def atomic_path(path: Path, suffix: str = ""):
     """A temporary path beside ``path`` to write to, renamed onto ``path`` when the block ends
     without an error and removed otherwise: a file under its final name is always complete. The
     one atomic-write helper (run files, figures, exports)."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    # Created exclusively under an unpredictable name (mkstemp: O_CREAT | O_EXCL), so a link planted
+    # in a shared folder under a guessable name cannot redirect the write.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

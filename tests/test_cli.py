@@ -313,3 +313,18 @@ def test_static_top_level_help_is_typers_own_text(argv):
     assert fast.stderr.strip() == "NO-TYPER" and full.stderr.strip() == "TYPER"
     narrow = _help_via("difflab.entry", "40", *argv)
     assert narrow.stderr.strip() == "TYPER" and narrow.stdout != TOP_HELP and "Usage: difflab" in narrow.stdout
+
+
+def test_temporary_files_are_not_at_guessable_names(in_tmp):
+    """A link planted where a temporary file used to be predictable (.<name>.tmp-<pid>) is never
+    written through: the write goes to an exclusively created, unpredictable name."""
+    import difflab.io as dio
+
+    victim = in_tmp / "victim.txt"
+    victim.write_text("keep me")
+    for pid in {os.getpid(), os.getppid()}:
+        (in_tmp / f".x.h5.tmp-{pid}").symlink_to(victim)
+    dio.write_run(in_tmp / "x.h5", dio.Run(path="", attrs={}, params={}, summary={}, samples=np.zeros((2, 1)),
+                                           trajectory=np.zeros((1, 1, 1)), trajectory_step=[0]))
+    assert victim.read_text() == "keep me" and (in_tmp / "x.h5").is_file() and not (in_tmp / "x.h5").is_symlink()
+    assert sorted(p.name for p in in_tmp.iterdir() if p.name.startswith(".x.h5.") and not p.is_symlink()) == []
