@@ -98,12 +98,10 @@ def run(app, sample_app) -> None:
     line, exit 2; a closed pipe ends quietly."""
     argv = sys.argv[1:]
     samplers = sample_app.registered_commands
-    # Typer turns every registered command into a click command on each call; the samplers' are
-    # most of that, so only the one invoked is built (all of them for `difflab sample --help`).
+    # Typer turns every registered command into a click command on each call: the samplers' are not
+    # built for the other commands (for `difflab sample NAME` the CLI registered NAME's alone: ONLY).
     if not argv or argv[0] != "sample":
         sample_app.registered_commands = []
-    elif len(argv) > 1 and any(c.name == argv[1] for c in samplers):
-        sample_app.registered_commands = [c for c in samplers if c.name == argv[1]]
     try:
         code = _run(app)
     except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
