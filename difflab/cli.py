@@ -112,6 +112,9 @@ def _register_samplers() -> None:
     """Every sampler's command, or only the one the entry point was asked to run (its module alone
     is imported then)."""
     from difflab import entry
+
+    if entry.ONLY == "":  # another command: no sampler is read
+        return
     from difflab.samplers import SAMPLERS
 
     for name in [entry.ONLY] if entry.ONLY in SAMPLERS else SAMPLERS:

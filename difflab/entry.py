@@ -30,7 +30,8 @@ Commands:
 """
 
 
-ONLY = None  # the sampler of `difflab sample NAME ...`: the CLI then builds that command alone
+ONLY = None  # `difflab sample NAME ...`: NAME, the one sampler command the CLI builds; "" for another
+# command (no sampler commands at all); None (all of them) for `difflab sample` itself and in tests
 
 
 def main() -> None:
@@ -42,7 +43,9 @@ def main() -> None:
         return
     argv = _load_plugins(argv)
     sys.argv[1:] = argv
-    if len(argv) > 1 and argv[0] == "sample":
+    if argv and argv[0] != "sample":
+        ONLY = ""
+    elif len(argv) > 1:
         ONLY = argv[1]
     from difflab.cli import main as cli_main
 
