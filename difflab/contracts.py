@@ -110,6 +110,22 @@ def at_least_one(v) -> str | None:
     return None if v >= 1 else "must be positive"
 
 
+def at_least_zero(v) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def unit_interval(v) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "must be in [0, 1]"
+
+
+def check_argument(name: str, value, rule) -> None:
+    """A library object's own argument against an option's rule (a check function, or the tuple of
+    choices): library objects validate what they are given, by the rules the options state."""
+    broken = rule(value) if callable(rule) else (None if value in rule else f"expected one of {', '.join(rule)}")
+    if broken:
+        raise ConfigError(f"{name}: {broken}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Option:
     """One option of a sampler, stated once: the ``difflab sample`` flag, ``--set``, run specs,
@@ -156,16 +172,16 @@ def common_options(*, target: Option, steps: Option, init: Option) -> tuple[Opti
                check=lambda v: None if v >= 2 else "must be >= 2 (sample covariances need two)"),
         steps,
         Option("seed", 0, int, "Seed: the same command and seed give bit-identical samples.",
-               check=lambda v: None if v >= 0 else "must be >= 0"),
+               check=at_least_zero),
         *inits,
         Option("out", None, Path, "Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", short="-o"),
         Option("save_every", None, int, "Save trajectory frames every this many steps. Default: steps // 100.",
                check=at_least_one),
         Option("metrics_every", None, int,
                "Evaluate metrics every this many steps; 0 = final only. Default: steps // 20.",
-               check=lambda v: None if v >= 0 else "must be >= 0"),
+               check=at_least_zero),
         Option("trajectory_particles", 100, int, "How many particles the trajectory keeps (the first ones).",
-               check=lambda v: None if v >= 0 else "must be >= 0"),
+               check=at_least_zero),
     )
 
 

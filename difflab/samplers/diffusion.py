@@ -34,6 +34,9 @@ from difflab.contracts import (
     Capabilities,
     Option,
     SamplerEntry,
+    at_least_one,
+    at_least_zero,
+    check_argument,
     init_option,
     non_negative,
     positive,
@@ -73,13 +76,6 @@ def _info(target, xt, a, s) -> dict:
     return info
 
 
-def _check(name: str, value, rule) -> None:
-    """Library objects validate their own arguments, by the same rules as the options."""
-    broken = rule(value) if callable(rule) else (None if value in rule else f"expected one of {', '.join(rule)}")
-    if broken:
-        raise ConfigError(f"{name}: {broken}, got {value!r}")
-
-
 class _Reverse(AffineStep):
     """What the reverse diffusions share: the start law of the contract's ``diffusion`` capability."""
 
@@ -108,8 +104,8 @@ class DDPM(_Reverse):
     capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
 
     def __post_init__(self):
-        _check("eta", self.eta, non_negative)
-        _check("variance", self.variance, VARIANCES)
+        check_argument("eta", self.eta, non_negative)
+        check_argument("variance", self.variance, VARIANCES)
 
     @property
     def n_steps(self) -> int:
@@ -231,9 +227,9 @@ class PFlow(_ContinuousTime):
     atol: float = 1e-8
 
     def __post_init__(self):
-        _check("solver", self.solver, SOLVERS)
-        _check("rtol", self.rtol, positive)
-        _check("atol", self.atol, positive)
+        check_argument("solver", self.solver, SOLVERS)
+        check_argument("rtol", self.rtol, positive)
+        check_argument("atol", self.atol, positive)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -338,8 +334,8 @@ class ReverseSDE(_ContinuousTime):
     capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
 
     def __post_init__(self):
-        _check("corrector_steps", self.corrector_steps, lambda v: None if v >= 0 else "must be >= 0")
-        _check("snr", self.snr, positive)
+        check_argument("corrector_steps", self.corrector_steps, at_least_zero)
+        check_argument("snr", self.snr, positive)
 
     @property
     def n_steps(self) -> int:
@@ -495,7 +491,7 @@ PFLOW_ENTRY = SamplerEntry(
              Option("likelihood", False, bool, "Also compute ODE log-likelihoods of points next to the exact log "
                     "densities."),
              Option("likelihood_points", 1000, int, "With --likelihood: how many exact target draws.",
-                    check=lambda v: None if v >= 1 else "must be positive"),
+                    check=at_least_one),
              Option("points", None, str, "With --likelihood: a .npy (n, d) array or a run file whose /samples to use "
                     "instead."),
              *MODEL_OPTIONS),
@@ -515,7 +511,7 @@ SDE_ENTRY = SamplerEntry(
     options=(*schedules.SCHEDULE_OPTIONS, GRID, EARLY_STOP,
              Option("corrector_steps", ReverseSDE.corrector_steps, int,
                     "Langevin corrector steps after each predictor step.",
-                    check=lambda v: None if v >= 0 else "must be >= 0"),
+                    check=at_least_zero),
              Option("snr", ReverseSDE.snr, float, "Corrector signal-to-noise ratio r: step 2 (r sigma_t)^2.",
                     check=positive),
              *MODEL_OPTIONS),

@@ -55,6 +55,7 @@ from difflab.contracts import (
     Capabilities,
     Option,
     SamplerEntry,
+    check_argument,
     init_option,
     with_default,
 )
@@ -263,8 +264,7 @@ class DiscreteDiffusion:
     capabilities = Capabilities()
 
     def __init__(self, target, noise: Noise, method: str, steps: int):
-        if method not in METHODS:
-            raise ConfigError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+        check_argument("method", method, METHODS)
         self.target, self.noise, self.method = target, noise, method
         self.times = np.linspace(1.0, 0.0, steps + 1)
         self.n_steps = target.dim if (method == "exact" and noise.kind == "absorbing") else steps

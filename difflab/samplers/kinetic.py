@@ -36,9 +36,9 @@ from difflab.contracts import (
     Capabilities,
     Option,
     SamplerEntry,
+    check_argument,
     positive,
 )
-from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.samplers.langevin import INIT, check_step_size, step_size_option
 
@@ -68,10 +68,8 @@ class ULD(AffineStep):
 
     def __post_init__(self):
         check_step_size(self.step_size)
-        if positive(self.friction):
-            raise ConfigError(f"friction: {positive(self.friction)}, got {self.friction}")
-        if self.splitting not in SPLITTINGS:
-            raise ConfigError(f"splitting: expected one of {', '.join(SPLITTINGS)}, got {self.splitting!r}")
+        check_argument("friction", self.friction, positive)
+        check_argument("splitting", self.splitting, SPLITTINGS)
 
     def with_step_size(self, h: float) -> ULD:
         return replace(self, step_size=h)

@@ -27,6 +27,7 @@ from difflab.contracts import (
     Capabilities,
     Option,
     SamplerEntry,
+    check_argument,
     init_option,
     positive,
 )
@@ -37,10 +38,8 @@ np = lazy("numpy", globals(), "np")
 
 
 def check_step_size(h: float) -> None:
-    """Library objects validate their own arguments (the same rule as ``--step-size``)."""
-    rule = positive(h)
-    if rule:
-        raise ConfigError(f"step_size: {rule}, got {h}")
+    """The step size's rule (``--step-size``), for the objects themselves."""
+    check_argument("step_size", h, positive)
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,14 @@ from difflab.contracts import (
     Capabilities,
     Option,
     SamplerEntry,
+    check_argument,
     init_option,
     positive,
     with_default,
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
-from difflab.samplers.diffusion import DiffusionState, _as_state, _check
+from difflab.samplers.diffusion import DiffusionState, _as_state
 from difflab.schedules import localization_grid
 
 np = lazy("numpy", globals(), "np")
@@ -63,8 +64,8 @@ class Localization(AffineStep):
     capabilities = Capabilities(per_particle=True, affine=True, estimate=True)
 
     def __post_init__(self):
-        _check("transition", self.transition, TRANSITIONS)
-        _check("output", self.output, OUTPUTS)
+        check_argument("transition", self.transition, TRANSITIONS)
+        check_argument("output", self.output, OUTPUTS)
 
     @property
     def n_steps(self) -> int:

@@ -35,7 +35,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from difflab import schedules
-from difflab.contracts import STEPS, Capabilities, Option, SamplerEntry, with_default
+from difflab.contracts import (
+    STEPS,
+    Capabilities,
+    Option,
+    SamplerEntry,
+    check_argument,
+    unit_interval,
+    with_default,
+)
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.samplers.diffusion import PRIOR_INIT
@@ -74,10 +82,8 @@ class TiltSMC:
 
     def __init__(self, base, lam: float, b, a, alphas: np.ndarray, sigmas: np.ndarray, prior: tuple,
                  proposal: str = "base", ess_threshold: float = 0.5):
-        if proposal not in PROPOSALS:
-            raise ConfigError(f"proposal: expected one of {', '.join(PROPOSALS)}, got {proposal!r}")
-        if not 0.0 <= ess_threshold <= 1.0:
-            raise ConfigError(f"ess_threshold: must be in [0, 1], got {ess_threshold}")
+        check_argument("proposal", proposal, PROPOSALS)
+        check_argument("ess_threshold", ess_threshold, unit_interval)
         self.base, self.lam = base, float(lam)
         d = base.dim
         self.b = np.zeros(d) if b is None else np.asarray(b, dtype=np.float64)
@@ -181,7 +187,7 @@ SMC_ENTRY = SamplerEntry(
              Option("proposal", "base", str, "base (untilted DDPM kernel) or naive (its denoiser steered by lambda "
                     "grad r).", choices=PROPOSALS),
              Option("ess_threshold", 0.5, float, "Resample when the ESS falls below this fraction of the particles.",
-                    check=lambda v: None if 0.0 <= v <= 1.0 else "must be in [0, 1]"),
+                    check=unit_interval),
              schedules.PRIOR_OPTION),
     build=_build, resolve=_resolve, needs=("noised_law", "reward", "exact"), init=PRIOR_INIT,
     target=Option("target", "gmm-tilted", str, "A target file with a tilt: block (reward r), e.g. the shipped "
