@@ -85,6 +85,30 @@ class AffineStep:
         """The sample's law from the state's law."""
         return mean, cov
 
+    def path_step(self, k: int) -> PathStep | None:
+        """What step k approximates (``PathStep``) for a reverse process; None: not a path step
+        (the default: Langevin kernels, and any read-out)."""
+        return None
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """What one step of a reverse sampler approximates: the optional ``path_step(k)`` of a sampler
+    (``difflab.decomposition``'s KL telescoping and flow split read it).
+
+    ``frm`` and ``to`` are the (alpha, sigma) of the forward process x = alpha X + sigma Z at the
+    step's start and end state (SNR(to) >= SNR(frm); (0, 0) is localization's y_0 = 0). With
+    ``langevin = 0`` the step stands for the true reverse conditional p(x_to | x_frm) of the forward
+    Markov process; with ``langevin = e > 0`` (a corrector, ``to == frm``) for the exact Langevin
+    diffusion run for time e on p at that level, which leaves it invariant. A sampler's
+    ``path_step(k)`` returns None for a read-out step that follows the last such step (a
+    deterministic map, such as x0_hat at the end of DDPM).
+    """
+
+    frm: tuple[float, float]
+    to: tuple[float, float]
+    langevin: float = 0.0
+
 
 class Sampler(Protocol):
     """What every sampler provides (the kernels in difflab.samplers, and a plug-in's)."""

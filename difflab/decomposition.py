@@ -1,90 +1,342 @@
-"""The split of a diffusion sampler's error into its sources (the README's "Error decomposition").
+"""The split of a reverse sampler's error into its sources (the README's "Error decomposition").
 
-For the reverse SDE with score s~, the standard bound (Song et al. 2021, "Maximum likelihood
-training of score-based diffusion models", Thm. 1; Chen et al. 2023, Thm. 2) reads
+**Stochastic samplers: KL telescoping.** A sampler whose steps are Gaussian kernels
+q_k(x_to | x_frm) = N(A_k(x_frm), Q_k) (ddpm with eta > 0, sde with or without correctors,
+localization) is compared with a reference Markov process whose marginals are the true noised
+laws p_t: the forward process read backwards, whose kernels are the true reverse conditionals
+p(x_s | x_t), and for a corrector step at level s the exact Langevin diffusion on p_s (it leaves
+p_s invariant). The chain rule for KL over the two paths, then the data-processing inequality for
+the last state, give (e.g. Chen et al. 2023; Benton et al. 2024)
 
-    KL(p_delta || law of the output) <= KL(p_1 || prior) + int_delta^1 g(t)^2 / 2 E_{p_t}|s~ - s|^2 dt
-                                        + (discretisation error),
+    KL(p_delta || law of the sampler's state at delta)
+        <= KL(path of p || path of q)
+         = KL(p_1 || prior) + sum_k E_{x ~ p_frm(k)} KL(p_k(. | x) || q_k(. | x)),
 
-and the output is compared with p_0 rather than p_delta, which adds the early-stopping gap.
-difflab reports each term it can compute:
+delta being the last noisy level (after it only a deterministic read-out, x0_hat, may follow).
+Summary keys: ``kl_prior``, the per-step terms ``kl_step`` (the per-step series of the run file),
+``kl_path`` = ``kl_prior`` + sum ``kl_step``, and, where the law of the sampler's state is exact
+(Gaussian target, affine score), the left side ``kl_delta`` and ``kl_path_gap`` = ``kl_path`` -
+``kl_delta`` >= 0. All are KL(truth || sampler): the bound's direction.
 
-* ``kl_prior`` = KL(p_1 || prior): exact (two Gaussians) for a Gaussian target; for a mixture a
-  Monte Carlo estimate over exact draws of p_1, with its standard error ``kl_prior_se``.
-* ``kl_early_stop`` = KL(p_0 || p_delta): exact for a Gaussian target; for a mixture a Monte Carlo
-  estimate over exact target draws (``kl_early_stop_se``). Zero when the sampler runs to t = 0.
-* ``kl_discretisation`` (Gaussian targets, samplers with an exact law): KL(law of the output when
-  started at the exact p_1 || law of the ideal output), the ideal being p_delta for pflow and sde
-  and, for ddpm, the target (run to t = 0) or the law of E[X | x_delta] (early stop). Exact.
-* ``score_error_term`` (with ``--score-error``): int_delta^1 g(t)^2 / 2 E_{p_t}|s~ - s|^2 dt, a
-  left-endpoint sum over the sampler's own time grid, each expectation a Monte Carlo average over
-  1,000 exact draws of p_t (``score_error_term_se`` its standard error). The realised
-  E|s~ - s|^2 over the sampler's own particles is the per-step series ``score_mse``.
+* Gaussian target, affine score: every term is closed form. The reference kernel is
+  N(P x + c, R) with, in the eigenbasis of the target's covariance S (every level's covariance
+  C = alpha^2 S + sigma^2 I shares it), P = r C_s C_t^-1, R = v C_s C_t^-1 (r = alpha_t / alpha_s,
+  v = sigma_t^2 - r^2 sigma_s^2 the forward step's variance); for a corrector with step e,
+  P = exp(-e C_s^-1), R = C_s (I - exp(-2 e C_s^-1)). The sampler's A_k is read off its own
+  ``deterministic`` map (affine there), so E_x KL = 1/2 [sum_i (rho_i - 1 - log rho_i) +
+  |Q^-1/2 (mean gap)|^2 + |Q^-1/2 (P - A) C_t^1/2|_F^2], rho the eigenvalues of Q^-1 R.
+* Mixture target (or a non-affine score error): the true reverse conditional is a mixture,
+  p(x_s | x_t) = sum_j w_j(x_t) N(mu_j(x_t), R_j), w_j(x_t) the posterior of component j, and
+  KL(sum_j w_j p_j || q) = sum_j w_j KL(p_j || q) - I(J; X_s | x_t), where, J being independent
+  of x_t given x_s, I = E[KL(w(x_s) || w(x_t))]. Each step is estimated from n exact joint draws
+  (x_0 ~ p, x_s, x_t from the forward process) of the per-draw value
+  sum_j w_j(x_t) KL(p_j || q)(x_t) - KL(w(x_s) || w(x_t)) (closed-form Gaussian KLs: only the
+  averaging is Monte Carlo), unbiased, with standard error sd / sqrt(n); draws are fresh per step,
+  so the variances of the steps add. Corrector steps have no closed-form reference kernel on a
+  mixture, nor has localization's ``gaussian`` transition a fixed covariance there: no ``kl_path``.
+
+**Deterministic samplers (pflow, ddpm with eta = 0): a W2 split.** No KL chain rule applies to a
+deterministic map (the path KL is infinite). On a Gaussian target the exact probability-flow map
+from level 1 to delta is affine, Phi(x) = mu_delta + M (x - mu_1) with M = C_delta^1/2 C_1^-1/2,
+and the triangle inequality gives
+
+    W2(p_0, out) <= w2_score_error + w2_discretisation + w2_prior + w2_early_stop,
+
+with w2_prior = W2(R Phi # prior, ideal), w2_discretisation = W2(R Psi # prior, R Phi # prior)
+(Psi the solver with the exact score, R the read-out), w2_score_error = W2(out, R Psi # prior)
+and w2_early_stop = W2(ideal, p_0).
+
+**Every sampler with path steps** also gets ``kl_early_stop`` = KL(p_0 || ideal output), the
+ideal output being p_delta pushed through the read-out with the exact score: p_delta itself, or
+the law of E[X | x_delta] (ddpm, which also reads out at the last positive grid time when it runs
+to t = 0; localization's ``mean``). Monte Carlo on a mixture without a read-out; not reported on a
+mixture with one (no closed form). KL is not a metric: ``kl_early_stop`` and ``kl_path`` do not
+add up to a bound on KL(p_0 || out); in W2 they would.
+
+``score_error_term`` (with a score error): the continuous-time (Girsanov) term
+int_delta^1 g(t)^2 / 2 E_{p_t}|s~ - s|^2 dt, a left-endpoint sum on the sampler's grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 
 from difflab import exact
+from difflab.metrics import gaussian_w2
 from difflab.schedules import alpha_sigma
+
+N_PRIOR = 20_000  # exact draws for the Monte Carlo kl_prior and kl_early_stop on a mixture
+PATH_BUDGET = 400_000  # exact joint draws over all steps for the Monte Carlo kl_step
+PER_STEP = (200, 20_000)  # ... and at least / at most this many per step
 
 
 def _mc(values: np.ndarray):
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def ideal_output_law(target, sampler):
-    """The law the output would have with no discretisation (Gaussian target)."""
-    m, S = target.mean, target.cov
-    a, s = sampler.end
-    if s == 0.0:
-        return m, S
-    C = a * a * S + s * s * np.eye(len(m))
-    if sampler.output == "sample":
-        return a * m, C
-    return m, a * a * S @ np.linalg.solve(C, S)  # Cov(E[X | Y]) = a^2 S C^-1 S
+def path_of(sampler) -> list:
+    """The sampler's path steps (``PathStep``s up to its first read-out step), [] if it has none.
+    Only samplers with ``capabilities.affine`` have them: the kernels must be Gaussian,
+    N(deterministic(x), noise_cov)."""
+    if not sampler.capabilities.affine or not sampler.n_steps:
+        return []
+    steps = []
+    for k in range(sampler.n_steps):
+        step = sampler.path_step(k)
+        if step is None:
+            break
+        steps.append(step)
+    return steps
 
 
-def error_terms(sampler, target, law0, rng: np.random.Generator, n_mc: int = 20_000) -> dict:
-    a1, s1 = sampler.start
-    ad, sd = sampler.end
+def _noise(sampler, k: int, d: int):
+    """The step's noise covariance as a (d, d) matrix, or None where it depends on the state."""
+    q = sampler.noise_cov(k)
+    if q is None:
+        return None
+    return float(q) * np.eye(d) if np.ndim(q) == 0 else np.asarray(q, dtype=np.float64)
+
+
+def _positive_definite(q) -> bool:
+    return q is not None and bool(np.all(np.linalg.eigvalsh(0.5 * (q + q.T)) > 0.0))
+
+
+def _level(mean, lam, u, level):
+    """Mean and eigenvalues (same basis u) of the law of alpha X + sigma Z, X ~ N(mean, u lam u^T)."""
+    a, s = level
+    return a * mean, a * a * lam + s * s
+
+
+def _reference_kernel(lam, step):
+    """(diag of P, diag of R) of the reference kernel in the target's eigenbasis (see the module doc)."""
+    (a_t, s_t), (a_s, s_s) = step.frm, step.to
+    lam_s = a_s * a_s * lam + s_s * s_s
+    if step.langevin > 0:
+        return np.exp(-step.langevin / lam_s), -lam_s * np.expm1(-2.0 * step.langevin / lam_s)
+    if a_t == 0.0 and s_t == 0.0:  # y_0 = 0 observes nothing: the conditional is p_to itself
+        return np.zeros_like(lam), lam_s
+    r = a_t / a_s
+    v = s_t * s_t - r * r * s_s * s_s
+    lam_t = r * r * lam_s + v
+    return r * lam_s / lam_t, v * lam_s / lam_t
+
+
+def _kl_gauss_terms(q_chol, r_cov, gap_mean, gap_matrix) -> float:
+    """1/2 [sum (rho - 1 - log rho) + |L^-1 gap_mean|^2 + |L^-1 gap_matrix|_F^2], Q = L L^T,
+    rho the eigenvalues of L^-1 R L^-T (written to keep its precision when R is close to Q)."""
+    from scipy.linalg import solve_triangular
+
+    w = solve_triangular(q_chol, r_cov, lower=True)
+    rho = np.linalg.eigvalsh(solve_triangular(q_chol, w.T, lower=True))
+    cov_part = float(np.sum((rho - 1.0) - np.log1p(rho - 1.0)))
+    z = solve_triangular(q_chol, np.column_stack([gap_mean, gap_matrix]), lower=True)
+    return 0.5 * (cov_part + float(np.sum(z * z)))
+
+
+def exact_kl_steps(sampler, target) -> np.ndarray:
+    """E_{p_frm} KL(reference kernel || sampler kernel) of each path step, exactly (Gaussian target,
+    affine score, Gaussian steps with positive definite noise)."""
+    m = target.mean
+    lam, u = np.linalg.eigh(target.cov)
+    out = []
+    for k, step in enumerate(path_of(sampler)):
+        q = _noise(sampler, k, len(m))
+        if not _positive_definite(q):
+            out.append(np.inf)
+            continue
+        mu_t, lam_t = _level(m, lam, u, step.frm)
+        mu_s = step.to[0] * m
+        p_diag, r_diag = _reference_kernel(lam, step)
+        f = u * np.sqrt(lam_t)  # C_t^1/2
+        pts = sampler.deterministic(np.ascontiguousarray(np.column_stack([mu_t, mu_t[:, None] + f])), k)
+        a_mean, a_f = pts[:, 0], pts[:, 1:] - pts[:, :1]
+        p_f = u * (p_diag * np.sqrt(lam_t))  # P C_t^1/2
+        r_cov = (u * r_diag) @ u.T
+        out.append(_kl_gauss_terms(np.linalg.cholesky(q), r_cov, mu_s - a_mean, p_f - a_f))
+    return np.array(out)
+
+
+def mc_kl_step(sampler, target, k: int, step, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The per-draw values (n,) whose mean is step k's E KL on a mixture target (module doc)."""
+    from scipy.linalg import solve_triangular
+
+    (a_t, s_t), (a_s, s_s) = step.frm, step.to
     d = target.dim
-    out = {}
-    if target.is_gaussian:
-        m, S = target.mean, target.cov
-        p1 = (a1 * m, a1 * a1 * S + s1 * s1 * np.eye(d))
-        out["kl_prior"] = exact.gaussian_kl(*p1, *law0)
-        out["kl_early_stop"] = 0.0 if sd == 0.0 else exact.gaussian_kl(m, S, ad * m, ad * ad * S + sd * sd * np.eye(d))
-        if exact.has_exact_law(sampler, target) and sampler.target.exact_score:
-            mean, cov, _ = exact.propagate(sampler, *p1, sampler.n_steps)
-            out["kl_discretisation"] = exact.gaussian_kl(mean, cov, *ideal_output_law(target, sampler))
-        return out
-    x = target.sample(rng, n_mc)
-    y = a1 * x + s1 * rng.standard_normal(x.shape)
-    out["kl_prior"], out["kl_prior_se"] = _mc(target.noised_log_prob(y, a1, s1) - exact.gaussian_log_pdf(y, *law0))
-    if sd == 0.0:
-        out["kl_early_stop"], out["kl_early_stop_se"] = 0.0, 0.0
+    x0 = target.sample(rng, n)
+    xs = a_s * x0 + s_s * rng.standard_normal(x0.shape)
+    lam, u, means = target.eigvals, target.eigvecs, target.means  # (K, d), (K, d, d), (K, d)
+    lam_s = a_s * a_s * lam + s_s * s_s
+    if a_t == 0.0 and s_t == 0.0:
+        xt = np.zeros_like(xs)
+        gain, r_var = np.zeros_like(lam), lam_s
+        w_t = np.broadcast_to(target.weights, (n, len(lam)))
     else:
-        out["kl_early_stop"], out["kl_early_stop_se"] = _mc(target.log_prob(x) - target.noised_log_prob(x, ad, sd))
-    return out
+        r = a_t / a_s
+        v = s_t * s_t - r * r * s_s * s_s
+        xt = r * xs + np.sqrt(v) * rng.standard_normal(xs.shape)
+        lam_t = r * r * lam_s + v
+        gain, r_var = r * lam_s / lam_t, v * lam_s / lam_t
+        w_t = target.posterior_weights(xt, a_t, s_t)
+    # component j's reverse conditional mean a_s m_j + U_j diag(gain_j) U_j^T (x_t - a_t m_j), (K, n, d)
+    rot = np.einsum("kde,knd->kne", u, xt[None, :, :] - a_t * means[:, None, :]) * gain[:, None, :]
+    mu = a_s * means[:, None, :] + np.einsum("kde,kne->knd", u, rot)
+    a_mean = sampler.deterministic(np.ascontiguousarray(xt.T), k).T  # the sampler's kernel mean, (n, d)
+    chol = np.linalg.cholesky(_noise(sampler, k, d))
+    q_inv = np.linalg.inv(chol @ chol.T)  # (d, d): tr(Q^-1 R_j) in each eigenbasis
+    trace = np.einsum("kde,df,kfe,ke->k", u, q_inv, u, r_var)
+    logdet_q = 2.0 * np.log(np.diag(chol)).sum()
+    gap = (mu - a_mean[None, :, :]).reshape(-1, d)
+    maha = (solve_triangular(chol, gap.T, lower=True) ** 2).sum(axis=0).reshape(len(lam), n)
+    kl_j = 0.5 * ((trace - d + logdet_q - np.log(r_var).sum(axis=1))[:, None] + maha)  # (K, n)
+    w_s = target.posterior_weights(xs, a_s, s_s)
+    tiny = np.finfo(np.float64).tiny
+    info = np.where(w_s > 0, w_s * (np.log(np.maximum(w_s, tiny)) - np.log(np.maximum(w_t, tiny))), 0.0)
+    return np.einsum("nk,kn->n", w_t, kl_j) - info.sum(axis=1)
+
+
+def _prior_kl(law0, level, target, rng, gaussian: bool):
+    """KL(p_level || prior) and its standard error (0 when exact)."""
+    a1, s1 = level
+    m0, c0 = (np.asarray(v, dtype=np.float64) for v in law0)
+    if a1 == 0.0 and s1 == 0.0:  # the process starts at the point 0
+        return (0.0 if not np.any(c0) and not np.any(m0) else float("inf")), 0.0
+    if gaussian:
+        d = target.dim
+        return exact.gaussian_kl(a1 * target.mean, a1 * a1 * target.cov + s1 * s1 * np.eye(d), m0, c0), 0.0
+    x = target.sample(rng, N_PRIOR)
+    y = a1 * x + s1 * rng.standard_normal(x.shape)
+    return _mc(target.noised_log_prob(y, a1, s1) - exact.gaussian_log_pdf(y, m0, c0))
+
+
+def _ideal_output(sampler, target, n_path: int, level):
+    """(mean, cov) of p_delta pushed through the read-out steps of the exact-score sampler."""
+    a, s = level
+    d = target.dim
+    mean, cov = a * target.mean, a * a * target.cov + s * s * np.eye(d)
+    if sampler.n_steps == n_path:
+        return mean, cov
+    ideal = _exact_copy(sampler, target)
+    return exact.propagate(ideal, mean, cov, sampler.n_steps, first=n_path)[:2]
+
+
+def _exact_copy(sampler, target):
+    """The same sampler on the exact score of ``target``."""
+    return sampler if sampler.target is target else dataclasses.replace(sampler, target=target)
+
+
+def flow_map(target, frm, to):
+    """(M, mean shift) of the exact probability-flow map from level ``frm`` to ``to`` on a Gaussian
+    target: x -> to_mean + M (x - frm_mean), M = C_to^1/2 C_frm^-1/2 (the covariances commute)."""
+    lam, u = np.linalg.eigh(target.cov)
+    _, lam_f = _level(target.mean, lam, u, frm)
+    _, lam_t = _level(target.mean, lam, u, to)
+    return (u * np.sqrt(lam_t / lam_f)) @ u.T, frm[0] * target.mean, to[0] * target.mean
+
+
+def _w2_split(sampler, target, law0, steps) -> dict:
+    n_path = len(steps)
+    m0, c0 = law0
+    mat, mu_1, mu_d = flow_map(target, steps[0].frm, steps[-1].to)
+    ideal = _exact_copy(sampler, target)
+    flow = (mu_d + mat @ (m0 - mu_1), mat @ c0 @ mat.T)
+    if sampler.n_steps > n_path:
+        flow = exact.propagate(ideal, *flow, sampler.n_steps, first=n_path)[:2]
+    solver = exact.propagate(ideal, m0, c0, sampler.n_steps)[:2]
+    out = exact.propagate(sampler, m0, c0, sampler.n_steps)[:2]
+    target_law = _ideal_output(sampler, target, n_path, steps[-1].to)
+    terms = {
+        "w2_prior": gaussian_w2(*flow, *target_law),
+        "w2_discretisation": gaussian_w2(*solver, *flow),
+        "w2_early_stop": gaussian_w2(*target_law, target.mean, target.cov),
+    }
+    if sampler.target is not target:
+        terms["w2_score_error"] = gaussian_w2(*out, *solver)
+    return terms
+
+
+def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, dict]:
+    """(summary terms, per-step series {"kl_step": (n_steps,), ...}) for a sampler with path steps
+    judged against ``target`` (a Gaussian mixture) from the initial law ``law0``; ({}, {}) without."""
+    steps = path_of(sampler)
+    if steps:
+        first, level = steps[0].frm, steps[-1].to
+    elif sampler.capabilities.diffusion:  # no fixed steps (rk45): the prior and early-stop terms only
+        first, level = sampler.start, sampler.end
+    else:
+        return {}, {}
+    d, n_path = target.dim, len(steps) or sampler.n_steps
+    exact_law = exact.has_exact_law(sampler, target)
+    out = {}
+    out["kl_prior"], se = _prior_kl(law0, first, target, rng, target.is_gaussian)
+    if not target.is_gaussian:
+        out["kl_prior_se"] = se
+    # early stopping: the ideal output against the target
+    if target.is_gaussian:
+        out["kl_early_stop"] = exact.gaussian_kl(target.mean, target.cov, *_ideal_output(sampler, target, n_path, level))
+    elif sampler.n_steps == n_path:
+        a, s = level
+        if s == 0.0 and a == 1.0:
+            out["kl_early_stop"], out["kl_early_stop_se"] = 0.0, 0.0
+        else:
+            x = target.sample(rng, N_PRIOR)
+            out["kl_early_stop"], out["kl_early_stop_se"] = _mc(target.log_prob(x) - target.noised_log_prob(x, a, s))
+    if not steps:
+        return out, {}
+    noises = [_noise(sampler, k, d) for k in range(n_path)]
+    if all(q is not None and not np.any(q) for q in noises):  # a deterministic flow
+        if exact_law:
+            out.update(_w2_split(sampler, target, law0, steps))
+        return out, {}
+    per_step = {}
+    if exact_law:
+        kl_step = exact_kl_steps(sampler, target)
+        if sampler.target is not target:
+            out["kl_discretisation"] = float(exact_kl_steps(_exact_copy(sampler, target), target).sum())
+        else:
+            out["kl_discretisation"] = float(kl_step.sum())
+        mean, cov, _ = exact.propagate(sampler, *law0, n_path)
+        a, s = level
+        out["kl_delta"] = exact.gaussian_kl(a * target.mean, a * a * target.cov + s * s * np.eye(d), mean, cov)
+    elif any(step.langevin > 0 for step in steps) or any(q is None for q in noises):
+        return out, {}
+    else:
+        n = int(np.clip(PATH_BUDGET // n_path, *PER_STEP))
+        stats = np.array([_mc(mc_kl_step(sampler, target, k, step, n, rng)) if _positive_definite(q)
+                          else (np.inf, 0.0) for k, (step, q) in enumerate(zip(steps, noises))])
+        kl_step, kl_se = stats[:, 0], stats[:, 1]
+        per_step["kl_step_se"] = _pad(kl_se, sampler.n_steps)
+        out["kl_path_se"] = float(np.sqrt(out.get("kl_prior_se", 0.0) ** 2 + np.sum(kl_se**2)))
+    per_step["kl_step"] = _pad(kl_step, sampler.n_steps)
+    out["kl_path"] = out["kl_prior"] + float(kl_step.sum())
+    if "kl_delta" in out and np.isfinite(out["kl_path"]):
+        out["kl_path_gap"] = out["kl_path"] - out["kl_delta"]
+    return out, per_step
+
+
+def _pad(values: np.ndarray, n: int) -> np.ndarray:
+    """A path series as a per-step series: NaN for the read-out steps, which are not path steps."""
+    return np.concatenate([values, np.full(n - len(values), np.nan)])
 
 
 def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000) -> dict:
-    """int g^2 / 2 E_{p_t}|s~ - s|^2 dt on the sampler's grid, for a perturbed score (else {})."""
+    """int g^2 / 2 E_{p_t}|s~ - s|^2 dt on the sampler's grid, for a perturbed score (else {}).
+
+    The same n_mc clean draws x_i serve every grid time (fresh noise per time), so the per-time
+    averages are correlated; the standard error is that of the mean of the per-draw totals
+    Z_i = sum_t w_t |s~ - s|^2(a_t x_i + s_t z_it), which are independent over i.
+    """
     pert = sampler.target
     if pert.exact_score:
         return {}
     times, schedule = np.asarray(sampler.times, dtype=np.float64), sampler.schedule
     x = pert.base.sample(rng, n_mc)
-    total, var = 0.0, 0.0
+    per_draw = np.zeros(n_mc)
     for t, s in itertools.pairwise(times):
         a, sig = (float(v) for v in alpha_sigma(schedule, t))
         y = a * x + sig * rng.standard_normal(x.shape)
-        err = pert.score_error_sq(np.ascontiguousarray(y.T), a, sig)
-        w = 0.5 * float(schedule.g2(t)) * (t - s)
-        total += w * err.mean()
-        var += w * w * err.var(ddof=1) / n_mc
-    return {"score_error_term": float(total), "score_error_term_se": float(np.sqrt(var))}
+        per_draw += 0.5 * float(schedule.g2(t)) * (t - s) * pert.score_error_sq(np.ascontiguousarray(y.T), a, sig)
+    total, se = _mc(per_draw)
+    return {"score_error_term": total, "score_error_term_se": se}

@@ -11,7 +11,8 @@ covariance. Because the map is affine, its outputs give A mean + b and A F exact
 law starts from ``exact_law_start`` of the initial law and the sample's law is
 ``exact_law_output`` of the state's (the identity but for samplers with auxiliary variables).
 
-The law of the output is then compared with the target in closed form: KL(law || target) and the
+The law of the output is then compared with the target in closed form: KL in both directions
+(``exact_kl`` = KL(law || target), ``exact_kl_target_out`` = KL(target || law)) and the
 Bures-Wasserstein W2.
 """
 
@@ -27,16 +28,17 @@ def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
     return u * np.sqrt(np.clip(lam, 0.0, None))
 
 
-def propagate(sampler, mean0: np.ndarray, cov0: np.ndarray, steps: int, every: int = 0):
-    """The sample's law after ``steps`` steps from N(mean0, cov0); also the laws every ``every`` steps.
+def propagate(sampler, mean0: np.ndarray, cov0: np.ndarray, steps: int, every: int = 0, first: int = 0):
+    """The sample's law after steps ``first`` .. ``steps`` - 1 from N(mean0, cov0) (the law before
+    step ``first``); also the laws every ``every`` steps.
 
-    Returns (mean, cov, history) with history a list of (step, mean, cov) (step 0 included when
-    every > 0, and the final step always).
+    Returns (mean, cov, history) with history a list of (step, mean, cov) (step ``first`` included
+    when every > 0, and the final step always).
     """
     mean, cov = sampler.exact_law_start(np.asarray(mean0, dtype=np.float64), np.asarray(cov0, dtype=np.float64))
     d = len(mean)
-    history = [(0, *sampler.exact_law_output(mean, cov))] if every else []
-    for k in range(steps):
+    history = [(first, *sampler.exact_law_output(mean, cov))] if every else []
+    for k in range(first, steps):
         pts = np.concatenate([mean[:, None], mean[:, None] + _sqrt_psd(cov)], axis=1)  # (d, d + 1)
         out = sampler.deterministic(np.ascontiguousarray(pts), k)
         mean = out[:, 0].copy()
@@ -50,9 +52,12 @@ def propagate(sampler, mean0: np.ndarray, cov0: np.ndarray, steps: int, every: i
 
 
 def gaussian_kl(m1, s1, m2, s2) -> float:
-    """KL(N(m1, s1) || N(m2, s2)) with Cholesky solves."""
+    """KL(N(m1, s1) || N(m2, s2)) with Cholesky solves; inf if s2 is singular."""
     d = len(m1)
-    l2 = np.linalg.cholesky(s2)
+    try:
+        l2 = np.linalg.cholesky(s2)
+    except np.linalg.LinAlgError:
+        return float("inf")
     a = np.linalg.solve(l2, s1)
     trace = np.trace(np.linalg.solve(l2.T, a))  # tr(s2^-1 s1)
     diff = np.linalg.solve(l2, np.asarray(m2) - np.asarray(m1))
@@ -71,9 +76,11 @@ def gaussian_log_pdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.nda
 
 
 def exact_metrics(target, mean: np.ndarray, cov: np.ndarray) -> dict:
-    """exact_kl and exact_w2 of N(mean, cov) against a Gaussian target."""
+    """exact_kl = KL(law || target), exact_kl_target_out = KL(target || law) (the direction of the
+    error decomposition's bounds) and exact_w2 of N(mean, cov) against a Gaussian target."""
     return {
         "exact_kl": gaussian_kl(mean, cov, target.mean, target.cov),
+        "exact_kl_target_out": gaussian_kl(target.mean, target.cov, mean, cov),
         "exact_w2": gaussian_w2(mean, cov, target.mean, target.cov),
     }
 

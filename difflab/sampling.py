@@ -1,8 +1,9 @@
 """One ``difflab sample`` run: validate options, build target and sampler, drive, write.
 
 Everything that can be wrong with the input is checked before any work starts, so bad input
-writes nothing. Random streams come from ``SeedSequence(seed).spawn(4)``: (initial state,
-sampler steps, metrics, the ``--score-error`` field), each a ``Generator(SFC64)``.
+writes nothing. Random streams come from ``SeedSequence(seed).spawn(5)``: (initial state,
+sampler steps, metrics, the ``--score-error`` field, the error decomposition's estimates), each a
+``Generator(SFC64)``.
 """
 
 from __future__ import annotations
@@ -160,11 +161,12 @@ def prepare(opts: SampleOptions, default_path: bool = True):
 
 
 def _streams(seed: int):
-    """Generators (initial state, steps, metrics, score error) from SeedSequence(seed).spawn(4).
-    Children 0-2 are the same whatever the count, so adding streams never changes old runs."""
+    """Generators (initial state, steps, metrics, score error, error decomposition) from
+    SeedSequence(seed).spawn(5). The children are the same whatever the count, so adding streams
+    never changes old runs."""
     import numpy as np
 
-    return [np.random.Generator(np.random.SFC64(ss)) for ss in np.random.SeedSequence(seed).spawn(4)]
+    return [np.random.Generator(np.random.SFC64(ss)) for ss in np.random.SeedSequence(seed).spawn(5)]
 
 
 def _initial(params: dict, target, sampler, rng, n: int):
@@ -215,7 +217,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
 
     entry = entry_of(opts.sampler)
     name = entry.name
-    rng_init, rng_step, rng_metric, rng_score = _streams(opts.seed)
+    rng_init, rng_step, rng_metric, rng_score, rng_path = _streams(opts.seed)
     n = params["particles"]
     model, guided = target, None  # model: what the sampler sees, the exact target or a wrong score
     if target.discrete:
@@ -249,11 +251,14 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             _add_exact_law(sampler, target, law0, result, params, summary)
         if guided is not None:
             _guidance_summary(summary, result.samples, *guided, rng_metric, n)
-        if sampler.capabilities.diffusion:
+        if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
             from difflab.decomposition import error_terms, score_error_term
 
-            summary.update(error_terms(sampler, target, law0, rng_metric))
-            summary.update(score_error_term(sampler, rng_metric))
+            terms, series = error_terms(sampler, target, law0, rng_path)
+            summary.update(terms)
+            result.per_step.update({k: v[: result.steps_done] for k, v in series.items() if result.steps_done})
+            if sampler.capabilities.diffusion:
+                summary.update(score_error_term(sampler, rng_path))
     if params.get("likelihood"):
         groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
     samples, trajectory = result.samples, result.trajectory

@@ -41,6 +41,7 @@ np = lazy("numpy", globals(), "np")
 class VPLinear:
     beta_min: float = 0.1
     beta_max: float = 20.0
+    t_start = 1.0  # where the reverse processes start (see time_grid)
 
     def log_alpha(self, t):
         t = np.asarray(t, dtype=np.float64)
@@ -75,6 +76,10 @@ class VPCosine:
     s: float = 0.008
     t_max: float = 0.9946
 
+    @property
+    def t_start(self) -> float:
+        return self.t_max
+
     def _c(self, t):
         return np.cos((t + self.s) / (1.0 + self.s) * math.pi / 2)
 
@@ -105,6 +110,7 @@ class VPCosine:
 class VE:
     sigma_min: float = 0.01
     sigma_max: float = 50.0
+    t_start = 1.0
 
     def log_alpha(self, t):
         return np.zeros_like(np.asarray(t, dtype=np.float64))
@@ -188,12 +194,17 @@ SPACINGS = ("trailing", "leading", "linspace")
 
 
 def time_grid(schedule, steps: int, t_end: float, spacing: str = "logsnr"):
-    """(steps + 1,) decreasing times from 1 to t_end, uniform in t or in log-SNR."""
+    """(steps + 1,) decreasing times from the start to t_end, uniform in t or in log-SNR.
+
+    The start is t = 1, or vp-cosine's ``t_max``: beyond it that schedule is frozen (f = g = 0), so
+    a first solver step evaluated at t = 1 would not move at all over the part of its interval
+    below t_max (the same level, so the same prior)."""
+    start = schedule.t_start
     if spacing == "uniform":
-        return np.linspace(1.0, t_end, steps + 1)
-    lam = np.linspace(half_log_snr(schedule, 1.0), half_log_snr(schedule, t_end), steps + 1)
+        return np.linspace(start, t_end, steps + 1)
+    lam = np.linspace(half_log_snr(schedule, start), half_log_snr(schedule, t_end), steps + 1)
     t = t_of_half_log_snr(schedule, lam)
-    t[0], t[-1] = 1.0, t_end
+    t[0], t[-1] = start, t_end
     return t
 
 

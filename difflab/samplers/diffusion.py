@@ -33,6 +33,7 @@ from difflab.contracts import (
     AffineStep,
     Capabilities,
     Option,
+    PathStep,
     SamplerEntry,
     at_least_one,
     at_least_zero,
@@ -166,6 +167,14 @@ class DDPM(_Reverse):
         c = self.coefficients(k)[5]
         return c * c
 
+    def path_step(self, k: int) -> PathStep | None:
+        """Step k between two grid levels; the step to sigma = 0 and the early-stop denoising are
+        read-outs (x0_hat, a deterministic map of the last noisy state)."""
+        if k >= len(self.alphas) - 1 or self.sigmas[k + 1] == 0.0:
+            return None
+        return PathStep((float(self.alphas[k]), float(self.sigmas[k])),
+                        (float(self.alphas[k + 1]), float(self.sigmas[k + 1])))
+
     def step(self, rng: np.random.Generator, state: DiffusionState):
         a_t, s_t, A, B, c = self.affine(state.k)
         info = _info(self.target, state.xt, a_t, s_t)
@@ -204,6 +213,10 @@ class _ContinuousTime(_Reverse):
     def _score(self, xt, t):
         a, s = alpha_sigma(self.schedule, t)
         return self.target.score_t(xt, float(a), float(s))
+
+    def _level(self, t: float) -> tuple[float, float]:
+        a, s = alpha_sigma(self.schedule, t)
+        return float(a), float(s)
 
 
 SOLVERS = ("euler", "heun", "rk4", "dpm2", "rk45")
@@ -282,6 +295,11 @@ class PFlow(_ContinuousTime):
 
     def noise_cov(self, k: int) -> float:
         return 0.0
+
+    def path_step(self, k: int) -> PathStep | None:
+        if self.solver == "rk45":
+            return None
+        return PathStep(self._level(float(self.times[k])), self._level(float(self.times[k + 1])))
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
         if self.solver == "rk45":
@@ -364,6 +382,14 @@ class ReverseSDE(_ContinuousTime):
     def noise_cov(self, k: int) -> float:
         c = self.noise_std(k)
         return c * c
+
+    def path_step(self, k: int) -> PathStep:
+        """The predictor stands for p(x_s | x_t); a corrector at s for the exact Langevin diffusion
+        on p_s run for its step e."""
+        t, s, j = self._sub(k)
+        if j == 0:
+            return PathStep(self._level(t), self._level(s))
+        return PathStep(self._level(s), self._level(s), langevin=self._corrector_step(s))
 
     def step(self, rng: np.random.Generator, state: DiffusionState):
         t, s, j = self._sub(state.k)

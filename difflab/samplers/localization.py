@@ -40,6 +40,7 @@ from difflab.contracts import (
     AffineStep,
     Capabilities,
     Option,
+    PathStep,
     SamplerEntry,
     check_argument,
     init_option,
@@ -109,10 +110,20 @@ class Localization(AffineStep):
         resp, means, _ = self._posterior(yt, t)
         return yt + (t1 - t) * np.einsum("kn,kdn->dn", resp, means)
 
-    def noise_cov(self, k: int) -> np.ndarray:
-        """Covariance of the step's noise; for ``gaussian`` valid on one-component targets only
-        (the posterior covariance does not depend on y there), which is where it is used."""
+    def path_step(self, k: int) -> PathStep | None:
+        """y_t = t X + W_t is the forward process at (alpha, sigma) = (t, sqrt t); the read-out is
+        deterministic."""
+        if k == len(self.times) - 1:
+            return None
+        t, t1 = float(self.times[k]), float(self.times[k + 1])
+        return PathStep((t, float(np.sqrt(t))), (t1, float(np.sqrt(t1))))
+
+    def noise_cov(self, k: int) -> np.ndarray | None:
+        """Covariance of the step's noise; None for ``gaussian`` on a mixture, where it depends on
+        y (the posterior covariance does not on a one-component target)."""
         d = self.target.dim
+        if self.transition == "gaussian" and self.target.n_components > 1:
+            return None
         if k == len(self.times) - 1:
             return np.zeros((d, d))
         t, t1 = float(self.times[k]), float(self.times[k + 1])
