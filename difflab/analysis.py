@@ -206,8 +206,11 @@ def fit_slope(points: list[dict], level: float = 0.95) -> dict:
 # "exact": computed from exact laws (no Monte Carlo noise); "run": an exact property of this run
 # (a count, a rate, a setting), not an estimate of a target quantity; "MC": a Monte Carlo estimate
 # (compare it with its floor_<metric>, the same estimate on exact draws of the same size).
-_EXACT = {"exact_kl", "exact_w2", "exact_tv", "log_z", "guidance_gamma", "class_weight", "likelihood_max_err",
-          "likelihood_prior_max_err", "likelihood_nfe"}
+_EXACT = {"exact_kl", "exact_kl_target_out", "exact_w2", "exact_tv", "log_z", "guidance_gamma", "class_weight",
+          "likelihood_max_err", "likelihood_prior_max_err", "likelihood_nfe",
+          # error-decomposition terms reported only where they are closed forms
+          "kl_delta", "kl_path_gap", "kl_discretisation", "w2_prior", "w2_discretisation", "w2_score_error",
+          "w2_early_stop"}
 _RUN = {"acceptance_rate", "accepted_fraction", "nfe", "posterior_trace", "jumps", "score_mse", "smc_ess",
         "resampled", "step_size"}
 

@@ -91,11 +91,14 @@ def _command(entry):
     """The ``difflab sample NAME`` function of a registry entry: its signature is the entry's
     options (defaults, help and types stated there once), then the settings options."""
     import inspect
+    from dataclasses import replace
 
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter("ctx", kw, annotation=typer.Context)]
+    # steps whose default depends on other options (steps_for) stay None until resolved
+    options = [replace(o, default=None) if o.name == "steps" and entry.steps_for else o for o in entry.all_options]
     params += [inspect.Parameter(_param(o.name), kw, default=o.default, annotation=_typer_option(o))
-               for o in entry.all_options if o.name != "force"]
+               for o in options if o.name != "force"]
     params += [inspect.Parameter(name, kw, default=_SETTINGS_DEFAULTS[name.rstrip("_")], annotation=Annotated[t, info])
                for name, t, info in _SETTINGS]
 

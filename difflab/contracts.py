@@ -235,6 +235,7 @@ class SamplerEntry:
     target_kind: str = "continuous"
     needs: tuple[str, ...] = ()
     mcmc: bool = False
+    steps_for: Callable[[dict], int | None] | None = None  # a default step count that depends on options
 
     @property
     def all_options(self) -> tuple[Option, ...]:
@@ -248,6 +249,12 @@ class SamplerEntry:
     @property
     def default_steps(self) -> int:
         return self.steps.default
+
+    def steps_default(self, given: dict) -> int:
+        """The step count when none is given: ``steps_for(given options)`` if the entry has one and
+        it answers, else the steps option's default."""
+        chosen = self.steps_for(given) if self.steps_for is not None else None
+        return self.steps.default if chosen is None else chosen
 
     def resolve_params(self, given: dict, steps: int) -> dict:
         """The sampler's own parameters, as recorded in the run file: defaults filled in, every

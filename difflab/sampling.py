@@ -72,7 +72,7 @@ def resolve_params(opts: SampleOptions) -> dict:
     entry = entry_of(opts.sampler)
     common = {o.name: o for o in entry.all_options if o.name in COMMON} | {"init": entry.init}
     value = {name: o.validate(getattr(opts, name)) for name, o in common.items() if name not in ("target", "out")}
-    steps = entry.default_steps if value["steps"] is None else value["steps"]
+    steps = entry.steps_default(opts.options) if value["steps"] is None else value["steps"]
     init = entry.init.default if value["init"] is None else value["init"]
     params = {
         "particles": value["particles"],

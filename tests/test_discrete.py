@@ -375,3 +375,23 @@ def test_one_dimensional_pmf(tmp_path, args):
     rec = read_run(tmp_path / "o.h5", samples=True)
     assert rec.samples.shape == (500, 1) and set(np.unique(rec.samples)) <= {0.0, 1.0, 2.0, 3.0}
     assert rec.summary["exact_tv"] < (1e-6 if "exact" in args else 0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", ["absorbing", "uniform"])
+@pytest.mark.parametrize("name", ["ising6", "potts", "xor3"])
+def test_default_steps_keep_the_exact_error_under_half_the_monte_carlo_floor(name, noise):
+    """The rule behind each noise's default steps: the default run's exact_tv is at most half its
+    smallest Monte Carlo floor (floor_marginal_tv at the default 1,000 particles). Negative control:
+    uniform noise at the old default of 100 steps breaks the rule."""
+    import difflab
+    from difflab import metrics
+
+    t = _target(name)
+    floor = metrics.DiscreteMetricSuite(t).final(t.sample(np.random.default_rng(0), 1000))["marginal_tv"]
+    run = difflab.sample("discrete", target=name, particles=10, noise=noise)
+    assert run.params["steps"] == {"absorbing": 100, "uniform": 800}[noise]
+    assert run.summary["exact_tv"] <= 0.5 * floor, (run.summary["exact_tv"], floor)
+    if noise == "uniform":
+        old = difflab.sample("discrete", target=name, particles=10, noise=noise, steps=100)
+        assert old.summary["exact_tv"] > 0.5 * floor
