@@ -69,8 +69,8 @@ from difflab.metrics import gaussian_w2
 from difflab.schedules import alpha_sigma
 
 N_PRIOR = 20_000  # exact draws for the Monte Carlo kl_prior and kl_early_stop on a mixture
-PATH_BUDGET = 400_000  # exact joint draws over all steps for the Monte Carlo kl_step
-PER_STEP = (200, 20_000)  # ... and at least / at most this many per step
+PATH_BUDGET = 200_000  # exact joint draws over all steps for the Monte Carlo kl_step
+PER_STEP = (100, 20_000)  # ... and at least / at most this many per step
 
 
 def _mc(values: np.ndarray):
@@ -181,15 +181,21 @@ def mc_kl_step(sampler, target, k: int, step, n: int, rng: np.random.Generator) 
         gain, r_var = r * lam_s / lam_t, v * lam_s / lam_t
         w_t = target.posterior_weights(xt, a_t, s_t)
     # component j's reverse conditional mean a_s m_j + U_j diag(gain_j) U_j^T (x_t - a_t m_j), (K, n, d)
-    rot = np.einsum("kde,knd->kne", u, xt[None, :, :] - a_t * means[:, None, :]) * gain[:, None, :]
-    mu = a_s * means[:, None, :] + np.einsum("kde,kne->knd", u, rot)
+    # (batched GEMMs: rows x^T U_j are (U_j^T x)^T)
+    rot = np.matmul(xt[None, :, :] - a_t * means[:, None, :], u) * gain[:, None, :]
+    mu = a_s * means[:, None, :] + np.matmul(rot, u.transpose(0, 2, 1))
     a_mean = sampler.deterministic(np.ascontiguousarray(xt.T), k).T  # the sampler's kernel mean, (n, d)
-    chol = np.linalg.cholesky(_noise(sampler, k, d))
-    q_inv = np.linalg.inv(chol @ chol.T)  # (d, d): tr(Q^-1 R_j) in each eigenbasis
-    trace = np.einsum("kde,df,kfe,ke->k", u, q_inv, u, r_var)
-    logdet_q = 2.0 * np.log(np.diag(chol)).sum()
-    gap = (mu - a_mean[None, :, :]).reshape(-1, d)
-    maha = (solve_triangular(chol, gap.T, lower=True) ** 2).sum(axis=0).reshape(len(lam), n)
+    gap = mu - a_mean[None, :, :]
+    q = sampler.noise_cov(k)
+    if np.ndim(q) == 0:  # Q = q I (ddpm, sde, localization's em)
+        trace, logdet_q = r_var.sum(axis=1) / q, d * np.log(q)
+        maha = np.einsum("knd,knd->kn", gap, gap) / q
+    else:
+        chol = np.linalg.cholesky(q)
+        q_inv = np.linalg.inv(q)  # (d, d): tr(Q^-1 R_j) in each eigenbasis
+        trace = (np.matmul(u.transpose(0, 2, 1), q_inv @ u).diagonal(axis1=1, axis2=2) * r_var).sum(axis=1)
+        logdet_q = 2.0 * np.log(np.diag(chol)).sum()
+        maha = (solve_triangular(chol, gap.reshape(-1, d).T, lower=True) ** 2).sum(axis=0).reshape(len(lam), n)
     kl_j = 0.5 * ((trace - d + logdet_q - np.log(r_var).sum(axis=1))[:, None] + maha)  # (K, n)
     w_s = target.posterior_weights(xs, a_s, s_s)
     tiny = np.finfo(np.float64).tiny
