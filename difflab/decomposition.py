@@ -79,9 +79,11 @@ def _mc(values: np.ndarray):
 
 def path_of(sampler) -> list:
     """The sampler's path steps (``PathStep``s up to its first read-out step), [] if it has none.
-    Only samplers with ``capabilities.affine`` have them: the kernels must be Gaussian,
-    N(deterministic(x), noise_cov)."""
-    if not sampler.capabilities.affine or not sampler.n_steps:
+    Only ``AffineStep`` samplers with ``capabilities.affine`` have them: the kernels must be
+    Gaussian, N(deterministic(x), noise_cov)."""
+    from difflab.contracts import AffineStep
+
+    if not (isinstance(sampler, AffineStep) and sampler.capabilities.affine) or not sampler.n_steps:
         return []
     steps = []
     for k in range(sampler.n_steps):

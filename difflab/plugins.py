@@ -110,7 +110,7 @@ def check_sampler(sampler, name: str) -> None:
         missing.append("n_steps (an int, or None for a Markov kernel)")
     caps = getattr(sampler, "capabilities", None)
     if isinstance(caps, Capabilities):
-        needs = {"affine": ("deterministic", "noise_cov", "exact_law_start", "exact_law_output", "path_step"),
+        needs = {"affine": ("deterministic", "noise_cov", "exact_law_start", "exact_law_output"),
                  "estimate": ("estimate",), "adapts_step_size": ("with_step_size",),
                  "diffusion": ("start_law",)}
         for cap, methods in needs.items():
