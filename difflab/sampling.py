@@ -363,6 +363,7 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
     clean, masked = clean_part(q, target, sampler.n_noisy)
     summary["exact_tv"] = tv(clean, target.probs) + 0.5 * masked
     summary["exact_kl"] = kl(clean, target.probs) if masked < 1e-12 else float("inf")
+    summary["exact_kl_target_out"] = kl(target.probs, clean)  # masked mass lies off the target's support
     if not steps:
         return
     if len(result.metrics_step) == 0:

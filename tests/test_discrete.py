@@ -395,3 +395,17 @@ def test_default_steps_keep_the_exact_error_under_half_the_monte_carlo_floor(nam
     if noise == "uniform":
         old = difflab.sample("discrete", target=name, particles=10, noise=noise, steps=100)
         assert old.summary["exact_tv"] > 0.5 * floor
+
+
+@pytest.mark.parametrize("noise, method", [("absorbing", "tau-leaping"), ("uniform", "euler"), ("absorbing", "exact")])
+def test_both_kl_directions_obey_pinsker(noise, method):
+    """exact_kl = KL(out || p) and exact_kl_target_out = KL(p || out) are both >= 2 exact_tv^2
+    (Pinsker), on xor3 where simultaneous unmasking makes KL(out || p) infinite but not the other."""
+    import difflab
+
+    s = difflab.sample("discrete", target="xor3", particles=10, steps=20, noise=noise, method=method).summary
+    for key in ("exact_kl", "exact_kl_target_out"):
+        assert s[key] >= 2 * s["exact_tv"] ** 2 * (1 - 1e-12), (key, s)
+    assert np.isfinite(s["exact_kl_target_out"])
+    if method == "tau-leaping":
+        assert s["exact_kl"] == float("inf")
