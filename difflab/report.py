@@ -49,6 +49,20 @@ def run_summary(path, run) -> None:
             floor = f"tilted_floor_{m[7:]}" if m.startswith("tilted_") else f"floor_{m}"
             table.add_row(m, fmt(summary[m]), fmt(summary.get(floor)))
     Console().print(table)
+    terms = [k for k in DECOMPOSITION if k in summary]
+    if terms:
+        split = Table(title="error decomposition")
+        split.add_column("term")
+        split.add_column("value", justify="right")
+        split.add_column("standard error", justify="right")
+        for k in terms:
+            split.add_row(k, fmt(summary[k]), fmt(summary.get(f"{k}_se")))
+        Console().print(split)
+
+
+# what the run summary prints of the error decomposition, in reading order
+DECOMPOSITION = ("kl_prior", "kl_path", "kl_delta", "kl_path_gap", "kl_early_stop", "exact_kl_target_out",
+                 "score_error_term", "w2_prior", "w2_discretisation", "w2_score_error", "w2_early_stop")
 
 
 def compare_table(cmp, cols, flat, params) -> None:
