@@ -175,6 +175,10 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         _fail(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if run.path != str(path):  # another writer took the name while this run ran: nothing replaced
+        typer.echo(f"warning: {path} was written by another process while this run ran; this run is saved as "
+                   f"{run.path}", err=True)
+        path = Path(run.path)
     if quiet:
         typer.echo(str(path))
     else:

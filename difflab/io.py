@@ -37,10 +37,15 @@ SCHEMA_VERSION = 1
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = ""):
+def atomic_path(path: Path, suffix: str = "", *, replace: bool = True):
     """A temporary path beside ``path`` to write to, renamed onto ``path`` when the block ends
     without an error and removed otherwise: a file under its final name is always complete. The
-    one atomic-write helper (run files, figures, exports)."""
+    one atomic-write helper (run files, figures, exports).
+
+    With ``replace=False`` the final name is claimed without ever replacing a file: a hard link,
+    which fails if the name exists (atomic, so of concurrent writers exactly one gets it); if
+    another process took the name meanwhile, ``FileExistsError`` is raised (and the temporary
+    file removed): ``write_run_new`` then writes under the next free name."""
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,20 +56,52 @@ def atomic_path(path: Path, suffix: str = ""):
     tmp = Path(name)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def write_run(path: Path, run: Run) -> None:
-    """Write one run file atomically (``atomic_path``)."""
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp``'s complete file the name ``path`` only if that name is free (then drop ``tmp``)."""
+    try:
+        os.link(tmp, path)  # FileExistsError if taken: never replaces
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: exclusive create, then the rename
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.close(fd)
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def write_run_new(path: Path, run: Run) -> Path:
+    """Write a run file under ``path`` without replacing anything: if another writer took the name
+    while this run ran, under the first free ``<stem>-<k><suffix>`` beside it (k = 1, 2, ...).
+    Returns the name written; the result is never lost and no other file is overwritten."""
+    path = Path(path)
+    for k in range(0, 10_000):
+        target = path if k == 0 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+        try:
+            write_run(target, run, replace=False)
+            return target
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free name beside it")
+
+
+def write_run(path: Path, run: Run, *, replace: bool = True) -> None:
+    """Write one run file atomically (``atomic_path``; ``replace=False``: never over an existing file)."""
     import h5py
     import numpy as np
 
     from difflab import __version__
 
-    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(Path(path), replace=replace) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["difflab_version"] = __version__
         f.attrs["schema_version"] = SCHEMA_VERSION
         for k, v in run.attrs.items():
@@ -149,9 +186,10 @@ class Run:
         from difflab.errors import RunExistsError
 
         path = Path(path)
-        if path.exists() and not force:
-            raise RunExistsError(f"{path}: the run file exists; pass force=True to overwrite it")
-        write_run(path, self)
+        try:
+            write_run(path, self, replace=force)  # without force, never over a file (even one made meanwhile)
+        except FileExistsError:
+            raise RunExistsError(f"{path}: the run file exists; pass force=True to overwrite it") from None
         self.path = str(path)
         return path
 

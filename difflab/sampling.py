@@ -210,7 +210,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     import numpy as np
 
     from difflab import driver, metrics
-    from difflab.io import Run, write_run
+    from difflab.io import Run, write_run, write_run_new
     from difflab.plugins import check_sampler
     from difflab.samplers import is_builtin
     from difflab.samplers.langevin import StepSizeAdapter
@@ -281,7 +281,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
         summary_arrays=summary_arrays, groups=groups,
     )
     if path is not None:
-        write_run(path, run)
+        if opts.force:
+            write_run(path, run)
+        else:  # the name was free at the start; another writer may have taken it since: never replace
+            run.path = str(write_run_new(path, run))
     return run
 
 

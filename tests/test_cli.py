@@ -328,3 +328,61 @@ def test_temporary_files_are_not_at_guessable_names(in_tmp):
                                            trajectory=np.zeros((1, 1, 1)), trajectory_step=[0]))
     assert victim.read_text() == "keep me" and (in_tmp / "x.h5").is_file() and not (in_tmp / "x.h5").is_symlink()
     assert sorted(p.name for p in in_tmp.iterdir() if p.name.startswith(".x.h5.") and not p.is_symlink()) == []
+
+
+def _tiny_run():
+    import difflab.io as dio
+
+    return dio.Run(path="", attrs={"seed": 7}, params={}, summary={}, samples=np.zeros((2, 1)),
+                   trajectory=np.zeros((1, 1, 1)), trajectory_step=[0])
+
+
+def test_a_write_without_replace_never_touches_an_existing_file(in_tmp):
+    """write_run(replace=False) onto a name that exists raises, leaves the file byte for byte and no
+    temporary file; write_run_new then writes beside it under the first free name."""
+    import difflab.io as dio
+
+    taken = in_tmp / "x.h5"
+    taken.write_bytes(b"another writer's run")
+    with pytest.raises(FileExistsError):
+        dio.write_run(taken, _tiny_run(), replace=False)
+    assert taken.read_bytes() == b"another writer's run"
+    assert [p.name for p in in_tmp.iterdir()] == ["x.h5"]
+    (in_tmp / "x-1.h5").write_bytes(b"a second one")
+    assert dio.write_run_new(taken, _tiny_run()) == in_tmp / "x-2.h5"
+    assert dio.read_run(in_tmp / "x-2.h5").attrs["seed"] == 7 and taken.read_bytes() == b"another writer's run"
+
+
+def test_a_run_file_that_appears_while_the_run_runs_is_not_replaced(in_tmp, monkeypatch):
+    """The name is free when the run starts; another writer takes it before the end: the run is
+    saved beside it (x-1.h5), the other file is left as it was, and the command says so."""
+    from difflab import sampling
+
+    real = sampling.execute
+
+    def execute(opts, **kw):
+        kw["path"].write_bytes(b"the other writer's run")  # taken after the start-up check
+        return real(opts, **kw)
+
+    monkeypatch.setattr(sampling, "execute", execute)
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "--seed", "5", "-o", "x.h5", "-q")
+    assert r.exit_code == 0, r.output
+    assert (in_tmp / "x.h5").read_bytes() == b"the other writer's run"
+    assert read_run(in_tmp / "x-1.h5").attrs["seed"] == 5
+    assert r.stdout.strip().endswith("x-1.h5") and "written by another process" in r.stderr
+
+
+def test_concurrent_writers_of_one_name_lose_nothing(in_tmp):
+    """Four processes write -o same.h5 at once (seeds 1..4, no --force): every process that exits 0
+    has its seed in a file it printed; a process that found the name taken at its start exits 2
+    having written nothing. No result is lost without a word."""
+    procs = [subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "2000",
+                               "--steps", "200", "--seed", str(k), "-o", "same.h5", "-q"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(1, 5)]
+    outcomes = [(k, p.wait(timeout=120), p.stdout.read().strip()) for k, p in zip(range(1, 5), procs)]
+    written = {read_run(in_tmp / f.name).attrs["seed"] for f in in_tmp.glob("same*.h5")}
+    for seed, code, printed in outcomes:
+        assert code in (0, 2), (seed, code)
+        if code == 0:
+            assert read_run(in_tmp / os.path.basename(printed)).attrs["seed"] == seed
+    assert written == {seed for seed, code, _ in outcomes if code == 0} and written
