@@ -110,8 +110,8 @@ def _positive_definite(q) -> bool:
     return bool(np.all(np.linalg.eigvalsh(0.5 * (q + q.T)) > 0.0))
 
 
-def _level(mean, lam, u, level):
-    """Mean and eigenvalues (same basis u) of the law of alpha X + sigma Z, X ~ N(mean, u lam u^T)."""
+def _level(mean, lam, level):
+    """Mean and covariance eigenvalues (X's eigenbasis) of alpha X + sigma Z, X ~ N(mean, U diag(lam) U^T)."""
     a, s = level
     return a * mean, a * a * lam + s * s
 
@@ -153,7 +153,7 @@ def exact_kl_steps(sampler, target) -> np.ndarray:
         if not _positive_definite(q):
             out.append(np.inf)
             continue
-        mu_t, lam_t = _level(m, lam, u, step.frm)
+        mu_t, lam_t = _level(m, lam, step.frm)
         mu_s = step.to[0] * m
         p_diag, r_diag = _reference_kernel(lam, step)
         f = u * np.sqrt(lam_t)  # C_t^1/2
@@ -249,8 +249,8 @@ def flow_map(target, frm, to):
     """(M, mean shift) of the exact probability-flow map from level ``frm`` to ``to`` on a Gaussian
     target: x -> to_mean + M (x - frm_mean), M = C_to^1/2 C_frm^-1/2 (the covariances commute)."""
     lam, u = np.linalg.eigh(target.cov)
-    _, lam_f = _level(target.mean, lam, u, frm)
-    _, lam_t = _level(target.mean, lam, u, to)
+    _, lam_f = _level(target.mean, lam, frm)
+    _, lam_t = _level(target.mean, lam, to)
     return (u * np.sqrt(lam_t / lam_f)) @ u.T, frm[0] * target.mean, to[0] * target.mean
 
 
