@@ -255,6 +255,36 @@ def _plain(v):
     return v
 
 
+MAX_OBJECTS = 10_000  # a run file holds a few dozen; more (or a cycle of hard links) is not one
+
+
+def _reads_elsewhere(f) -> str | None:
+    """What in an open HDF5 file would make a reader read outside it, or loop: an external or soft
+    link, a dataset with external raw storage, a virtual dataset, too many objects. None if none.
+    (A crafted run file could otherwise copy a local file into difflab's output.)"""
+    import h5py
+
+    stack, seen = [f], 0
+    while stack:
+        group = stack.pop()
+        for name in group:
+            seen += 1
+            where = f"{group.name.rstrip('/')}/{name}"
+            if seen > MAX_OBJECTS:
+                return f"more than {MAX_OBJECTS} objects (at {where})"
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                return f"{where} is {'an external' if isinstance(link, h5py.ExternalLink) else 'a soft'} link"
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                stack.append(obj)
+            elif obj.external:
+                return f"{where} is stored in another file"
+            elif obj.is_virtual:
+                return f"{where} is a virtual dataset"
+    return None
+
+
 def read_run(path, *, samples: bool = False, series: bool = False, trajectory: bool = False,
              everything: bool = False) -> Run:
     """Read a run file (its arrays as asked; ``everything``: all of them, the summary arrays and
@@ -267,6 +297,10 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
         with h5py.File(path, "r") as f:
             if "schema_version" not in f.attrs or "samples" not in f:
                 raise RunFileError(f"{path}: not a difflab run file (no schema_version or /samples)")
+            foreign = _reads_elsewhere(f)
+            if foreign:
+                raise RunFileError(f"{path}: {foreign}; difflab reads only self-contained run files (it writes "
+                                   f"no links, external storage or virtual datasets)")
             version = int(f.attrs["schema_version"])
             if version > SCHEMA_VERSION:
                 raise RunFileError(f"{path}: schema_version {version} is newer than this difflab reads ({SCHEMA_VERSION})")

@@ -386,3 +386,55 @@ def test_concurrent_writers_of_one_name_lose_nothing(in_tmp):
         if code == 0:
             assert read_run(in_tmp / os.path.basename(printed)).attrs["seed"] == seed
     assert written == {seed for seed, code, _ in outcomes if code == 0} and written
+
+
+def _crafted(path, how, secret):
+    """A valid-looking run file whose /samples reads ``secret`` (another file) by ``how``."""
+    import difflab.io as dio
+
+    dio.write_run(path, _tiny_run())
+    with h5py.File(path, "a") as f:
+        del f["samples"]
+        if how == "external storage":
+            f.create_dataset("samples", shape=(2, 1), dtype="f8", external=[(str(secret), 0, 16)])
+        elif how == "external link":
+            f["samples"] = h5py.ExternalLink(str(secret), "/data")
+        elif how == "virtual dataset":
+            layout = h5py.VirtualLayout(shape=(2, 1), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(secret), "data", shape=(2, 1))
+            f.create_virtual_dataset("samples", layout)
+        else:  # a soft link into the file
+            f.create_dataset("hidden", data=np.zeros((2, 1)))
+            f["samples"] = h5py.SoftLink("/hidden")
+
+
+@pytest.mark.parametrize("how", ["external storage", "external link", "virtual dataset", "soft link"])
+def test_readers_refuse_run_files_that_read_other_files(in_tmp, how):
+    """show, compare, export and --points refuse a run file whose data lives elsewhere: one line,
+    exit 2, nothing written (export writes no .nc holding the other file's bytes)."""
+    secret = in_tmp / "secret.h5"
+    with h5py.File(secret, "w") as f:
+        f["data"] = np.array([[4.0], [2.0]])
+    raw = in_tmp / "raw.bin"
+    raw.write_bytes(np.array([4.0, 2.0]).tobytes())
+    crafted = in_tmp / "crafted.h5"
+    _crafted(crafted, how, raw if how == "external storage" else secret)
+    with h5py.File(crafted) as f:  # the craft works: plain h5py reads the other file's numbers
+        assert f["samples"][()].ravel().tolist() == ([0.0, 0.0] if how == "soft link" else [4.0, 2.0])
+    for args in (["show", crafted], ["compare", crafted, "--json"], ["export", crafted, "-o", in_tmp / "out.nc"],
+                 ["sample", "pflow", "-t", "gaussian", "-n", "10", "--steps", "3", "--likelihood", "--points",
+                  crafted, "-o", in_tmp / "p.h5"]):
+        r = invoke(*args)
+        text = r.output + (r.stderr if r.stderr_bytes is not None else "")
+        if args[0] == "compare":  # compare reports an unreadable file in its row, and exits 0 on others
+            assert "self-contained" in text, text
+            continue
+        assert r.exit_code == 2 and "self-contained" in text, (args[0], r.exit_code, text)
+        assert "Traceback" not in text
+    assert not (in_tmp / "out.nc").exists() and not (in_tmp / "p.h5").exists()
+
+
+def test_an_honest_run_file_passes_the_self_containment_check(in_tmp):
+    """Negative control: the files difflab writes are read (no link, external or virtual storage)."""
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-o", "ok.h5", "-q")
+    assert r.exit_code == 0 and invoke("show", "ok.h5").exit_code == 0
