@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from difflab import yamlio
 from difflab.errors import ConfigError
 from difflab.errors import suggest as _suggest
 
@@ -453,7 +454,7 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
 
     ctx = _Ctx(source)
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -553,7 +554,7 @@ def _overridden(text: str, source: str, name: str, overrides: tuple) -> tuple[st
     from difflab.settings import apply_target_sets
 
     parse_target(text, source, name)  # the file itself must be valid: its errors name the file
-    doc = apply_target_sets(yaml.safe_load(text), overrides, source)
+    doc = apply_target_sets(yamlio.load(text, source), overrides, source)
     shown = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides)
     source = f"{source} with --target-set {shown}"
     return f"# {source}\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), source

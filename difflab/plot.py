@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from difflab import yamlio
 from difflab.errors import ConfigError, suggest
 
 KINDS = ("samples", "trajectories", "metrics", "pmf", "fit")
@@ -40,11 +41,10 @@ def default_kind(records, by: str | None) -> str:
 def _is_discrete(rec) -> bool:
     """A run on a discrete target, by the kind of the target file stored in the run (whatever the
     sampler, a plug-in's included)."""
-    import yaml
 
     from difflab.config import DISCRETE_KINDS
 
-    doc = yaml.safe_load(rec.target_yaml) if rec.target_yaml else None
+    doc = yamlio.load(rec.target_yaml, f"{rec.path}: /config target_yaml") if rec.target_yaml else None
     return isinstance(doc, dict) and doc.get("kind") in DISCRETE_KINDS
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from difflab import yamlio
 from difflab.contracts import (
     OUTPUT_OPTIONS as NOT_SETTABLE,  # the output name, overwriting, printing
 )
@@ -59,7 +60,7 @@ def _yaml_value(src: str, text: str):
     import yaml
 
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yamlio.load(text, src) if text.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{src}: cannot read the value {text!r}: {getattr(exc, 'problem', None) or exc}") from None
 
@@ -147,7 +148,7 @@ def read_run_spec(path: str) -> tuple[str | None, dict, tuple]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--spec: cannot read '{path}': {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text, path)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML syntax error: {getattr(exc, 'problem', None) or exc}") from None
     if doc is None:

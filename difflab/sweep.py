@@ -23,6 +23,7 @@ import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from difflab import yamlio
 from difflab.errors import ConfigError, DifflabError, suggest
 from difflab.settings import NOT_SETTABLE, options_of, parse_target_sets
 from difflab.settings import coerce as _coerce
@@ -46,7 +47,7 @@ def expand(text: str, src: str) -> list[Run]:
     from difflab.samplers import SAMPLERS
 
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text, src)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{src}: YAML syntax error: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(doc, dict):

@@ -118,3 +118,62 @@ def test_shipped_targets_all_parse():
     for name in names:
         spec, t = load_target(name)
         assert t.dim >= 1
+
+
+BOMB = """a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+@pytest.mark.parametrize("where", ["target", "spec", "sweep", "set"])
+def test_yaml_alias_bombs_are_refused_in_one_line(tmp_path, where):
+    """A billion-laughs document (10^9 values from 10 lines) as a target (in a checked key), a run
+    spec, a sweep spec or a --set value: one line naming the file, exit 2, within 60 s under a 2 GB
+    address-space cap (unbounded, the error message alone used 4-5 GB)."""
+    import resource
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.yaml"
+    if where == "target":
+        bomb.write_text(BOMB + "kind: gaussian\nmean: *i\ncov: 1.0\n")
+        argv = ["sample", "ula", "-t", str(bomb), "--steps", "2", "-o", str(tmp_path / "x.h5")]
+    elif where == "spec":
+        bomb.write_text(BOMB.replace("a:", "x_a:", 1) + "step_size: *i\n")
+        argv = ["sample", "ula", "-t", "gaussian", "--spec", str(bomb), "-o", str(tmp_path / "x.h5")]
+    elif where == "sweep":
+        bomb.write_text(BOMB + "sampler: ula\ntarget: gaussian\ngrid: {step_size: *i}\n")
+        argv = ["sweep", str(bomb)]
+    else:
+        argv = ["sample", "ula", "-t", "gaussian", "--set", "step_size=" + BOMB, "-o", str(tmp_path / "x.h5")]
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    r = subprocess.run([sys.executable, "-m", "difflab", *argv], capture_output=True, text=True, timeout=60, check=False,
+                       preexec_fn=cap, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-500:])
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr[-500:]
+    if where != "set":
+        assert "bomb.yaml" in r.stderr and "aliases" in r.stderr, r.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_documents_with_a_few_aliases_and_every_shipped_target_are_read():
+    """Negative control of the bound: aliases as such are fine (here 10^4 values), and so is every
+    shipped target file; the bound sits between them and the bomb's 10^9."""
+    from pathlib import Path
+
+    from difflab import yamlio
+
+    doc = yamlio.load(BOMB.split("e:")[0], "small.yaml")
+    assert len(doc["d"]) == 10 and doc["d"][0][0][0] == [1] * 10
+    for f in (Path(__file__).parents[1] / "targets").glob("*.yaml"):
+        assert isinstance(yamlio.load(f.read_text(), f.name), dict)
