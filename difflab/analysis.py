@@ -98,9 +98,21 @@ def sort_rows(flat: list[dict], key: str, cols: list[str]) -> list[dict]:
     return sorted(flat, key=k)
 
 
-def to_json(rows: list[dict]) -> str:
-    """Every field of every run (all summary keys, all parameters)."""
-    return json.dumps(rows, indent=2, sort_keys=True, default=str)
+def _strict(value):
+    """A JSON-ready copy: non-finite floats as the strings "NaN", "Infinity", "-Infinity" (strict
+    JSON has no such numbers; Python's float() reads these strings back)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def to_json(rows) -> str:
+    """Strict JSON (``allow_nan=False``) of every field of every run, or of any compare result."""
+    return json.dumps(_strict(rows), indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
 def to_csv(cols: list[str], flat: list[dict]) -> str:

@@ -87,7 +87,6 @@ def compare_table(cmp, cols, flat, params) -> None:
 
 def compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
     """compare --by PARAM --metric M [--fit]: a table per series, mean and spread over seeds."""
-    import json
 
     if by is None:
         raise DifflabError("--fit: needs --by PARAM (the parameter to fit against)")
@@ -98,7 +97,7 @@ def compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
         if fit:
             g["fit"] = cmp.fit_slope(g["points"])
     if as_json:
-        print(json.dumps(groups, indent=2, sort_keys=True, default=str))
+        print(cmp.to_json(groups))
         return
     from rich.console import Console
     from rich.table import Table
@@ -123,13 +122,12 @@ def compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:
 
 def compare_cost(cmp, rows, metric, cost, vary, at, tol, as_json: bool) -> None:
     """compare --metric M --at COST / --tol T: series ranked by error at a cost, and cost to tolerance."""
-    import json
 
     if not metric or len(metric) != 1:
         raise DifflabError("--at/--tol: needs exactly one --metric (the error to rank by), e.g. --metric exact_w2")
     ranked = cmp.cost_rank(rows, metric[0], cost=cost, vary=vary, at=at, tol=tol)
     if as_json:
-        print(json.dumps(ranked, indent=2, sort_keys=True, default=str))
+        print(cmp.to_json(ranked))
         return
     from rich.console import Console
     from rich.table import Table

@@ -438,3 +438,20 @@ def test_an_honest_run_file_passes_the_self_containment_check(in_tmp):
     """Negative control: the files difflab writes are read (no link, external or virtual storage)."""
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-o", "ok.h5", "-q")
     assert r.exit_code == 0 and invoke("show", "ok.h5").exit_code == 0
+
+
+def test_compare_json_is_strict_json_even_with_non_finite_values(in_tmp):
+    """exact_kl is infinite on xor3 with tau-leaping: compare --json (plain, --by, --at) parses with
+    a strict parser (no NaN/Infinity literals), the value read back as the string "Infinity"."""
+    for seed in (1, 2):
+        r = invoke("sample", "discrete", "-t", "xor3", "-n", "50", "--steps", str(10 * seed), "-o", f"r{seed}.h5", "-q")
+        assert r.exit_code == 0, r.output
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+    rows = strict(invoke("compare", "r1.h5", "r2.h5", "--json").stdout)
+    assert {row["summary"]["exact_kl"] if "summary" in row else row["exact_kl"] for row in rows} == {"Infinity"}
+    strict(invoke("compare", "r1.h5", "r2.h5", "--json", "--by", "steps", "-m", "exact_kl").stdout)
+    strict(invoke("compare", "r1.h5", "r2.h5", "--json", "--at", "15", "-m", "exact_tv").stdout)
+    assert float("Infinity") == float("inf")  # how a Python reader gets the number back
