@@ -49,9 +49,12 @@ def atomic_path(path: Path, suffix: str = "", *, replace: bool = True):
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     # Created exclusively under an unpredictable name (mkstemp: O_CREAT | O_EXCL), so a link planted
-    # in a shared folder under a guessable name cannot redirect the write.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    # in a shared folder under a guessable name cannot redirect the write. The name also carries
+    # this host and process, so a later writer can tell a dead process's leftover.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=f".tmp{suffix}",
+                                dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -63,6 +66,40 @@ def atomic_path(path: Path, suffix: str = "", *, replace: bool = True):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _host() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+_HOST = _host()
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files a killed writer of ``path`` left (SIGKILL skips every cleanup):
+    only those of this host whose process is gone, so a live writer's file (on this machine or
+    another sharing the folder) is never touched."""
+    import glob
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{_HOST}-(\d+)\.[^.]+\.tmp")
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}-*.tmp*"):
+        match = pattern.match(leftover.name)
+        if match and not _alive(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid we can ask about: leave it
+    return True
 
 
 def _link_new(tmp: Path, path: Path) -> None:

@@ -455,3 +455,39 @@ def test_compare_json_is_strict_json_even_with_non_finite_values(in_tmp):
     strict(invoke("compare", "r1.h5", "r2.h5", "--json", "--by", "steps", "-m", "exact_kl").stdout)
     strict(invoke("compare", "r1.h5", "r2.h5", "--json", "--at", "15", "-m", "exact_tv").stdout)
     assert float("Infinity") == float("inf")  # how a Python reader gets the number back
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(in_tmp):
+    """A writer killed with SIGKILL leaves its temporary file: the next write of that name removes
+    it; a live process's temporary, another host's and another name's are kept."""
+    import difflab.io as dio
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = dio._HOST
+    stale = in_tmp / f".x.h5.{host}-{dead.pid}.abc123.tmp"
+    live = in_tmp / f".x.h5.{host}-{os.getpid()}.def456.tmp"
+    other_host = in_tmp / f".x.h5.elsewhere-{dead.pid}.ghi789.tmp"
+    other_name = in_tmp / f".y.h5.{host}-{dead.pid}.jkl012.tmp"
+    for p in (stale, live, other_host, other_name):
+        p.write_bytes(b"partial")
+    dio.write_run(in_tmp / "x.h5", _tiny_run())
+    assert not stale.exists() and live.exists() and other_host.exists() and other_name.exists()
+
+
+def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
+    """SIGKILL during a long run leaves no file under the final name (the name stays free), and the
+    next run of that name completes and leaves no temporary behind."""
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "200000", "--steps", "400",
+            "-o", "k.h5", "-q"]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (in_tmp / "k.h5").exists()
+    r = subprocess.run([*argv[:10], "20", "-o", "k.h5", "-q"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in in_tmp.iterdir()] == ["k.h5"]
