@@ -166,9 +166,12 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     show_progress = not quiet and sys.stderr.isatty()
     # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    late = None
     try:
         run = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
                                  progress=report.progress if show_progress else None)
+    except sample_mod.LateSignal as exc:  # arrived after sampling: the finished run was saved first
+        run, late = exc.run, exc.signum
     except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
         _fail(f"{path}: could not write the run file: {exc}", code=1)
     except DifflabError as exc:  # found while building the run's references, before any writing
@@ -183,6 +186,9 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         typer.echo(str(path))
     else:
         report.run_summary(path, run)
+    if late is not None:
+        typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if run.status == "diverged":
         typer.echo(f"warning: the run diverged at step {run.attrs['diverged_step']} (non-finite values); "
                    f"{path} holds the last finite state", err=True)

@@ -8,6 +8,7 @@ sampler steps, metrics, the ``--score-error`` field, the error decomposition's e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -205,7 +206,6 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     ``progress``, if given, is called with the number of steps and returns (context manager,
     on_step callback). ``argv``: what the run file records as the command (default sys.argv).
     """
-    import contextlib
 
     import numpy as np
 
@@ -242,50 +242,87 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             trajectory_particles=params["trajectory_particles"], metrics_every=every,
             metric_fn=suite.series if every else None, warmup=params.get("warmup", 0), adapter=adapter,
             on_step=on_step))
-    groups = {}
-    with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
-        summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
-        if target.discrete:
-            _discrete_exact_law(sampler, target, law0, result, params, summary)
-        else:
-            _add_exact_law(sampler, target, law0, result, params, summary)
-        if guided is not None:
-            _guidance_summary(summary, result.samples, *guided, rng_metric, n)
-        if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
-            from difflab.decomposition import error_terms, score_error_term
+    with _signals_deferred() as late:  # the run is over: a Ctrl-C or SIGTERM now waits for the file
+        groups = {}
+        with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
+            summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
+            if target.discrete:
+                _discrete_exact_law(sampler, target, law0, result, params, summary)
+            else:
+                _add_exact_law(sampler, target, law0, result, params, summary)
+            if guided is not None:
+                _guidance_summary(summary, result.samples, *guided, rng_metric, n)
+            if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
+                from difflab.decomposition import error_terms, score_error_term
 
-            terms, series = error_terms(sampler, target, law0, rng_path)
-            summary.update(terms)
-            result.per_step.update({k: v[: result.steps_done] for k, v in series.items() if result.steps_done})
-            if sampler.capabilities.diffusion:
-                summary.update(score_error_term(sampler, rng_path))
-    if params.get("likelihood"):
-        groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
-    samples, trajectory = result.samples, result.trajectory
-    if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
-        samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
-    run = Run(
-        path=str(path or ""),
-        attrs={
-            "sampler": name, "target": spec.name, "seed": opts.seed, "status": result.status,
-            "steps_done": result.steps_done, "diverged_step": result.diverged_step,
-            "wall_time_s": result.wall_time_s,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "argv": json.dumps(sys.argv if argv is None else argv), "n_particles": params["particles"],
-            "dim": samples.shape[1],
-        },
-        params=params, summary=summary, target_yaml=spec.text, target_source=spec.source, samples=samples,
-        trajectory=trajectory, trajectory_step=result.trajectory_step,
-        metrics={"step": result.metrics_step, **result.metrics},
-        per_step={"step": np.arange(1, result.steps_done + 1), **result.per_step} if result.per_step else {},
-        summary_arrays=summary_arrays, groups=groups,
-    )
-    if path is not None:
-        if opts.force:
-            write_run(path, run)
-        else:  # the name was free at the start; another writer may have taken it since: never replace
-            run.path = str(write_run_new(path, run))
+                terms, series = error_terms(sampler, target, law0, rng_path)
+                summary.update(terms)
+                result.per_step.update({k: v[: result.steps_done] for k, v in series.items() if result.steps_done})
+                if sampler.capabilities.diffusion:
+                    summary.update(score_error_term(sampler, rng_path))
+        if params.get("likelihood"):
+            groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
+        samples, trajectory = result.samples, result.trajectory
+        if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
+            samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
+        run = Run(
+            path=str(path or ""),
+            attrs={
+                "sampler": name, "target": spec.name, "seed": opts.seed, "status": result.status,
+                "steps_done": result.steps_done, "diverged_step": result.diverged_step,
+                "wall_time_s": result.wall_time_s,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "argv": json.dumps(sys.argv if argv is None else argv), "n_particles": params["particles"],
+                "dim": samples.shape[1],
+            },
+            params=params, summary=summary, target_yaml=spec.text, target_source=spec.source, samples=samples,
+            trajectory=trajectory, trajectory_step=result.trajectory_step,
+            metrics={"step": result.metrics_step, **result.metrics},
+            per_step={"step": np.arange(1, result.steps_done + 1), **result.per_step} if result.per_step else {},
+            summary_arrays=summary_arrays, groups=groups,
+        )
+        if path is not None:
+            if opts.force:
+                write_run(path, run)
+            else:  # the name was free at the start; another writer may have taken it since: never replace
+                run.path = str(write_run_new(path, run))
+    if late:
+        raise LateSignal(late[0], run)
     return run
+
+
+class LateSignal(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM that arrived after sampling ended, while the summary and the file were
+    being made: both were finished first; ``run`` is the finished run (written if a path was given)."""
+
+    def __init__(self, signum: int, run):
+        super().__init__(signum)
+        self.signum, self.run = signum, run
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM (main thread only) until the block ends; yields the list of signals
+    that arrived. A second Ctrl-C is held too: the file is always finished."""
+    import signal
+    import threading
+
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def hold(signum, frame):
+        if not got:
+            os.write(2, b"difflab: signal received; finishing the run file first\n")
+        got.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _guarded(plugin: bool, name: str, what: str, fn):

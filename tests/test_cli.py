@@ -491,3 +491,35 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     r = subprocess.run([*argv[:10], "20", "-o", "k.h5", "-q"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert [p.name for p in in_tmp.iterdir()] == ["k.h5"]
+
+
+@pytest.mark.parametrize("when", ["summary", "write"])
+def test_a_late_signal_never_throws_away_a_finished_run(in_tmp, monkeypatch, when):
+    """Ctrl-C during the final summary, or Ctrl-C and then SIGTERM during the file write: the finished
+    run is saved complete, and the command says so and exits 130. Negative control: the same
+    signal with the deferral undone loses the run."""
+    import signal
+
+    from difflab import io as dio
+    from difflab import sampling
+
+    def signalling(real, *signums):
+        def wrapper(*a, **kw):
+            for s in signums:
+                os.kill(os.getpid(), s)
+            return real(*a, **kw)
+        return wrapper
+
+    if when == "summary":
+        monkeypatch.setattr(sampling, "_summarise", signalling(sampling._summarise, signal.SIGINT))
+    else:
+        monkeypatch.setattr(dio, "write_run", signalling(dio.write_run, signal.SIGINT, signal.SIGTERM))
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "late.h5")
+    assert r.exit_code == 130, r.output
+    assert "holds the complete run" in r.stderr
+    rec = read_run(in_tmp / "late.h5")
+    assert rec.attrs["status"] == "complete" and rec.attrs["steps_done"] == 5
+
+    monkeypatch.setattr(sampling, "_signals_deferred", lambda: __import__("contextlib").nullcontext([]))
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "lost.h5")
+    assert r.exit_code != 0 and not (in_tmp / "lost.h5").exists()
