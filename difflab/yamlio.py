@@ -9,24 +9,30 @@ from __future__ import annotations
 from difflab.errors import ConfigError
 
 MAX_VALUES = 1_000_000  # the largest shipped target has about 10,000 numbers
+MAX_DEPTH = 50  # a target nests four levels deep (components: - cov: [[...]])
 
 
 def load(text: str, source: str):
     """The document in ``text`` (``source`` names it in the error), or ConfigError if it expands to
-    more than MAX_VALUES values. The count stops at the bound, so a bomb costs O(MAX_VALUES)."""
+    more than MAX_VALUES values or nests deeper than MAX_DEPTH. The walk stops at the bounds, so a
+    bomb costs O(MAX_VALUES)."""
     import yaml
 
-    doc = yaml.safe_load(text)
-    stack, count = [doc], 0
+    try:
+        doc = yaml.safe_load(text)
+    except RecursionError:  # the parser itself recurses once per level
+        raise ConfigError(f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; expected a plain file") from None
+    stack, count = [(doc, 0)], 0
     while stack:
-        value = stack.pop()
+        value, depth = stack.pop()
         count += 1
         if count > MAX_VALUES:
             raise ConfigError(f"{source}: the YAML expands to more than {MAX_VALUES:,} values (through "
                               f"aliases: &anchor / *alias); expected a plain file")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; expected a plain file")
         if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
+            stack.extend((v, depth + 1) for v in (*value.keys(), *value.values()))
         elif isinstance(value, list):
-            stack.extend(value)
+            stack.extend((v, depth + 1) for v in value)
     return doc

@@ -177,3 +177,23 @@ def test_documents_with_a_few_aliases_and_every_shipped_target_are_read():
     assert len(doc["d"]) == 10 and doc["d"][0][0][0] == [1] * 10
     for f in (Path(__file__).parents[1] / "targets").glob("*.yaml"):
         assert isinstance(yamlio.load(f.read_text(), f.name), dict)
+
+
+@pytest.mark.parametrize("depth", [60, 5000, 100_000])
+def test_deeply_nested_yaml_is_refused_in_one_line(tmp_path, depth):
+    """Lists nested 60, 5,000 and 100,000 deep (the parser recurses per level): one line naming the
+    file, exit 2, no traceback, nothing written; 40 levels still read (negative control)."""
+    from typer.testing import CliRunner
+
+    from difflab import yamlio
+    from difflab.cli import app
+    from difflab.errors import ConfigError
+
+    f = tmp_path / "deep.yaml"
+    f.write_text("kind: gaussian\nmean: " + "[" * depth + "0" + "]" * depth + "\ncov: 1.0\n")
+    r = CliRunner().invoke(app, ["sample", "ula", "-t", str(f), "-o", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "deep.yaml" in r.output and "nests deeper" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.h5").exists()
+    assert yamlio.load("a: " + "[" * 40 + "0" + "]" * 40, "ok.yaml")
+    with pytest.raises(ConfigError):
+        yamlio.load("a: " + "[" * depth + "0" + "]" * depth, "deep.yaml")
