@@ -138,6 +138,11 @@ def at_least_zero(v) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
+def seed_range(v) -> str | None:
+    """A seed the run file can record (an unsigned 64-bit attribute) and SeedSequence accepts."""
+    return None if 0 <= v < 2**64 else "must be in [0, 2^64)"
+
+
 def unit_interval(v) -> str | None:
     return None if 0.0 <= v <= 1.0 else "must be in [0, 1]"
 
@@ -196,7 +201,7 @@ def common_options(*, target: Option, steps: Option, init: Option) -> tuple[Opti
                check=lambda v: None if v >= 2 else "must be >= 2 (sample covariances need two)"),
         steps,
         Option("seed", 0, int, "Seed: the same command and seed give bit-identical samples.",
-               check=at_least_zero),
+               check=seed_range),
         *inits,
         Option("out", None, Path, "Run file to write. Default: runs/<sampler>-<target>-<hash>.h5.", short="-o"),
         Option("save_every", None, int, "Save trajectory frames every this many steps. Default: steps // 100.",

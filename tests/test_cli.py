@@ -523,3 +523,14 @@ def test_a_late_signal_never_throws_away_a_finished_run(in_tmp, monkeypatch, whe
     monkeypatch.setattr(sampling, "_signals_deferred", lambda: __import__("contextlib").nullcontext([]))
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "lost.h5")
     assert r.exit_code != 0 and not (in_tmp / "lost.h5").exists()
+
+
+def test_seeds_outside_64_bits_are_refused_before_the_run(in_tmp):
+    """--seed 2^64 used to run in full and then fail writing the attribute (the run lost): now one
+    line, exit 2, nothing written; the largest 64-bit seed runs and is recorded exactly."""
+    for bad in (2**64, 10**400, -1):
+        r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "--seed", bad, "-o", "s.h5")
+        assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output, r.output
+        assert not (in_tmp / "s.h5").exists()
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "--seed", 2**64 - 1, "-o", "s.h5", "-q")
+    assert r.exit_code == 0 and read_run(in_tmp / "s.h5").attrs["seed"] == 2**64 - 1
