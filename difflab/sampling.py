@@ -111,7 +111,33 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise ConfigError(f"--out: cannot write '{path}': '{folder}' is not a writable folder")
+    # The temporary file's name adds about 40 characters (io.atomic_path): fail now, not at the write.
+    longest = NAME_MAX - TEMP_EXTRA
+    if len(os.fsencode(path.name)) > longest:
+        raise ConfigError(f"--out: the file name '{path.name[:40]}...' is {len(os.fsencode(path.name))} bytes long; "
+                          f"expected at most {longest}")
     return path
+
+
+NAME_MAX, TEMP_EXTRA = 255, 60  # the usual file-name limit; what io.atomic_path's temporary name adds
+
+
+def check_memory(params: dict, dim: int) -> None:
+    """Refuse a run whose particle state alone would not fit in this machine's memory (the state,
+    the sampler's few (n, d) work arrays and the trajectory), before anything is allocated."""
+    n, frames = params["particles"], params["steps"] // params["save_every"] + 2
+    need = 8 * (12 * n * dim + frames * params["trajectory_particles"] * dim)
+    have = _physical_memory()
+    if have and need > have:
+        raise ConfigError(f"--particles: {n:,} particles in {dim} dimensions need about {need / 2**30:,.1f} GiB; "
+                          f"this machine has {have / 2**30:,.1f} GiB")
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def load_points(path: str, dim: int):
@@ -157,6 +183,7 @@ def prepare(opts: SampleOptions, default_path: bool = True):
     check_compatible(entry_of(opts.sampler), params, features)
     if params.get("points"):
         load_points(params["points"], target.dim)
+    check_memory(params, target.dim)
     path = output_path(opts, spec, params) if opts.out is not None or default_path else None
     return spec, target, params, path
 

@@ -105,7 +105,7 @@ BAD_OPTIONS = [
     (["sample", "mala", "-n", "0"], "--particles: must be >= 2"),
     (["sample", "mala", "-n", "1"], "--particles: must be >= 2"),
     (["sample", "mala", "--steps", "0"], "--steps: must be positive, got 0"),
-    (["sample", "mala", "--seed", "-1"], "--seed: must be >= 0"),
+    (["sample", "mala", "--seed", "-1"], "--seed: must be in [0, 2^64)"),
     (["sample", "mala", "--save-every", "0"], "--save-every: must be positive"),
     (["sample", "mala", "--init", "uniform"], "--init: expected one of normal, target"),
     (["sample", "mala", "--adapt", "--warmup", "0"], "--warmup: must be positive"),
@@ -534,3 +534,16 @@ def test_seeds_outside_64_bits_are_refused_before_the_run(in_tmp):
         assert not (in_tmp / "s.h5").exists()
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "--seed", 2**64 - 1, "-o", "s.h5", "-q")
     assert r.exit_code == 0 and read_run(in_tmp / "s.h5").attrs["seed"] == 2**64 - 1
+
+
+def test_impossible_sizes_and_names_are_refused_before_the_run(in_tmp):
+    """-n 10^12 (178,000 GiB of state) and a 230-byte file name (its temporary would pass the
+    255-byte limit): one line each, exit 2, before any allocation or work; a 190-byte name and a
+    10-particle run still go (negative control)."""
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", 10**12, "-o", "x.h5")
+    assert r.exit_code == 2 and "--particles" in r.output and "GiB" in r.output, r.output
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "-o", "a" * 227 + ".h5")
+    assert r.exit_code == 2 and "--out" in r.output and "bytes long" in r.output, r.output
+    assert list(in_tmp.iterdir()) == []
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "-o", "a" * 187 + ".h5", "-q")
+    assert r.exit_code == 0, r.output
