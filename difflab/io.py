@@ -292,6 +292,30 @@ def _plain(v):
     return v
 
 
+def _check_shapes(f, path) -> None:
+    """The schema's shapes and types, before anything uses them (a crafted file fails here, in one line)."""
+    import h5py
+
+    def bad(what):
+        raise RunFileError(f"{path}: {what}; not a difflab run file of schema {SCHEMA_VERSION}")
+
+    expect = {"samples": 2, "trajectory/positions": 3, "trajectory/step": 1, "metrics/step": 1}
+    for name, ndim in expect.items():
+        obj = f.get(name)
+        if name == "samples" or obj is not None:
+            if not isinstance(obj, h5py.Dataset) or obj.ndim != ndim or obj.dtype.kind not in "fiu":
+                bad(f"/{name} is not a {ndim}-D numeric array")
+    for group in ("config", "summary"):
+        if not isinstance(f.get(group), h5py.Group):
+            bad(f"/{group} is missing")
+    try:
+        params = json.loads(_plain(f["config"].attrs["params_json"]))
+    except (KeyError, ValueError, TypeError):
+        bad("/config params_json is not JSON")
+    if not isinstance(params, dict):
+        bad("/config params_json is not a mapping")
+
+
 MAX_OBJECTS = 10_000  # a run file holds a few dozen; more (or a cycle of hard links) is not one
 
 
@@ -330,7 +354,11 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
         samples = series = trajectory = True
     import h5py
 
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or a device would block or never end
+            raise RunFileError(f"{path}: not a regular file")
         with h5py.File(path, "r") as f:
             if "schema_version" not in f.attrs or "samples" not in f:
                 raise RunFileError(f"{path}: not a difflab run file (no schema_version or /samples)")
@@ -341,6 +369,7 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
             version = int(f.attrs["schema_version"])
             if version > SCHEMA_VERSION:
                 raise RunFileError(f"{path}: schema_version {version} is newer than this difflab reads ({SCHEMA_VERSION})")
+            _check_shapes(f, path)
             rec = Run(
                 path=str(path),
                 attrs={k: _plain(v) for k, v in f.attrs.items()},

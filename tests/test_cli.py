@@ -547,3 +547,33 @@ def test_impossible_sizes_and_names_are_refused_before_the_run(in_tmp):
     assert list(in_tmp.iterdir()) == []
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "10", "--steps", "2", "-o", "a" * 187 + ".h5", "-q")
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("craft", ["params list", "3-D samples", "2-D trajectory", "named pipe"])
+def test_crafted_shapes_and_pipes_are_one_line_not_a_crash_or_a_hang(in_tmp, craft):
+    """show, export and plot on a run file with a JSON list for params, 3-D /samples, a 2-D
+    trajectory, or a named pipe called x.h5: one line, exit 2 (compare: an unreadable row), no
+    traceback, no hang."""
+    import difflab.io as dio
+
+    path = in_tmp / "x.h5"
+    if craft == "named pipe":
+        os.mkfifo(path)
+    else:
+        dio.write_run(path, _tiny_run())
+        with h5py.File(path, "a") as f:
+            if craft == "params list":
+                f["config"].attrs["params_json"] = "[1, 2]"
+            elif craft == "3-D samples":
+                del f["samples"]
+                f["samples"] = np.zeros((2, 1, 1))
+            else:
+                del f["trajectory/positions"]
+                f["trajectory/positions"] = np.zeros((2, 1))
+    for args in (["show", path], ["export", path, "-o", in_tmp / "o.nc"], ["plot", path, "-o", in_tmp / "p.png"]):
+        r = invoke(*args)
+        text = r.output + r.stderr
+        assert r.exit_code == 2 and "Traceback" not in text and str(path) in text, (args[0], r.exit_code, text)
+    r = invoke("compare", path, "--json")
+    assert "not a" in r.stdout and r.exit_code in (0, 2)
+    assert not (in_tmp / "o.nc").exists() and not (in_tmp / "p.png").exists()
