@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -132,8 +133,22 @@ class _Ctx:
 
 
 def _show(v: Any) -> str:
-    s = repr(v)
+    """A short, bounded rendering of a value for a message: a few items of a few levels, never the
+    whole of a huge value (nor the decimal digits of a huge integer)."""
+    s = _SHORT.repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x, level):
+        if x.bit_length() > 128:
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return repr(x)
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 6, 6, 60, 60
+MAX_MAGNITUDE = 1e100  # target numbers beyond it overflow float64 once squared or multiplied
 
 
 
@@ -157,9 +172,15 @@ def _number(ctx: _Ctx, key: str, v: Any) -> float:
         v = float(v)
     if not isinstance(v, (int, float)):
         raise ctx.fail(key, "expected a number", v)
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:
+        raise ctx.fail(key, f"must be at most {MAX_MAGNITUDE:g} in size", v) from None
     if not math.isfinite(v):
         raise ctx.fail(key, "must be finite", v)
+    if abs(v) > MAX_MAGNITUDE:
+        raise ctx.fail(key, f"must be at most {MAX_MAGNITUDE:g} in size (float64 overflows once such values "
+                       "are squared or multiplied)", v)
     return v
 
 

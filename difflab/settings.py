@@ -42,7 +42,11 @@ def coerce(src: str, key: str, value, typ):
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{src}: {key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{src}: {key}: expected a number a float can hold, got an integer of "
+                              f"{value.bit_length()} bits") from None
     if isinstance(value, (dict, list)) or value is None:
         raise ConfigError(f"{src}: {key}: expected a single value, got {value!r}")
     return str(value)

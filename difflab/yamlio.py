@@ -22,6 +22,9 @@ def load(text: str, source: str):
         doc = yaml.safe_load(text)
     except RecursionError:  # the parser itself recurses once per level
         raise ConfigError(f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; expected a plain file") from None
+    except ValueError:  # PyYAML's int() of an integer beyond Python's 4,300-digit limit
+        raise ConfigError(f"{source}: a number with more than 4,300 digits; expected a number a float can hold "
+                          f"(at most 1e100 in size)") from None
     stack, count = [(doc, 0)], 0
     while stack:
         value, depth = stack.pop()

@@ -1,10 +1,11 @@
 """Target files: the shipped ones load, generators expand, and every malformed file is one clear error."""
 
 import os
+import re
 
 import pytest
 
-from difflab.config import load_target, read_target_spec, shipped_targets
+from difflab.config import load_target, parse_target, read_target_spec, shipped_targets
 from difflab.errors import ConfigError
 
 GOOD_GAUSS = "kind: gaussian\nmean: [0.0, 1.0]\ncov: [[1.0, 0.5], [0.5, 2.0]]\n"
@@ -197,3 +198,31 @@ def test_deeply_nested_yaml_is_refused_in_one_line(tmp_path, depth):
     assert yamlio.load("a: " + "[" * 40 + "0" + "]" * 40, "ok.yaml")
     with pytest.raises(ConfigError):
         yamlio.load("a: " + "[" * depth + "0" + "]" * depth, "deep.yaml")
+
+
+OVERFLOWING = [
+    ("kind: gaussian\nmean: [1e308, 0]\ncov: 1.0\n", "mean[0]: must be at most 1e+100"),
+    ("kind: gaussian\nmean: [0, 0]\ncov: 1e308\n", "cov: must be at most 1e+100"),
+    ("kind: gmm\ncomponents:\n  - {weight: 1e308, mean: [0], cov: 1}\n  - {weight: 1e308, mean: [1], cov: 1}\n",
+     "components[0].weight: must be at most"),
+    ("kind: gaussian\nmean: [1" + "0" * 400 + ", 0]\ncov: 1.0\n", "integer of about 401 digits"),
+    ("kind: gaussian\nmean: [1" + "0" * 5000 + ", 0]\ncov: 1.0\n", "more than 4,300 digits"),
+    ("kind: gaussian\nmean: [0, 1]\ncov: 1.0\ntilt: {lambda: 1e300, b: [1, 0]}\n", "tilt.lambda: must be at most"),
+]
+
+
+@pytest.mark.parametrize("text, message", OVERFLOWING)
+def test_numbers_that_overflow_float64_are_refused_at_load(tmp_path, text, message):
+    """Values whose squares or products overflow float64 (or that no float holds) are refused when
+    the target is read, naming the key, instead of a run 'diverged at step 1' or NaN metrics; 1e100
+    itself is accepted (negative control)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_target(text, "t.yaml", "t")
+    parse_target("kind: gaussian\nmean: [1e100, 0]\ncov: 1.0\n", "t.yaml", "t")
+
+
+def test_a_set_value_no_float_holds_is_one_line():
+    from difflab.settings import coerce
+
+    with pytest.raises(ConfigError, match="a float can hold"):
+        coerce("--set", "step_size", 10**400, float)
