@@ -183,12 +183,22 @@ def sweep_display(total: int, live: bool):
     return progress, on_done
 
 
-def sweep_outcome(sw, todo, results) -> bool:
-    """Print a finished sweep's run files, then its diverged and failed runs; True if any failed."""
-    failed = [(run, results[run.index][2]) for run, _ in todo if results[run.index][1] == "failed"]
-    diverged = [results[run.index][0] for run, _ in todo if results[run.index][1] == "diverged"]
+def sweep_outcome(sw, todo, results, stopped: bool = False) -> bool:
+    """Print a sweep's run files, then its diverged and failed runs, and for a stopped sweep what
+    was interrupted and what was not started; True if any failed."""
+    status = {run.index: results.get(run.index, ("", sw.NOT_STARTED, ""))[1] for run, _ in todo}
+    failed = [(run, results[run.index][2]) for run, _ in todo if status[run.index] == "failed"]
+    diverged = [results[run.index][0] for run, _ in todo if status[run.index] == "diverged"]
     for path in sorted(p for p, *_ in results.values() if p):
         print(path)
+    if stopped:
+        interrupted = [results[run.index][0] for run, _ in todo if status[run.index] == "interrupted"]
+        waiting = [run for run, _ in todo if status[run.index] == sw.NOT_STARTED]
+        done = sum(s in ("complete", "diverged") for s in status.values())
+        print(f"sweep stopped: {done} done, {len(interrupted)} interrupted (saved as such; re-run the sweep to "
+              f"redo them), {len(waiting)} not started", file=sys.stderr)
+        for run in waiting:
+            print(f"  not started: run {run.index} ({sw.describe(run)})", file=sys.stderr)
     if diverged:
         print(f"{len(diverged)} run(s) diverged (their files say so): {', '.join(diverged)}", file=sys.stderr)
     if failed:

@@ -15,11 +15,17 @@ Each run is exactly the run ``difflab sample`` would make with those options (sa
 file name: the name hashes the sampler, target, parameters and seed). Every run is validated before
 any starts (a bad one: exit 2, nothing written); runs whose file exists are skipped, so an
 interrupted sweep resumes; a run that fails is listed at the end without stopping the others.
+
+Stopping: the first Ctrl-C or SIGTERM stops the sweep. No queued run starts; each running run is
+interrupted and saved as such (its worker gets SIGINT; an idle worker ignores it); ``run_all``
+raises ``SweepStopped`` once they are saved. A worker whose parent died (SIGKILL) interrupts its run
+and exits, instead of running on as an orphan.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -115,6 +121,61 @@ def expand(text: str, src: str) -> list[Run]:
     return runs
 
 
+class SweepStopped(Exception):
+    """The sweep was stopped (Ctrl-C or SIGTERM): the runs reported so far are all there is."""
+
+
+NOT_STARTED = "not started"  # the status of a run a stopping sweep did not start
+_WORKER = {"busy": False, "orphan": False}
+
+
+def _worker_init(plugins) -> None:
+    """A sweep worker: the parent's plug-ins; SIGINT ignored while idle (``_run_in_worker`` takes
+    it during a run); a watchdog for the parent's death."""
+    import signal
+    import threading
+
+    from difflab.plugins import load_all
+
+    load_all(plugins)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _watch_parent(parent: int, every_s: float = 0.5) -> None:
+    import signal
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    _WORKER["orphan"] = True
+    if _WORKER["busy"]:
+        os.kill(os.getpid(), signal.SIGINT)  # the run is saved as interrupted; then the worker exits
+    else:
+        os._exit(130)
+
+
+def _run_in_worker(sampler: str, args: dict) -> tuple[str, str, str]:
+    """``run_one`` in a worker process, interruptible by SIGINT while it runs."""
+    import signal
+
+    from difflab import sampling as sample_mod
+
+    _WORKER["busy"] = True
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_one(sampler, args)
+    except sample_mod.LateSignal as exc:  # arrived after sampling: the finished run was saved
+        return exc.run.path, exc.run.status, ""
+    except KeyboardInterrupt:  # before sampling began: nothing written
+        return "", NOT_STARTED, ""
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _WORKER["busy"] = False
+        if _WORKER["orphan"]:
+            os._exit(130)
+
+
 def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
     """Prepare and execute one run in this process: (path, status, error message or '')."""
     from difflab import sampling as sample_mod
@@ -150,25 +211,68 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
     if dask is not None:
         _run_dask(todo, on_done, dask)
     elif jobs == 1 or len(todo) <= 1:
-        for run, _ in todo:
-            on_done(run, run_one(run.sampler, run.args))
+        _run_serial(todo, on_done)
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        _run_pool(todo, on_done, jobs)
 
-        # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run.
-        from difflab.plugins import load_all, loaded
 
-        # The workers load the plug-ins this process loaded (--plugin), so their samplers exist there too.
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=load_all, initargs=(loaded(),)) as pool:
-            futures = {pool.submit(run_one, run.sampler, run.args): run for run, _ in todo}
+def _run_serial(todo: list, on_done) -> None:
+    from difflab import sampling as sample_mod
+
+    for run, _ in todo:
+        try:
+            result = run_one(run.sampler, run.args)
+        except sample_mod.LateSignal as exc:  # the run finished and was saved; the sweep stops
+            on_done(run, (exc.run.path, exc.run.status, ""))
+            raise SweepStopped from None
+        except KeyboardInterrupt:  # while preparing: nothing of this run was written
+            raise SweepStopped from None
+        on_done(run, result)
+        if result[1] == "interrupted":
+            raise SweepStopped
+
+
+def _result(fut) -> tuple[str, str, str]:
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 -- a worker process died: that run failed, the rest go on
+        return _crashed(exc)
+
+
+def _run_pool(todo: list, on_done, jobs: int) -> None:
+    import multiprocessing
+    import signal
+    import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from difflab.plugins import loaded
+
+    # spawn: each worker starts clean (no forked BLAS threads or locks); streams are per run. The
+    # workers load the plug-ins this process loaded (--plugin), so their samplers exist there too.
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(loaded(),))
+    futures, reported = {}, set()
+    try:
+        futures = {pool.submit(_run_in_worker, run.sampler, run.args): run for run, _ in todo}
+        try:
             for fut in as_completed(futures):
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 -- a worker process died: that run failed, the rest go on
-                    result = _crashed(exc)
-                on_done(futures[fut], result)
+                reported.add(fut)
+                on_done(futures[fut], _result(fut))
+        except KeyboardInterrupt:
+            for fut in futures:
+                fut.cancel()  # the queued ones
+            running = [f for f in futures if f not in reported and not f.cancelled()]
+            # Interrupt the running runs (idle workers ignore SIGINT); again while any is unfinished,
+            # for a task handed to a worker just before the stop.
+            while not all(f.done() for f in running):
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid, signal.SIGINT)
+                time.sleep(0.2)
+            for fut in running:
+                on_done(futures[fut], _result(fut))
+            raise SweepStopped from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 DASK_TIMEOUT_S = 20  # seconds to reach the scheduler before --dask gives up

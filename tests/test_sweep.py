@@ -171,3 +171,85 @@ def test_one_display_counts_every_finished_run():
             on_done(f"run {i}", failed)
     task = progress.tasks[0]
     assert task.completed == 3 and task.total == 3 and task.fields["failed"] == "1 failed"
+
+
+# ---------------------------------------------------------------- stopping (issue 19, item 5)
+STOP_SPEC = "sampler: ula\nset: {target: gaussian, particles: 200000, steps: 300}\ngrid: {seed: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+
+
+def _session(sid: int) -> list[int]:
+    """The live processes of a session (Linux /proc): the sweep and its workers."""
+    import os
+
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.getsid(int(d)) == sid:
+                    found.append(int(d))
+            except OSError:
+                pass
+    return found
+
+
+def _start_sweep(tmp_path, jobs: str):
+    import subprocess
+    import sys
+
+    (tmp_path / "s.yaml").write_text(STOP_SPEC)
+    return subprocess.Popen([sys.executable, "-m", "difflab", "sweep", "s.yaml", "--jobs", jobs], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs, how", [("2", "ctrl-c"), ("1", "ctrl-c"), ("2", "sigterm")])
+def test_a_sweep_stops_on_the_first_signal(tmp_path, jobs, how):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM to the sweep
+    alone, 4 s into 8 runs of about 3 s: exit 130 within 30 s; no queued run starts (far fewer than
+    8 files); each file is complete or interrupted, and the summary counts done, interrupted and not
+    started, summing to 8."""
+    import os
+    import re
+    import signal
+    import time
+
+    p = _start_sweep(tmp_path, jobs)
+    time.sleep(4)
+    if how == "ctrl-c":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err[-600:]
+    m = re.search(r"sweep stopped: (\d+) done, (\d+) interrupted .* (\d+) not started", err)
+    assert m, err[-600:]
+    done, interrupted, waiting = map(int, m.groups())
+    assert done + interrupted + waiting == 8 and waiting >= 4, err[-600:]
+    files = list((tmp_path / "runs").glob("*.h5"))
+    statuses = sorted(read_run(f).attrs["status"] for f in files)
+    assert len(files) == done + interrupted and set(statuses) <= {"complete", "interrupted"}
+    deadline = time.time() + 10  # multiprocessing's resource tracker leaves a moment after the sweep
+    while _session(p.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _session(p.pid) == []  # no worker left behind
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """SIGKILL to the sweep (no chance to clean up): its workers notice within a second, save their
+    runs as interrupted and exit; no further run is started (before: orphans ran on for 100 s)."""
+    import os
+    import signal
+    import time
+
+    p = _start_sweep(tmp_path, "2")
+    time.sleep(5)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 15
+    while _session(p.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _session(p.pid) == []
+    files = sorted((tmp_path / "runs").glob("*.h5"))
+    time.sleep(3)
+    assert sorted((tmp_path / "runs").glob("*.h5")) == files and len(files) <= 4
