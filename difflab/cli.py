@@ -280,15 +280,8 @@ def sweep(
         results[run.index] = result
         on_done(f"{result[1]:>11s}  {result[0] or sw.describe(run)}", result[1] == "failed")
 
-    stopped = False
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
-    try:
-        with progress:  # a DifflabError here: --dask without distributed installed, or no scheduler there
-            _or_fail(lambda: sw.run_all(todo, done, jobs=jobs, dask=dask))
-    except sw.SweepStopped:
-        stopped = True
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with progress:  # a DifflabError here: --dask without distributed installed, or no scheduler there
+        stopped = _or_fail(lambda: sw.run_until_stopped(todo, done, jobs=jobs, dask=dask))
     failed = report.sweep_outcome(sw, todo, results, stopped=stopped)
     if stopped:
         raise typer.Exit(EXIT_INTERRUPTED)

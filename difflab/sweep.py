@@ -216,6 +216,20 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
         _run_pool(todo, on_done, jobs)
 
 
+def run_until_stopped(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> bool:
+    """``run_all`` with SIGTERM stopping it as Ctrl-C does; True if it was stopped."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_all(todo, on_done, jobs=jobs, dask=dask)
+    except SweepStopped:
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return False
+
+
 def _run_serial(todo: list, on_done) -> None:
     from difflab import sampling as sample_mod
 
