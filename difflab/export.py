@@ -45,9 +45,14 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
     steps = np.asarray(rec.trajectory_step, dtype=np.int64)
     samples = np.asarray(rec.samples, dtype=np.float64)
     T, m, d = traj.shape
-    from difflab.io import atomic_path
+    import io
 
-    with atomic_path(out) as tmp, h5netcdf.File(tmp, "w") as f:
+    from difflab.io import write_bytes
+
+    # Built in memory, then written in one go: a full disk or a file-size limit is then a plain
+    # OSError of the write (an h5netcdf file whose flush failed retries it when collected: a crash).
+    buf = io.BytesIO()
+    with h5netcdf.File(buf, "w") as f:
         attrs = {k: v for k, v in rec.attrs.items() if isinstance(v, (str, int, float, bool))}
         attrs.update(params_json=json.dumps(rec.params), summary_json=json.dumps(rec.summary),
                      target_yaml=rec.target_yaml, inference_library="difflab", source_run=str(run))
@@ -83,6 +88,7 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
         for name, v in rec.metrics.items():
             if name != "step":
                 met.create_variable(name, ("step",), data=np.asarray(v, dtype=np.float64))
+    write_bytes(out, buf.getbuffer())
     return out
 
 

@@ -121,7 +121,7 @@ def write_run_new(path: Path, run: Run) -> Path:
     while this run ran, under the first free ``<stem>-<k><suffix>`` beside it (k = 1, 2, ...).
     Returns the name written; the result is never lost and no other file is overwritten."""
     path = Path(path)
-    for k in range(0, 10_000):
+    for k in range(10_000):
         target = path if k == 0 else path.with_name(f"{path.stem}-{k}{path.suffix}")
         try:
             write_run(target, run, replace=False)
@@ -132,62 +132,114 @@ def write_run_new(path: Path, run: Run) -> Path:
 
 
 def write_run(path: Path, run: Run, *, replace: bool = True) -> None:
-    """Write one run file atomically (``atomic_path``; ``replace=False``: never over an existing file)."""
+    """Write one run file atomically (``atomic_path``; ``replace=False``: never over an existing file).
+
+    A failed write (a full disk, a file-size limit) raises one ``OSError`` whose message is one
+    line; the half-written temporary is closed quietly and removed, never left or renamed."""
     import h5py
+
+    with atomic_path(Path(path), replace=replace) as tmp, h5_writing(tmp, lambda p: h5py.File(p, "w")) as f:
+        _fill(f, run)
+
+
+def write_bytes(path: Path, data) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_path``), never through a link planted at the
+    temporary name; a failed write is a plain one-line OSError."""
+    with atomic_path(Path(path)) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+
+@contextlib.contextmanager
+def h5_writing(tmp: Path, open_file):
+    """An HDF5 file being written (``open_file(tmp)``, h5py). A failed write (a full
+    disk, a file-size limit) raises one ``OSError`` with a one-line message; the file is closed
+    quietly (closing a file whose writes failed fails too; it is being discarded)."""
+    try:
+        f = open_file(tmp)
+    except OSError as exc:
+        raise _os_error(exc) from None
+    try:
+        yield f
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            f.close()
+        if isinstance(exc, (OSError, RuntimeError)):  # h5py reports write failures as either
+            raise _os_error(exc) from None
+        raise
+    try:
+        f.close()  # the final flush can fail as well
+    except (OSError, RuntimeError) as exc:
+        raise _os_error(exc) from None
+
+
+def _os_error(exc: BaseException) -> OSError:
+    """A write failure as an OSError with a one-line message: the system's text for its errno (h5py
+    puts the errno in its message: "errno = 28"), else the first line of the message."""
+    import re
+
+    code = exc.errno if isinstance(exc, OSError) else None
+    found = re.search(r"errno = (\d+)", str(exc))
+    code = code or (int(found.group(1)) if found else None)
+    lines = str(exc).strip().splitlines()
+    return OSError(code, os.strerror(code) if code else (lines[0] if lines else type(exc).__name__))
+
+
+def _fill(f, run: Run) -> None:
     import numpy as np
 
     from difflab import __version__
 
-    with atomic_path(Path(path), replace=replace) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["difflab_version"] = __version__
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        for k, v in run.attrs.items():
-            if k not in ("difflab_version", "schema_version"):
-                f.attrs[k] = v
-        ds = f.create_dataset("samples", data=np.asarray(run.samples, dtype=np.float64))
-        ds.attrs["description"] = "final samples, one row per particle (chain)"
-        ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
+    f.attrs["difflab_version"] = __version__
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    for k, v in run.attrs.items():
+        if k not in ("difflab_version", "schema_version"):
+            f.attrs[k] = v
+    ds = f.create_dataset("samples", data=np.asarray(run.samples, dtype=np.float64))
+    ds.attrs["description"] = "final samples, one row per particle (chain)"
+    ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
 
-        cfg = f.create_group("config")
-        cfg.attrs["target_yaml"] = run.target_yaml
-        cfg.attrs["target_source"] = run.target_source
-        cfg.attrs["params_json"] = json.dumps(run.params, sort_keys=True)
-        pg = cfg.create_group("params")
-        for k, v in run.params.items():
-            pg.attrs[k] = v
+    cfg = f.create_group("config")
+    cfg.attrs["target_yaml"] = run.target_yaml
+    cfg.attrs["target_source"] = run.target_source
+    cfg.attrs["params_json"] = json.dumps(run.params, sort_keys=True)
+    pg = cfg.create_group("params")
+    for k, v in run.params.items():
+        pg.attrs[k] = v
 
-        tg = f.create_group("trajectory")
-        traj = np.asarray(run.trajectory, dtype=np.float64)
-        chunks = (1,) + traj.shape[1:] if traj.size else None
-        ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
-                               compression_opts=4, shuffle=True)
-        ds.attrs["description"] = "thinned positions of the first particles"
-        for i, lab in enumerate(("frame", "particle", "coordinate")):
-            ds.dims[i].label = lab
-        tg.create_dataset("step", data=np.asarray(run.trajectory_step, dtype=np.int64))
+    tg = f.create_group("trajectory")
+    traj = np.asarray(run.trajectory, dtype=np.float64)
+    chunks = (1,) + traj.shape[1:] if traj.size else None
+    ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
+                           compression_opts=4, shuffle=True)
+    ds.attrs["description"] = "thinned positions of the first particles"
+    for i, lab in enumerate(("frame", "particle", "coordinate")):
+        ds.dims[i].label = lab
+    tg.create_dataset("step", data=np.asarray(run.trajectory_step, dtype=np.int64))
 
-        mg = f.create_group("metrics")
-        mg.create_dataset("step", data=np.asarray(run.metrics.get("step", []), dtype=np.int64))
-        for k, v in run.metrics.items():
-            if k != "step":
-                mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
-        ps = mg.create_group("per_step")
-        per_step = {k: v for k, v in run.per_step.items() if k != "step"}
-        n_steps = len(next(iter(per_step.values()))) if per_step else 0
-        ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
-        for k, v in per_step.items():
-            ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+    mg = f.create_group("metrics")
+    mg.create_dataset("step", data=np.asarray(run.metrics.get("step", []), dtype=np.int64))
+    for k, v in run.metrics.items():
+        if k != "step":
+            mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+    ps = mg.create_group("per_step")
+    per_step = {k: v for k, v in run.per_step.items() if k != "step"}
+    n_steps = len(next(iter(per_step.values()))) if per_step else 0
+    ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
+    for k, v in per_step.items():
+        ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
-        sg = f.create_group("summary")
-        for k, v in run.summary.items():
-            sg.attrs[k] = v
-        for k, v in run.summary_arrays.items():
-            sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+    sg = f.create_group("summary")
+    for k, v in run.summary.items():
+        sg.attrs[k] = v
+    for k, v in run.summary_arrays.items():
+        sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
-        for name, datasets in run.groups.items():
-            g = f.create_group(name)
-            for k, v in datasets.items():
-                g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+    for name, datasets in run.groups.items():
+        g = f.create_group(name)
+        for k, v in datasets.items():
+            g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
 
 
 @dataclass
@@ -302,9 +354,9 @@ def _check_shapes(f, path) -> None:
     expect = {"samples": 2, "trajectory/positions": 3, "trajectory/step": 1, "metrics/step": 1}
     for name, ndim in expect.items():
         obj = f.get(name)
-        if name == "samples" or obj is not None:
-            if not isinstance(obj, h5py.Dataset) or obj.ndim != ndim or obj.dtype.kind not in "fiu":
-                bad(f"/{name} is not a {ndim}-D numeric array")
+        present = name == "samples" or obj is not None  # /samples is required, the rest optional
+        if present and (not isinstance(obj, h5py.Dataset) or obj.ndim != ndim or obj.dtype.kind not in "fiu"):
+            bad(f"/{name} is not a {ndim}-D numeric array")
     for group in ("config", "summary"):
         if not isinstance(f.get(group), h5py.Group):
             bad(f"/{group} is missing")
@@ -352,9 +404,9 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
     extra groups included); raise RunFileError if it is not a readable difflab run."""
     if everything:
         samples = series = trajectory = True
-    import h5py
-
     import stat
+
+    import h5py
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or a device would block or never end

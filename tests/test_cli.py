@@ -577,3 +577,37 @@ def test_crafted_shapes_and_pipes_are_one_line_not_a_crash_or_a_hang(in_tmp, cra
     r = invoke("compare", path, "--json")
     assert "not a" in r.stdout and r.exit_code in (0, 2)
     assert not (in_tmp / "o.nc").exists() and not (in_tmp / "p.png").exists()
+
+
+def _limited(cmd, cwd, kib=200):
+    """Run difflab with a file-size limit (RLIMIT_FSIZE, as `ulimit -f`): writes past it fail with
+    EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
+
+    return subprocess.run([sys.executable, "-m", "difflab", *map(str, cmd)], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, preexec_fn=cap, check=False)
+
+
+def test_a_full_disk_is_one_line_exit_1_and_leaves_nothing(in_tmp):
+    """sample, export and a serial and a parallel sweep under a 200 KiB file-size limit (run files
+    of about 1.6 MB): one line per failure naming the real cause, exit 1, no segfault (export used to
+    crash with 139 when h5netcdf retried a failed flush), no temporary or partial file left; the
+    sweep reports every run with its cause and goes on. Negative control: without the limit all succeed."""
+    r = _limited(["sample", "ula", "-t", "gaussian", "-n", "100000", "--steps", "5", "-o", "big.h5"], in_tmp)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "File too large" in r.stderr, r.stderr[-400:]
+    assert list(in_tmp.iterdir()) == []
+    ok = invoke("sample", "ula", "-t", "gaussian", "-n", "100000", "--steps", "5", "-o", "ok.h5", "-q")
+    assert ok.exit_code == 0
+    r = _limited(["export", "ok.h5", "-o", "ok.nc"], in_tmp)
+    assert r.returncode == 1 and "File too large" in r.stderr and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["ok.h5"]
+    (in_tmp / "s.yaml").write_text("sampler: ula\nset: {target: gaussian, particles: 100000, steps: 5}\n"
+                                   "grid: {seed: [1, 2, 3]}\n")
+    for jobs in ("1", "2"):
+        r = _limited(["sweep", "s.yaml", "--jobs", jobs], in_tmp)
+        assert r.returncode == 1 and r.stderr.count("File too large") == 3 and "Traceback" not in r.stderr, r.stderr
+    assert not (in_tmp / "runs").exists() or list((in_tmp / "runs").iterdir()) == []
+    assert invoke("export", "ok.h5", "-o", "ok.nc").exit_code == 0
