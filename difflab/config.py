@@ -254,8 +254,19 @@ def _mapping(ctx: _Ctx, key: str, v: Any) -> dict:
     return v
 
 
+MAX_COV_NUMBERS = 10_000_000  # components x dim^2: the covariances, about 80 MB (and their eigenbases)
+
+
+def _size(ctx: _Ctx, key: str, k: int, d: int) -> None:
+    """Refuse a target whose covariances (k of d x d) would be too large, before building any."""
+    if k * d * d > MAX_COV_NUMBERS:
+        raise ctx.fail(key, f"{k} component(s) in {d} dimensions need {k * d * d:,} covariance entries; difflab "
+                       f"holds at most {MAX_COV_NUMBERS:,}", show_got=False)
+
+
 def _gaussian(ctx: _Ctx, doc: dict):
     mean = _vector(ctx, "mean", _require(ctx, doc, "mean", ""))
+    _size(ctx, "mean", 1, len(mean))
     cov = _covariance(ctx, "cov", _require(ctx, doc, "cov", ""), len(mean))
     return [1.0], [mean], [cov.tolist()]
 
@@ -273,6 +284,7 @@ def _components(ctx: _Ctx, comps: Any):
         mean = _vector(ctx, f"{p}.mean", _require(ctx, comp, "mean", p))
         if dim is None:
             dim = len(mean)
+            _size(ctx, "components", len(comps), dim)
         elif len(mean) != dim:
             raise ctx.fail(f"{p}.mean", f"expected dimension {dim} like components[0].mean", len(mean))
         covs.append(_covariance(ctx, f"{p}.cov", _require(ctx, comp, "cov", p), dim).tolist())
@@ -284,6 +296,7 @@ def _ring(ctx: _Ctx, block: Any):
     block = _mapping(ctx, "ring", block)
     _check_keys(ctx, block, _BLOCK_KEYS["ring"], "ring")
     k = _integer(ctx, "ring.k", _require(ctx, block, "k", "ring"), 1)
+    _size(ctx, "ring.k", k, 2)
     radius = _number(ctx, "ring.radius", _require(ctx, block, "radius", "ring"))
     std = _number(ctx, "ring.std", _require(ctx, block, "std", "ring"))
     if radius < 0:
@@ -306,6 +319,7 @@ def _random(ctx: _Ctx, block: Any):
     k = _integer(ctx, "random.k", _require(ctx, block, "k", "random"), 1)
     d = _integer(ctx, "random.dim", _require(ctx, block, "dim", "random"), 1)
     seed = _integer(ctx, "random.seed", _require(ctx, block, "seed", "random"), 0)
+    _size(ctx, "random", k, d)
     rng = np.random.default_rng(seed)
     means, covs = [], []
     for _ in range(k):
@@ -393,14 +407,16 @@ def _graph(ctx: _Ctx, doc: dict) -> tuple[int, list]:
             if key in doc:
                 raise ctx.fail(key, "only for graph: grid", doc[key])
         n = _integer(ctx, "n", _require(ctx, doc, "n", ""), 1)
+    _state_space(ctx, "n", 2, n)  # at least two values a site: checked before the edges are built
     return n, graph_edges(graph, n, rows, cols)
 
 
 def _state_space(ctx: _Ctx, key: str, alphabet: int, dim: int) -> None:
     from difflab.targets.discrete import MAX_STATES
 
-    if alphabet**dim > MAX_STATES:
-        raise ctx.fail(key, f"the state space has {alphabet}^{dim} = {alphabet**dim} states; difflab enumerates "
+    if dim * math.log2(max(alphabet, 1)) > math.log2(MAX_STATES):  # without forming a huge integer
+        count = f" = {alphabet**dim}" if dim * math.log2(max(alphabet, 1)) < 64 else ""
+        raise ctx.fail(key, f"the state space has {alphabet}^{dim}{count} states; difflab enumerates "
                        f"at most {MAX_STATES}", show_got=False)
 
 

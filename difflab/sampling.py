@@ -122,15 +122,16 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
 NAME_MAX, TEMP_EXTRA = 255, 60  # the usual file-name limit; what io.atomic_path's temporary name adds
 
 
-def check_memory(params: dict, dim: int) -> None:
-    """Refuse a run whose particle state alone would not fit in this machine's memory (the state,
-    the sampler's few (n, d) work arrays and the trajectory), before anything is allocated."""
+def check_memory(params: dict, dim: int, components: int = 1) -> None:
+    """Refuse a run that would not fit in this machine's memory, before anything is allocated: the
+    state, the sampler's few (n, d) work arrays, a mixture's (K, d, n) evaluations and the trajectory."""
     n, frames = params["particles"], params["steps"] // params["save_every"] + 2
-    need = 8 * (12 * n * dim + frames * params["trajectory_particles"] * dim)
+    need = 8 * (12 * n * dim + 4 * components * n * dim + frames * params["trajectory_particles"] * dim)
     have = _physical_memory()
     if have and need > have:
-        raise ConfigError(f"--particles: {n:,} particles in {dim} dimensions need about {need / 2**30:,.1f} GiB; "
-                          f"this machine has {have / 2**30:,.1f} GiB")
+        what = f"{n:,} particles in {dim} dimensions" + (f" on {components:,} components" if components > 1 else "")
+        raise ConfigError(f"--particles: {what} need about {need / 2**30:,.1f} GiB; this machine has "
+                          f"{have / 2**30:,.1f} GiB")
 
 
 def _physical_memory() -> int:
@@ -183,7 +184,7 @@ def prepare(opts: SampleOptions, default_path: bool = True):
     check_compatible(entry_of(opts.sampler), params, features)
     if params.get("points"):
         load_points(params["points"], target.dim)
-    check_memory(params, target.dim)
+    check_memory(params, target.dim, 1 if spec.discrete else target.n_components)
     path = output_path(opts, spec, params) if opts.out is not None or default_path else None
     return spec, target, params, path
 

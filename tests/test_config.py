@@ -226,3 +226,35 @@ def test_a_set_value_no_float_holds_is_one_line():
 
     with pytest.raises(ConfigError, match="a float can hold"):
         coerce("--set", "step_size", 10**400, float)
+
+
+OVERSIZED = [
+    ("kind: gmm\nrandom: {k: 4, dim: 100000, seed: 0}\n", "random: 4 component(s) in 100000 dimensions"),
+    ("kind: gmm\nring: {k: 1000000000, radius: 4, std: 1}\n", "ring.k: 1000000000 component(s)"),
+    ("kind: gaussian\nmean: " + str([0] * 100_000) + "\ncov: 1.0\n", "mean: 1 component(s) in 100000 dimensions"),
+    ("kind: ising\nn: 200000\ngraph: complete\ncoupling: 0.1\n", "n: the state space has 2^200000 states"),
+    ("kind: pmf\nalphabet: 2\ndim: 20000\nprobs: [1, 1]\n", "the state space has 2^20000 states"),
+]
+
+
+@pytest.mark.parametrize("text, message", OVERSIZED)
+def test_oversized_targets_are_refused_before_anything_is_built(text, message):
+    """A 100,000-dimensional random mixture (a 74.5 GiB allocation attempted before), a 10^9-point
+    ring, a complete Ising graph on 200,000 sites (edges built before the state count was checked)
+    and a pmf with 2^20000 states (whose error message itself failed): one line naming the key,
+    before any covariance, edge list or state table is built."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_target(text, "t.yaml", "t")
+
+
+def test_a_run_whose_mixture_evaluations_exceed_memory_is_refused(tmp_path):
+    """--target-set ring.k=1000000 passes the file's size rule, but 1,000 particles on 10^6
+    components need ~60 GiB of (K, d, n) evaluations: refused before the run (149 GiB attempted before)."""
+    from typer.testing import CliRunner
+
+    from difflab.cli import app
+
+    r = CliRunner().invoke(app, ["sample", "ula", "-t", "gmm", "--target-set", "ring.k=1000000",
+                                 "-o", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "components need about" in r.output and "GiB" in r.output, r.output
+    assert not (tmp_path / "x.h5").exists()
