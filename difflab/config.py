@@ -502,10 +502,13 @@ def parse_target(text: str, source: str, default_name: str) -> TargetSpec | Disc
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a mapping with a 'kind' key, got a {type(doc).__name__}")
     kind = _require(ctx, doc, "kind", "")
+    if not isinstance(kind, str):
+        raise ctx.fail("kind", f"expected one of {', '.join(_KIND_KEYS)}", kind)
     if kind not in _KIND_KEYS:
         raise ctx.fail("kind", f"unknown kind{_suggest(kind, _KIND_KEYS)}; expected one of {', '.join(_KIND_KEYS)}", kind)
     _check_keys(ctx, doc, _COMMON_KEYS | _KIND_KEYS[kind], "")
-    name = doc.get("name", default_name)
+    # the file's stem names it unless it says otherwise ('my target.yaml' -> my_target)
+    name = doc["name"] if "name" in doc else re.sub(r"[^A-Za-z0-9_.+-]", "_", default_name) or "target"
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise ctx.fail("name", "expected a word of letters, digits, '_', '.', '+' or '-'", name)
     if kind == "score":

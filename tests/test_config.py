@@ -258,3 +258,12 @@ def test_a_run_whose_mixture_evaluations_exceed_memory_is_refused(tmp_path):
                                  "-o", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "components need about" in r.output and "GiB" in r.output, r.output
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_list_kind_and_a_file_name_with_a_space_are_handled():
+    """kind: [gaussian] is one line naming the key (it was a TypeError traceback); a valid file
+    named 'my target.yaml' without a name: key is read, named my_target (it was refused with a
+    complaint about a name: key it does not have)."""
+    with pytest.raises(ConfigError, match=r"t.yaml: kind: expected one of"):
+        parse_target("kind: [gaussian]\nmean: [0]\ncov: 1\n", "t.yaml", "t")
+    assert parse_target("kind: gaussian\nmean: [0]\ncov: 1\n", "my target.yaml", "my target").name == "my_target"
