@@ -109,7 +109,7 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
+    if not folder.is_dir() or not _can_create_in(folder):
         raise ConfigError(f"--out: cannot write '{path}': '{folder}' is not a writable folder")
     # The temporary file's name adds about 40 characters (io.atomic_path): fail now, not at the write.
     longest = NAME_MAX - TEMP_EXTRA
@@ -117,6 +117,20 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
         raise ConfigError(f"--out: the file name '{path.name[:40]}...' is {len(os.fsencode(path.name))} bytes long; "
                           f"expected at most {longest}")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created there (tried, then removed: os.access says yes to root even on
+    /proc or a read-only mount)."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".difflab-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 NAME_MAX, TEMP_EXTRA = 255, 60  # the usual file-name limit; what io.atomic_path's temporary name adds
