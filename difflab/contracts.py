@@ -281,7 +281,12 @@ def with_default(opt: Option, default, help: str | None = None) -> Option:
     return replace(opt, default=default, help=opt.help if help is None else help)
 
 
-STEPS = Option("steps", 1000, int, "Number of sampler steps (after any warm-up).", check=at_least_one)
+def step_count(v) -> str | None:
+    """At least one step, and a count the run file can record (a signed 64-bit attribute)."""
+    return None if 1 <= v < 2**63 else "must be in [1, 2^63)"
+
+
+STEPS = Option("steps", 1000, int, "Number of sampler steps (after any warm-up).", check=step_count)
 
 
 def init_option(*choices: str, help: str) -> Option:

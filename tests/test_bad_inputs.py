@@ -103,6 +103,7 @@ COMMON = {
     "particles beyond memory": ["-n", "1000000000000"],
     "steps 0": ["--steps", "0"],
     "steps a float": ["--steps", "2.5"],
+    "steps beyond 64 bits": ["--steps", str(2**63)],
     "seed negative": ["--seed", "-1"],
     "seed 2^64": ["--seed", str(2**64)],
     "save-every 0": ["--save-every", "0"],

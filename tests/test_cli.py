@@ -104,7 +104,7 @@ BAD_OPTIONS = [
     (["sample", "ula", "--step-size", "nan"], "--step-size: must be positive"),
     (["sample", "mala", "-n", "0"], "--particles: must be >= 2"),
     (["sample", "mala", "-n", "1"], "--particles: must be >= 2"),
-    (["sample", "mala", "--steps", "0"], "--steps: must be positive, got 0"),
+    (["sample", "mala", "--steps", "0"], "--steps: must be in [1, 2^63), got 0"),
     (["sample", "mala", "--seed", "-1"], "--seed: must be in [0, 2^64)"),
     (["sample", "mala", "--save-every", "0"], "--save-every: must be positive"),
     (["sample", "mala", "--init", "uniform"], "--init: expected one of normal, target"),
