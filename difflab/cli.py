@@ -262,10 +262,9 @@ def sweep(
         _fail(f"--jobs: must be positive, got {jobs}")
     if dask is not None and jobs != 1:
         _fail("--jobs: not with --dask (the cluster's workers decide how many runs go at a time)")
-    try:
-        text = spec.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"{spec}: cannot read the sweep spec: {exc}")
+    from difflab import yamlio
+
+    text = _or_fail(yamlio.read, spec, "the sweep spec")
     runs = _or_fail(sw.expand, text, str(spec))
     todo, skipped, errors = sw.preflight(runs)
     if errors:

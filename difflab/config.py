@@ -566,10 +566,7 @@ def read_target_spec(ref: str, overrides: tuple = ()) -> TargetSpec | DiscreteSp
         return parse_target(text, source, "target")
     path = Path(ref)
     if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{ref}: cannot read the target file: {exc}") from None
+        text = yamlio.read(path, "the target file")
         source, name = str(ref), path.stem
     elif path.is_dir():
         raise ConfigError(f"--target: '{ref}' is a folder; expected a target YAML file or a shipped name")

@@ -146,11 +146,7 @@ def read_run_spec(path: str) -> tuple[str | None, dict, tuple]:
     ``sampler: mala`` and ``target_set: {ring.radius: 6}``."""
     import yaml
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--spec: cannot read '{path}': {exc}") from None
+    text = yamlio.read(path, "the --spec file")
     try:
         doc = yamlio.load(text, path)
     except yaml.YAMLError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from difflab.errors import ConfigError
 
+MAX_BYTES = 64 * 2**20  # a YAML file difflab reads: far above any real target, spec or sweep
 MAX_VALUES = 1_000_000  # the largest shipped target has about 10,000 numbers
 MAX_DEPTH = 50  # a target nests four levels deep (components: - cov: [[...]])
 
@@ -39,3 +40,22 @@ def load(text: str, source: str):
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
     return doc
+
+
+def read(path, what: str) -> str:
+    """The text of a YAML file (``what`` names it in errors: "the target file", "--spec"), refused
+    in one line if it is not a regular file of at most MAX_BYTES in UTF-8 (checked before reading:
+    a huge or endless file is never loaded)."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: {what} is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: {what} is {info.st_size:,} bytes; expected at most {MAX_BYTES:,}")
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(MAX_BYTES + 1)[:MAX_BYTES]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None

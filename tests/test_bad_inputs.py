@@ -8,6 +8,7 @@ runs through the real entry point (``difflab.entry.run``: the one-line usage err
 in process, from an empty folder.
 """
 
+import os
 import sys
 
 import pytest
@@ -147,6 +148,8 @@ SWEEPS = {
     "sweep yaml syntax": "sampler: ula\ngrid: {seed: [1, 2}\n",
 }
 
+BIG = "kind: gaussian\nmean: [0]\ncov: 1\n" + "#" * (64 * 2**20) + "\n"  # a comment past the 64 MiB bound
+
 RUN_FILES = {
     "not hdf5": b"this is not a run file",
     "empty": b"",
@@ -157,6 +160,10 @@ def _cases():
     cases = _option_cases()
     for key, text in BAD_TARGETS.items():
         cases.append((f"target: {key}", ["sample", "ula", "-t", "bad.yaml", *CHEAP, "-o", "x.h5"], {"bad.yaml": text}))
+    cases.append(("target: larger than 64 MiB", ["sample", "ula", "-t", "big.yaml", *CHEAP, "-o", "x.h5"],
+                  {"big.yaml": BIG}))
+    cases.append(("target: a named pipe", ["sample", "ula", "-t", "fifo.yaml", *CHEAP, "-o", "x.h5"], {"fifo.yaml": None}))
+    cases.append(("sweep spec larger than 64 MiB", ["sweep", "w.yaml"], {"w.yaml": "sampler: ula\n" + BIG[38:]}))
     for key, extra in COMMON.items():
         cases.append((f"option: {key}", ["sample", "ula", "-t", "gaussian", "--steps", "2", "-o", "x.h5", *extra]))
     for key, text in SPECS.items():
@@ -189,7 +196,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, monkeyp
     _, argv, files = case
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
-        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        if content is None:  # a named pipe: reading it would block
+            os.mkfifo(tmp_path / name)
+        else:
+            (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     before = sorted(p.name for p in tmp_path.iterdir())
     monkeypatch.setattr(sys, "argv", ["difflab", *argv])
     with pytest.raises(SystemExit) as stop:

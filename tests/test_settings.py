@@ -83,7 +83,7 @@ def test_spec_alone_names_the_sampler_and_matches_the_flags(tmp_path, monkeypatc
     (["mala", "--spec", "run.yaml"], "sampler: ula\n", "run.yaml: sampler: the spec is for 'ula', not 'mala'"),
     (["--spec", "run.yaml"], "steps: 20\n", "run.yaml: sampler: expected one of"),
     (["--spec", "run.yaml"], "[1, 2]\n", "run.yaml: expected a mapping of option: value"),
-    (["--spec", "missing.yaml"], None, "--spec: cannot read 'missing.yaml'"),
+    (["--spec", "missing.yaml"], None, "missing.yaml: cannot read the --spec file"),
     (["ula", "--target-set", "ring.radus=6"], None, "ring.radus: unknown key (did you mean 'radius'?)"),
     (["ula", "--target-set", "ring.radius=-1"], None, "ring.radius: must be >= 0, got -1.0"),
     (["ula", "--target-set", "rign.radius=6"], None, "rign: unknown key (did you mean 'ring'?)"),
