@@ -149,6 +149,7 @@ def exact_kl_steps(sampler, target) -> np.ndarray:
     lam, u = np.linalg.eigh(target.cov)
     out = []
     for k, step in enumerate(path_of(sampler)):
+        raw = sampler.noise_cov(k)
         q = _noise(sampler, k, len(m))
         if not _positive_definite(q):
             out.append(np.inf)
@@ -160,11 +161,10 @@ def exact_kl_steps(sampler, target) -> np.ndarray:
         pts = sampler.deterministic(np.ascontiguousarray(np.column_stack([mu_t, mu_t[:, None] + f])), k)
         a_mean, a_f = pts[:, 0], pts[:, 1:] - pts[:, :1]
         p_f = u * (p_diag * np.sqrt(lam_t))  # P C_t^1/2
-        scalar = sampler.noise_cov(k)
-        if np.ndim(scalar) == 0:  # Q = q I: rho = r / q in the target's eigenbasis, no solves
-            rho = r_diag / scalar
+        if np.ndim(raw) == 0:  # Q = q I: rho = r / q in the target's eigenbasis, no solves
+            rho = r_diag / raw
             gap = np.sum((mu_s - a_mean) ** 2) + np.sum((p_f - a_f) ** 2)
-            out.append(0.5 * (float(np.sum((rho - 1.0) - np.log1p(rho - 1.0))) + gap / scalar))
+            out.append(0.5 * (float(np.sum((rho - 1.0) - np.log1p(rho - 1.0))) + gap / raw))
             continue
         r_cov = (u * r_diag) @ u.T
         out.append(_kl_gauss_terms(np.linalg.cholesky(q), r_cov, mu_s - a_mean, p_f - a_f))
@@ -254,17 +254,17 @@ def flow_map(target, frm, to):
     return (u * np.sqrt(lam_t / lam_f)) @ u.T, frm[0] * target.mean, to[0] * target.mean
 
 
-def _w2_split(sampler, target, law0, steps) -> dict:
+def _w2_split(sampler, target, law0, steps, target_law) -> dict:
+    """The flows' W2 terms; ``target_law`` the ideal output (``_ideal_output``)."""
     n_path = len(steps)
     m0, c0 = law0
     mat, mu_1, mu_d = flow_map(target, steps[0].frm, steps[-1].to)
-    ideal = _exact_copy(sampler, target)
+    exact_score = _exact_copy(sampler, target)
     flow = (mu_d + mat @ (m0 - mu_1), mat @ c0 @ mat.T)
     if sampler.n_steps > n_path:
-        flow = exact.propagate(ideal, *flow, sampler.n_steps, first=n_path)[:2]
-    solver = exact.propagate(ideal, m0, c0, sampler.n_steps)[:2]
+        flow = exact.propagate(exact_score, *flow, sampler.n_steps, first=n_path)[:2]
+    solver = exact.propagate(exact_score, m0, c0, sampler.n_steps)[:2]
     out = exact.propagate(sampler, m0, c0, sampler.n_steps)[:2]
-    target_law = _ideal_output(sampler, target, n_path, steps[-1].to)
     terms = {
         "w2_prior": gaussian_w2(*flow, *target_law),
         "w2_discretisation": gaussian_w2(*solver, *flow),
@@ -293,7 +293,8 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
         out["kl_prior_se"] = se
     # early stopping: the ideal output against the target
     if target.is_gaussian:
-        out["kl_early_stop"] = exact.gaussian_kl(target.mean, target.cov, *_ideal_output(sampler, target, n_path, level))
+        ideal = _ideal_output(sampler, target, n_path, level)
+        out["kl_early_stop"] = exact.gaussian_kl(target.mean, target.cov, *ideal)
     elif sampler.n_steps == n_path:
         a, s = level
         if s == 0.0 and a == 1.0:
@@ -306,7 +307,7 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
     noises = [_noise(sampler, k, d) for k in range(n_path)]
     if all(q is not None and not np.any(q) for q in noises):  # a deterministic flow
         if exact_law:
-            out.update(_w2_split(sampler, target, law0, steps))
+            out.update(_w2_split(sampler, target, law0, steps, ideal))
         return out, {}
     per_step = {}
     if exact_law:
