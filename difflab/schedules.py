@@ -133,8 +133,39 @@ class VE:
         return np.ones(n + 1), self.sigma(t)
 
 
+@dataclass(frozen=True)
+class EDM(VE):
+    """Karras et al.'s (2022) VE form: alpha = 1, sigma in [0.002, 80] (the grid is what matters:
+    ``ksampler``'s karras grid spaces sigma itself)."""
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Rectified flow / flow matching: alpha_t = 1 - t, sigma_t = t (Liu et al. 2023; Lipman et
+    al. 2023; Stable Diffusion 3). f = -1 / (1 - t), g^2 = 2 t / (1 - t). The start t = 1 is pure
+    noise (alpha = 0), where the VE form sigma / alpha is infinite."""
+
+    t_start = 1.0
+
+    def log_alpha(self, t):
+        return np.log1p(-np.asarray(t, dtype=np.float64))
+
+    def f(self, t):
+        return -1.0 / (1.0 - np.asarray(t, dtype=np.float64))
+
+    def g2(self, t):
+        t = np.asarray(t, dtype=np.float64)
+        return 2.0 * t / (1.0 - t)
+
+
 def alpha_sigma(schedule, t):
     """(alpha_t, sigma_t) of any schedule; sigma from alpha for VP (stable near t = 0)."""
+    if isinstance(schedule, Flow):
+        t = np.asarray(t, dtype=np.float64)
+        return 1.0 - t, t.copy()
     if isinstance(schedule, VE):
         return np.ones_like(np.asarray(t, dtype=np.float64)), schedule.sigma(t)
     la = schedule.log_alpha(t)
@@ -150,6 +181,8 @@ def half_log_snr(schedule, t):
 def t_of_half_log_snr(schedule, lam):
     """Inverse of lambda_t (closed form for every schedule here)."""
     lam = np.asarray(lam, dtype=np.float64)
+    if isinstance(schedule, Flow):  # log((1 - t) / t) = lambda
+        return 0.5 - 0.5 * np.tanh(0.5 * lam)
     if isinstance(schedule, VE):
         return schedule.t_of_sigma(np.exp(-lam))
     # VP: alpha^2 = 1 / (1 + exp(-2 lambda))  ->  log alpha = -log1p(exp(-2 lambda)) / 2
@@ -157,6 +190,20 @@ def t_of_half_log_snr(schedule, lam):
 
 
 SCHEDULES = {"vp-linear": VPLinear, "vp-cosine": VPCosine, "ve": VE}
+KSCHEDULES = {**SCHEDULES, "edm": EDM, "flow": Flow}  # ksampler's: the VE form and flow matching too
+# diffusers' names for the same schedules (its beta_schedule values, its flow-matching scheduler)
+SCHEDULE_ALIASES = {"linear": "vp-linear", "squaredcos_cap_v2": "vp-cosine", "flow_match": "flow",
+                    "rectified-flow": "flow"}
+
+
+def level_of_ratio(schedule, r: float) -> tuple[float, float]:
+    """(alpha, sigma) of the schedule's level whose VE form sigma / alpha is r."""
+    if isinstance(schedule, VE):
+        return 1.0, float(r)
+    if isinstance(schedule, Flow):  # sigma / (1 - sigma) = r
+        return 1.0 / (1.0 + r), r / (1.0 + r)
+    a = 1.0 / math.sqrt(1.0 + r * r)  # VP: alpha^2 + sigma^2 = 1
+    return a, r * a
 
 
 # ---------------------------------------------------------------- options and construction
@@ -167,7 +214,8 @@ SCHEDULE_OPTIONS = (
     Option("sigma_min", VE.sigma_min, float, "ve: smallest noise level.", check=positive),
     Option("sigma_max", VE.sigma_max, float, "ve: largest noise level (the prior's std).", check=positive),
 )
-_SCHEDULE_FIELDS = {"vp-linear": ("beta_min", "beta_max"), "ve": ("sigma_min", "sigma_max"), "vp-cosine": ()}
+_SCHEDULE_FIELDS = {"vp-linear": ("beta_min", "beta_max"), "ve": ("sigma_min", "sigma_max"), "vp-cosine": (),
+                    "edm": ("sigma_min", "sigma_max"), "flow": ()}
 
 
 def resolve_schedule(params: dict) -> dict:
@@ -176,15 +224,17 @@ def resolve_schedule(params: dict) -> dict:
     for key in ("beta_min", "beta_max", "sigma_min", "sigma_max"):
         if key not in _SCHEDULE_FIELDS[name]:
             params.pop(key, None)
+        elif params.get(key) is None:  # an option whose default depends on the schedule (ksampler's ve / edm)
+            params[key] = getattr(KSCHEDULES[name], key)
     if name == "vp-linear" and params["beta_max"] < params["beta_min"]:
         raise ConfigError(f"--beta-max: must be >= --beta-min ({params['beta_min']}), got {params['beta_max']}")
-    if name == "ve" and params["sigma_max"] <= params["sigma_min"]:
+    if name in ("ve", "edm") and params["sigma_max"] <= params["sigma_min"]:
         raise ConfigError(f"--sigma-max: must be > --sigma-min ({params['sigma_min']}), got {params['sigma_max']}")
     return params
 
 
-def make_schedule(params: dict):
-    cls = SCHEDULES[params["schedule"]]
+def make_schedule(params: dict, table: dict = SCHEDULES):
+    cls = table[params["schedule"]]
     return cls(**{k: params[k] for k in _SCHEDULE_FIELDS[params["schedule"]]})
 
 
@@ -219,6 +269,43 @@ def ddpm_indices(spacing: str, steps: int, end: int):
     else:  # linspace(1, N, K) rounded, highest first
         idx = np.round(np.linspace(1, N_TRAIN, steps))[::-1].astype(int)
     return np.concatenate([idx, [end]])
+
+
+def shift_time(t, shift: float):
+    """Stable Diffusion 3's time shift t -> shift t / (1 + (shift - 1) t) (identity for shift 1)."""
+    t = np.asarray(t, dtype=np.float64)
+    return t if shift == 1.0 else shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def k_grid(schedule, steps: int, t_end: float, grid: str, rho: float = 7.0, shift: float = 1.0):
+    """ksampler's K + 1 levels (alphas, sigmas, times): K noisy levels from the start to t_end,
+    then sigma = 0 (alpha = 1, t = 0), the read-out level.
+
+    karras: r = (r_max^(1/rho) + u (r_min^(1/rho) - r_max^(1/rho)))^rho, u uniform on [0, 1], in the
+    VE form r = sigma / alpha (Karras et al. 2022, eq. 5); exponential: r geometric (uniform in
+    log-SNR); uniform: uniform in t, then ``shift``; trailing / leading / linspace: the DDPM chain's
+    levels ``ddpm_indices`` picks (the chain's first level, t = 1 / N, is followed by sigma = 0)."""
+    if grid in SPACINGS:
+        a_chain, s_chain = schedule.discrete(N_TRAIN)
+        idx = ddpm_indices(grid, steps, 0)
+        return a_chain[idx].copy(), s_chain[idx].copy(), idx / N_TRAIN
+    start = schedule.t_start
+    if grid == "uniform":
+        t = shift_time(np.linspace(start, t_end, steps), shift)
+        a, s = alpha_sigma(schedule, t)
+    else:
+        a_ends, s_ends = alpha_sigma(schedule, np.array([start, t_end]))
+        r_max, r_min = (float(v) for v in s_ends / a_ends)
+        if grid == "karras":
+            u = np.linspace(0.0, 1.0, steps)
+            r = (r_max ** (1 / rho) + u * (r_min ** (1 / rho) - r_max ** (1 / rho))) ** rho
+        else:
+            r = np.exp(np.linspace(math.log(r_max), math.log(r_min), steps))
+        r[0], r[-1] = r_max, r_min
+        a, s = np.array([level_of_ratio(schedule, float(v)) for v in r]).T
+        t = t_of_half_log_snr(schedule, -np.log(r))
+        t[0], t[-1] = start, t_end
+    return (np.concatenate([a, [1.0]]), np.concatenate([s, [0.0]]), np.concatenate([t, [0.0]]))
 
 
 def ddpm_grid(schedule, steps: int, early_stop: float = 0.0, spacing: str = "trailing"):

@@ -22,6 +22,7 @@ _TABLE = {  # name: (module in difflab.samplers, its entry)
     "ddpm": ("diffusion", "DDPM_ENTRY"),
     "pflow": ("diffusion", "PFLOW_ENTRY"),
     "sde": ("diffusion", "SDE_ENTRY"),
+    "ksampler": ("ksampler", "KSAMPLER_ENTRY"),
     "localization": ("localization", "LOCALIZATION_ENTRY"),
     "smc": ("smc", "SMC_ENTRY"),
     "discrete": ("discrete", "DISCRETE_ENTRY"),
