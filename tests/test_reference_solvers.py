@@ -149,3 +149,86 @@ CASES = [  # (difflab solver, diffusers scheduler, module whose randn_tensor to 
 def test_matches_diffusers(name, cls_name, noise_module, config, order, steps):
     rel = _discrete(name, cls_name, steps, noise_module, order, **config)
     assert rel < RTOL, f"{name} vs diffusers' {cls_name} {config}: relative difference {rel:.2e}"
+
+
+def _patched(sched):
+    home = __import__(type(sched).__module__, fromlist=["torch"])
+    home.torch = _Float64Torch()
+    return home
+
+
+@pytest.mark.parametrize("steps", [8, 20])
+def test_heun_matches_diffusers(target, steps):
+    """EDM's Heun (Euler on the last step) = diffusers' HeunDiscreteScheduler, whose sigmas repeat
+    each inner level for its two stages."""
+    sched = diffusers.HeunDiscreteScheduler(beta_schedule="linear", use_karras_sigmas=True)
+    sched.set_timesteps(steps)
+    sched.sigmas = sched.sigmas.double()
+    inter = sched.sigmas.numpy()
+    ve = np.concatenate([inter[:1], inter[1:-1:2], inter[-1:]])
+    alphas, sigmas = _levels(ve)
+    ks = KSampler(target, alphas, sigmas, solver="heun")
+    xT = np.random.default_rng(1).standard_normal((N, D))
+    home = _patched(sched)
+    try:
+        x = torch.from_numpy(xT / alphas[0])
+        for t in sched.timesteps:
+            s = float(inter[sched.step_index or 0])
+            a_i, s_i = _levels(np.array([s]))
+            eps = _model(ks, sched.scale_model_input(x, t), float(a_i[0]), float(s_i[0]))
+            x = sched.step(eps, t, x).prev_sample
+    finally:
+        home.torch = torch
+    ref, mine = x.numpy(), _run_difflab(ks, xT)
+    assert np.max(np.abs(mine - ref)) / np.max(np.abs(ref)) < RTOL
+
+
+@pytest.mark.parametrize("steps", [8, 20])
+def test_ddim_matches_diffusers(target, steps):
+    """ksampler's euler is DDIM (eta = 0): diffusers' DDIMScheduler on its own alphas_cumprod."""
+    sched = diffusers.DDIMScheduler(beta_schedule="linear", set_alpha_to_one=True, clip_sample=False)
+    sched.set_timesteps(steps)
+    sched.alphas_cumprod = sched.alphas_cumprod.double()
+    abar = sched.alphas_cumprod.numpy()[sched.timesteps.numpy()]
+    alphas, sigmas = np.append(np.sqrt(abar), 1.0), np.append(np.sqrt(1.0 - abar), 0.0)
+    ks = KSampler(target, alphas, sigmas, solver="euler")
+    xT = np.random.default_rng(1).standard_normal((N, D))
+    x = torch.from_numpy(xT.copy())
+    for i, t in enumerate(sched.timesteps):
+        x = sched.step(_model(ks, x, alphas[i], sigmas[i]), t, x, eta=0.0).prev_sample
+    ref, mine = x.numpy(), _run_difflab(ks, xT)
+    assert np.max(np.abs(mine - ref)) / np.max(np.abs(ref)) < RTOL
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_flow_euler_matches_diffusers(target, shift):
+    """Flow matching's Euler (Stable Diffusion 3: shift 3) = ksampler euler on the flow levels
+    (alpha, sigma) = (1 - t, t); the model is the velocity eps - x0_hat, the start t = 1 pure noise."""
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+    sched.set_timesteps(12)
+    sched.sigmas = sched.sigmas.double()
+    t_grid = sched.sigmas.numpy()
+    ks = KSampler(target, 1.0 - t_grid, t_grid, solver="euler")
+    xT = np.random.default_rng(1).standard_normal((N, D))
+    home = _patched(sched)
+    try:
+        x = torch.from_numpy(xT.copy())
+        for t in sched.timesteps:
+            i = sched.step_index or 0
+            a, s = 1.0 - t_grid[i], t_grid[i]
+            xt = np.ascontiguousarray(x.numpy().T)
+            den = ks.denoise(xt, a, s)
+            v = (xt - a * den) / s - den  # eps - x0
+            x = sched.step(torch.from_numpy(np.ascontiguousarray(v.T)), t, x).prev_sample
+    finally:
+        home.torch = torch
+    ref, mine = x.numpy(), _run_difflab(ks, xT)
+    assert np.max(np.abs(mine - ref)) / np.max(np.abs(ref)) < RTOL
+
+
+def test_negative_control():
+    """The comparison can fail: difflab's dpmpp-3m against diffusers' second-order scheduler, and
+    unipc without its corrector's order (order 1) against order 2, differ far beyond RTOL."""
+    assert _discrete("dpmpp-3m", "DPMSolverMultistepScheduler", 20, None,
+                     algorithm_type="dpmsolver++", solver_order=2) > 1e-4
+    assert _discrete("unipc", "UniPCMultistepScheduler", 20, None, 1, solver_order=2) > 1e-4

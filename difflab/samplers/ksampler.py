@@ -23,7 +23,8 @@ euler-ancestral        x' = a' (D + r_down eps) + a' r_up xi, r_up^2 = eta^2 r'^
 heun                   EDM's Heun in the VE form (Karras et al. 2022, Alg. 1/2),
                        Euler on the last step; ``s_churn`` for Alg. 2's churn           2
 dpmpp-2m, dpmpp-3m     DPM-Solver++(2M)/(3M) (Lu et al. 2022, data prediction,
-                       multistep; diffusers' midpoint form)                            2, 3
+                       multistep; diffusers' midpoint form). 3M as shipped weighs
+                       D2 by half its Taylor weight: order 2 (``weight: taylor``: 3)   2, 2 (3)
 dpmpp-2m-sde,          SDE-DPM-Solver++(2M), k-diffusion's 3M SDE (eta: the SDE's
 dpmpp-3m-sde           share, 1 = the reverse SDE)                                     (1)
 dpmpp-2s               DPM-Solver++(2S), single-step, r = 1/2 (eta > 0: k-diffusion's
@@ -39,7 +40,8 @@ The multistep solvers keep the history they need (earlier denoiser outputs, UniP
 in the state, stacked under x: ``xt`` is (d * (1 + m), n), ``x`` reads the first block. Warm-up
 and final orders follow diffusers: step i of K runs order min(p, i + 1), the last step (to s = 0)
 first order, and for K < 15 the one before it at most second order (DPM-Solver++, DEIS); UniPC
-runs order min(p, K - i, i + 1).
+runs order min(p, K - i, i + 1). dpmpp-3m-sde is k-diffusion's (diffusers has no third-order SDE
+solver): no K < 15 rule, and its second-order warm-up step is phi_2(h) D1, not the midpoint form.
 
 On a Gaussian target every step is affine in the stacked state plus Gaussian noise independent of
 it (EDM's churn noise enters before the step's affine map, so its covariance is c^2 A A^T), which
@@ -90,6 +92,7 @@ CHURN = ("euler", "heun")  # EDM's stochastic churn applies to these
 # Solvers written in the VE form x / a, which needs a > 0 at every level (not the flow schedule's
 # start, a = 0: only euler without churn, euler-ancestral, dpmpp-2m(-sde) and unipc start there).
 NEEDS_FINITE_START = ("heun", "lms", "dpmpp-2s", "deis", "dpmpp-3m", "dpmpp-3m-sde")
+WEIGHTS = ("diffusers", "taylor")
 NFE = {"heun": 2, "dpmpp-2s": 2}  # denoiser evaluations per step (1 for the others; 1 on a last step to 0)
 
 
@@ -108,6 +111,8 @@ def multistep_orders(solver: str, order: int, K: int, final_zero: bool) -> list[
     """The order of each of the K steps (diffusers' warm-up and lower-order-final rules)."""
     if solver == "unipc":
         return [min(order, K - i, i + 1) for i in range(K)]
+    if solver == "dpmpp-3m-sde":  # k-diffusion's: warm-up, then the read-out to 0
+        return [min(order, i + 1) if i < K - 1 or not final_zero else 1 for i in range(K)]
     out = []
     for i in range(K):
         o = min(order, i + 1)
@@ -212,6 +217,7 @@ class KSampler(_Reverse):
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    weight: str = "diffusers"  # dpmpp-3m(-sde): the weight of the second divided difference
     times: np.ndarray | None = None
     schedule: object = None
     capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
@@ -236,6 +242,7 @@ class KSampler(_Reverse):
             raise ConfigError(f"s_churn: EDM's churn is for euler and heun, not {self.solver}")
         check_argument("s_churn", self.s_churn, non_negative)
         check_argument("s_noise", self.s_noise, non_negative)
+        check_argument("weight", self.weight, WEIGHTS)
         if a[0] == 0 and (self.solver in NEEDS_FINITE_START or self.s_churn):
             raise ConfigError(f"solver: {self.solver}{' with churn' if self.s_churn else ''} works in the VE form "
                               "x / alpha, infinite at the flow schedule's start (alpha = 0); use euler, "
@@ -412,12 +419,15 @@ class KSampler(_Reverse):
         eta = self.eta
         he = h * (1.0 + eta)
         # first order: x' = (s1 / s0) e^{-eta h} x - a1 expm1(-h (1 + eta)) D
-        x_new = (s1 / s0 * math.exp(-eta * h)) * x - (a1 * math.expm1(-he)) * D
+        decay = math.exp(-eta * h) if eta else 1.0  # (h = inf at the flow schedule's start)
+        x_new = (s1 / s0 * decay) * x - (a1 * math.expm1(-he)) * D
         order = self.orders[k]
         if order >= 2:
             r0 = float(lam[k] - lam[k - 1]) / h
             D1_0 = (D - hist[0]) / r0
-            if order == 2:
+            if order == 2 and self.solver == "dpmpp-3m-sde":  # k-diffusion's warm-up: phi_2 D1
+                x_new += (a1 * (math.expm1(-he) / he + 1.0)) * D1_0
+            elif order == 2:
                 x_new -= (0.5 * a1 * math.expm1(-he)) * D1_0
             else:
                 r1 = float(lam[k - 1] - lam[k - 2]) / h
@@ -426,6 +436,8 @@ class KSampler(_Reverse):
                 D2 = (D1_0 - D1_1) / (r0 + r1)
                 phi_2 = math.expm1(-he) / he + 1.0
                 phi_3 = phi_2 / he - 0.5
+                if self.weight == "taylor":  # the Taylor weight of D2 ~ h^2 x0''/2 is twice diffusers'
+                    phi_3 *= 2.0
                 x_new += (a1 * phi_2) * D1 - (a1 * phi_3) * D2
         return x_new, [D, *hist[:-1]]
 
@@ -603,6 +615,10 @@ def _resolve(p: dict) -> dict:
             p.pop(key)
     elif p["s_tmax"] is None:
         p.pop("s_tmax")
+    if solver not in ("dpmpp-3m", "dpmpp-3m-sde"):
+        if p["weight"] != "diffusers":
+            raise ConfigError(f"--weight: only for dpmpp-3m and dpmpp-3m-sde, not {solver}")
+        p.pop("weight")
     discrete = grid in schedules.SPACINGS
     if discrete:
         if p["schedule"] not in ("vp-linear", "vp-cosine"):
@@ -638,7 +654,7 @@ def _build(target, p: dict) -> KSampler:
                                              rho=p.get("rho", 7.0), shift=p["shift"])
     churn = {k: p[k] for k in ("s_churn", "s_tmin", "s_tmax", "s_noise") if k in p}
     return KSampler(target, alphas, sigmas, solver=p["solver"], order=p.get("order", 0), eta=p.get("eta"),
-                    times=times, schedule=schedule, **churn)
+                    weight=p.get("weight", "diffusers"), times=times, schedule=schedule, **churn)
 
 
 def _aliases(table: dict) -> str:
@@ -668,6 +684,9 @@ KSAMPLER_ENTRY = SamplerEntry(
                     "multistep order.", check=at_least_one),
              Option("eta", None, float, "euler-ancestral, dpmpp-2s: the ancestral noise share (default 1 and 0); "
                     "dpmpp-*-sde: the SDE share (default 1).", check=non_negative),
+             Option("weight", "diffusers", str, "dpmpp-3m, dpmpp-3m-sde: the weight of the second divided "
+                    "difference D2: diffusers (as diffusers and k-diffusion ship it: second order, measured) or taylor "
+                    "(twice that, the Taylor weight: third order).", choices=WEIGHTS),
              Option("s_churn", 0.0, float, "euler, heun: EDM's S_churn (0: no churn).", check=non_negative),
              Option("s_tmin", 0.0, float, "EDM's S_tmin: churn only where sigma / alpha >= it.", check=non_negative),
              Option("s_tmax", None, float, "EDM's S_tmax: churn only where sigma / alpha <= it (default: no bound).",
