@@ -240,6 +240,13 @@ def _ideal_output(sampler, target, n_path: int, level):
     return exact.propagate(ideal, mean, cov, sampler.n_steps, first=n_path)[:2]
 
 
+def _denoised_law(target, level):
+    """The law of E[X | x] for x ~ p at level (a, s) of a Gaussian N(m, S): N(m, a^2 S C^-1 S), C = a^2 S + s^2 I."""
+    a, s = level
+    c = a * a * target.cov + s * s * np.eye(target.dim)
+    return target.mean, a * a * target.cov @ np.linalg.solve(c, target.cov)
+
+
 def _exact_copy(sampler, target):
     """The same sampler on the exact score of ``target``."""
     return sampler if sampler.target is target else dataclasses.replace(sampler, target=target)
@@ -292,10 +299,12 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
     if not target.is_gaussian:
         out["kl_prior_se"] = se
     # early stopping: the ideal output against the target
+    read_out = not steps and sampler.capabilities.diffusion and sampler.output == "denoised"
     if target.is_gaussian:
-        ideal = _ideal_output(sampler, target, n_path, level)
+        # no path steps but a read-out (ksampler's multistep solvers): E[X | x_delta] of p_delta
+        ideal = _denoised_law(target, level) if read_out else _ideal_output(sampler, target, n_path, level)
         out["kl_early_stop"] = exact.gaussian_kl(target.mean, target.cov, *ideal)
-    elif sampler.n_steps == n_path:
+    elif sampler.n_steps == n_path and not read_out:
         a, s = level
         if s == 0.0 and a == 1.0:
             out["kl_early_stop"], out["kl_early_stop_se"] = 0.0, 0.0

@@ -109,7 +109,7 @@ def test_a_path_wins_over_a_shipped_name(tmp_path):
 
 
 def test_unknown_target_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match=r"--target: no file 'gmn' and no shipped target 'gmn' \(did you mean 'gmm'\?\); shipped: bimodal1d, gaussian, gmm, gmm-classes, gmm-tilted, gmm50, ising12, ising6, potts, xor3$"):
+    with pytest.raises(ConfigError, match=r"--target: no file 'gmn' and no shipped target 'gmn' \(did you mean 'gmm'\?\); shipped: bimodal1d, gaussian, gaussian50, gmm, gmm-classes, gmm-tilted, gmm50, ising12, ising6, potts, xor3$"):
         read_target_spec("gmn")
 
 

@@ -32,6 +32,7 @@ SECTIONS = {  # README subsections of the CLI reference that document each sampl
     "ddpm": ["### Common options", "### Schedules", "### `difflab sample ddpm`"],
     "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
     "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
+    "ksampler": ["### Common options", "### Schedules", "### `difflab sample ksampler`"],
     "localization": ["### Common options", "### `difflab sample localization`"],
     "smc": ["### Common options", "### `difflab sample smc`"],
     "discrete": ["### Common options", "### `difflab sample discrete`"],
@@ -92,7 +93,10 @@ def all_runs(tmp_path_factory):
                                                   ["localization", "-t", "gaussian"], ["discrete"],
                                                   ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"], ["smc"],
                                                   ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"],
-                                                  ["ddpm", "-t", "gmm-classes", "--guidance", "cfg", "--class", "right"])]
+                                                  ["ddpm", "-t", "gmm-classes", "--guidance", "cfg", "--class", "right"],
+                                                  ["ksampler", "-t", "gaussian", "--solver", "unipc", "--steps", "5"],
+                                                  ["ksampler", "--solver", "heun", "--s-churn", "1", "--s-tmax", "10", "--steps", "5"],
+                                                  ["ksampler", "--solver", "dpmpp-3m-sde", "--steps", "5"])]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -132,7 +136,7 @@ def test_schema_lists_every_samplers_params_and_series(all_runs):
             seen |= set(f["config/params"].attrs)
             seen_series |= set(f["metrics"]) - {"step", "per_step"}
     assert seen <= documented and seen_series == documented_series
-    assert documented - seen <= {"normal", "target", "prior", "zero", "uniform"}  # values named in the row, not keys
+    assert documented - seen <= {"normal", "target", "prior", "zero", "uniform", "edm", "flow"}  # values, not keys
 
 
 def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):

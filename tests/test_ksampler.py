@@ -447,3 +447,21 @@ def test_schedule_alias(tmp_path):
     assert res.exit_code == 0, res.output
     with h5py.File(out) as f:
         assert json.loads(f["config"].attrs["params_json"])["schedule"] == "vp-cosine"
+
+
+def test_early_stop_term_is_the_read_out_law():
+    """kl_early_stop = KL(p0 || law of E[X | x_delta]) for every solver: the single-step ones (path
+    steps, then the read-out) and the multistep ones (no path) agree, and equal the closed form."""
+    from difflab.decomposition import error_terms
+
+    got = {}
+    a, s, t = _grid(10, t_end=0.05)  # a late stop, so that the term is large
+    for solver in ("euler", "dpmpp-2m", "unipc"):
+        ks = KSampler(G2, a, s, solver=solver, times=t, schedule=VP)
+        got[solver] = error_terms(ks, G2, _law0(ks, G2), np.random.default_rng(0))[0]["kl_early_stop"]
+    a, s = ks.end
+    c = a * a * G2.cov + s * s * np.eye(2)
+    want = exact.gaussian_kl(G2.mean, G2.cov, G2.mean, a * a * G2.cov @ np.linalg.solve(c, G2.cov))
+    for v in got.values():
+        assert v == pytest.approx(want, rel=1e-9)
+    assert want > 1e-3  # not vacuous: reading out at delta = 0.05 costs something
