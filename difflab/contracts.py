@@ -169,6 +169,7 @@ class Option:
     choices: tuple = ()
     check: Callable[[Any], str | None] | None = None
     short: str | None = None  # e.g. "-t"
+    aliases: dict = field(default_factory=dict)  # other names users know for a choice: {alias: choice}
 
     @property
     def flag(self) -> str:
@@ -178,9 +179,12 @@ class Option:
         """The value checked against ``choices`` and ``check`` (ConfigError naming the flag)."""
         if value is None:
             return None
+        if isinstance(value, str):  # an alias is recorded as the choice it names
+            value = self.aliases.get(value, value)
         if self.choices and value not in self.choices:
+            names = (*self.choices, *self.aliases)
             raise ConfigError(f"{self.flag}: expected one of {', '.join(self.choices)}, got '{value}'"
-                              f"{suggest(value, self.choices) if isinstance(value, str) else ''}")
+                              f"{suggest(value, names) if isinstance(value, str) else ''}")
         if self.check is not None:
             rule = self.check(value)
             if rule:

@@ -208,12 +208,16 @@ def level_of_ratio(schedule, r: float) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- options and construction
 SCHEDULE_OPTIONS = (
-    Option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine or ve.", choices=tuple(SCHEDULES)),
+    Option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine or ve (diffusers' names linear, "
+           "squaredcos_cap_v2 accepted).", choices=tuple(SCHEDULES),
+           aliases={"linear": "vp-linear", "squaredcos_cap_v2": "vp-cosine"}),
     Option("beta_min", VPLinear.beta_min, float, "vp-linear: beta(0) (DDPM's first beta times 1000).", check=positive),
     Option("beta_max", VPLinear.beta_max, float, "vp-linear: beta(1) (DDPM's last beta times 1000).", check=positive),
     Option("sigma_min", VE.sigma_min, float, "ve: smallest noise level.", check=positive),
     Option("sigma_max", VE.sigma_max, float, "ve: largest noise level (the prior's std).", check=positive),
 )
+_SCHEDULE_DEFAULTS = {"ve": {"sigma_min": VE.sigma_min, "sigma_max": VE.sigma_max},
+                      "edm": {"sigma_min": EDM.sigma_min, "sigma_max": EDM.sigma_max}}
 _SCHEDULE_FIELDS = {"vp-linear": ("beta_min", "beta_max"), "ve": ("sigma_min", "sigma_max"), "vp-cosine": (),
                     "edm": ("sigma_min", "sigma_max"), "flow": ()}
 
@@ -225,7 +229,7 @@ def resolve_schedule(params: dict) -> dict:
         if key not in _SCHEDULE_FIELDS[name]:
             params.pop(key, None)
         elif params.get(key) is None:  # an option whose default depends on the schedule (ksampler's ve / edm)
-            params[key] = getattr(KSCHEDULES[name], key)
+            params[key] = _SCHEDULE_DEFAULTS[name][key]
     if name == "vp-linear" and params["beta_max"] < params["beta_min"]:
         raise ConfigError(f"--beta-max: must be >= --beta-min ({params['beta_min']}), got {params['beta_max']}")
     if name in ("ve", "edm") and params["sigma_max"] <= params["sigma_min"]:

@@ -465,3 +465,23 @@ def test_early_stop_term_is_the_read_out_law():
     for v in got.values():
         assert v == pytest.approx(want, rel=1e-9)
     assert want > 1e-3  # not vacuous: reading out at delta = 0.05 costs something
+
+
+def test_diffusers_variance_and_schedule_names_on_ddpm(tmp_path, monkeypatch):
+    """ddpm takes diffusers' names: fixed_large = beta, fixed_small = beta-tilde, squaredcos_cap_v2 =
+    vp-cosine; the run records the canonical names, so both spellings give the same file name."""
+    import h5py
+    from typer.testing import CliRunner
+
+    from difflab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["sample", "ddpm", "-t", "gaussian", "-n", "50", "--steps", "5", "-q"]
+    res = CliRunner().invoke(app, [*args, "--variance", "fixed_large", "--schedule", "squaredcos_cap_v2"])
+    assert res.exit_code == 0, res.output
+    out = res.output.strip().splitlines()[-1]
+    again = CliRunner().invoke(app, [*args, "--variance", "beta", "--schedule", "vp-cosine"])
+    assert again.exit_code == 2 and "exists" in again.output  # the same parameters: the same file name
+    with h5py.File(out) as f:
+        params = json.loads(f["config"].attrs["params_json"])
+    assert (params["variance"], params["schedule"]) == ("beta", "vp-cosine")

@@ -476,8 +476,9 @@ DDPM_ENTRY = SamplerEntry(
     options=(*schedules.SCHEDULE_OPTIONS,
              Option("eta", DDPM.eta, float, "DDIM eta: 1 = DDPM ancestral sampling, 0 = deterministic DDIM.",
                     check=non_negative),
-             Option("variance", DDPM.variance, str, "Reverse variance: beta-tilde (posterior) or beta (forward step).",
-                    choices=VARIANCES),
+             Option("variance", DDPM.variance, str, "Reverse variance: beta-tilde (posterior) or beta (forward step); "
+                    "diffusers' names fixed_small, fixed_large accepted.", choices=VARIANCES,
+                    aliases={"fixed_small": "beta-tilde", "fixed_large": "beta"}),
              Option("early_stop", 0.0, float, "Stop at t = DELTA and return the denoised mean E[X | x_DELTA]; 0 runs "
                     "to t = 0.", check=_early_stop(True)),
              Option("timestep_spacing", "trailing", str, "Which K of the 1000 steps (diffusers' names): trailing, "

@@ -584,13 +584,6 @@ GRID_ALIASES = {"logsnr": "exponential"}
 
 
 def _resolve(p: dict) -> dict:
-    p["solver"] = SOLVER_ALIASES.get(p["solver"], p["solver"])
-    check_argument("--solver", p["solver"], SOLVERS)
-    p["schedule"] = schedules.SCHEDULE_ALIASES.get(p["schedule"], p["schedule"])
-    check_argument("--schedule", p["schedule"], tuple(schedules.KSCHEDULES))
-    if p["grid"] is not None:
-        p["grid"] = GRID_ALIASES.get(p["grid"], p["grid"])
-        check_argument("--grid", p["grid"], KGRIDS)
     if p["grid"] is None:
         p["grid"] = "uniform" if p["schedule"] == "flow" else "karras"
     solver, grid = p["solver"], p["grid"]
@@ -666,15 +659,17 @@ KSAMPLER_ENTRY = SamplerEntry(
     "2M/3M/SDE/2S, UniPC, DEIS, LMS) on Karras, exponential, uniform (with shift) or DDPM-chain grids.",
     options=(Option("schedule", "vp-linear", str, "Noise schedule: vp-linear, vp-cosine, ve, edm (ve with sigma in "
                     "[0.002, 80]) or flow (rectified flow: alpha = 1 - t, sigma = t). Aliases: "
-                    + _aliases(schedules.SCHEDULE_ALIASES) + "."),
+                    + _aliases(schedules.SCHEDULE_ALIASES) + ".", choices=tuple(schedules.KSCHEDULES),
+                    aliases=schedules.SCHEDULE_ALIASES),
              *schedules.SCHEDULE_OPTIONS[1:3],
              Option("sigma_min", None, float, "ve / edm: smallest noise level (default 0.01 / 0.002).", check=positive),
              Option("sigma_max", None, float, "ve / edm: largest noise level (default 50 / 80).", check=positive),
              Option("solver", "dpmpp-2m", str, "euler, euler-ancestral, heun, dpmpp-2m, dpmpp-3m, dpmpp-2m-sde, "
-                    "dpmpp-3m-sde, dpmpp-2s, unipc, deis or lms. Aliases: " + _aliases(SOLVER_ALIASES) + "."),
+                    "dpmpp-3m-sde, dpmpp-2s, unipc, deis or lms. Aliases: " + _aliases(SOLVER_ALIASES) + ".",
+                    choices=SOLVERS, aliases=SOLVER_ALIASES),
              Option("grid", None, str, "Noise levels: karras (Karras et al.'s rho-spaced sigma / alpha), exponential "
                     "(uniform in log-SNR), uniform (in t), or DDPM-chain spacings trailing, leading, linspace. Default: "
-                    "karras (flow: uniform)."),
+                    "karras (flow: uniform).", choices=KGRIDS, aliases=GRID_ALIASES),
              Option("rho", 7.0, float, "karras grid: the exponent rho.", check=positive),
              Option("shift", 1.0, float, "uniform grid: Stable Diffusion 3's time shift t -> shift t / (1 + (shift - 1) "
                     "t) (1: none).", check=positive),
