@@ -30,6 +30,9 @@ CASES = [  # (sampler, target, particles, steps, sampler options): sizes from th
     ("mala", "gmm50", 4_096, 500, {"step_size": 0.1}),
     ("ddpm", "gmm", 10_000, 1_000, {}),
     ("pflow", "gmm50", 4_096, 100, {"solver": "heun"}),
+    ("ksampler", "gmm", 10_000, 1_000, {"solver": "euler-ancestral"}),  # DDPM's step in the VE form: W4's size
+    ("ksampler", "gmm50", 4_096, 100, {"solver": "dpmpp-2m"}),  # multistep: one evaluation a step, W5's size
+    ("ksampler", "gmm50", 4_096, 100, {"solver": "unipc"}),
     ("localization", "gmm50", 4_096, 500, {}),
     ("discrete", "ising12", 10_000, 100, {"method": "exact"}),  # absorbing: d = 12 unmasking steps
     ("discrete", "ising12", 10_000, 100, {"method": "tau-leaping"}),
