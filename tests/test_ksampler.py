@@ -138,8 +138,8 @@ def ref_run(solver, r, mu_T, var_T, a0, m, v, eta=0.0, order=4, s_churn=0.0):
     K = len(r) - 1
     ref = Ref(m, v, r, 2 * K)
     x = ref.start() / a0
-    old = old2 = h_last = h_last2 = None
-    ds = []
+    old = old2 = h_last = h_last2 = last = None
+    ds, ms = [], []
     for i in range(K):
         if solver in ("euler", "heun"):
             gamma = min(s_churn / K, 2**0.5 - 1) if s_churn else 0.0
@@ -214,6 +214,92 @@ def ref_run(solver, r, mu_T, var_T, a0, m, v, eta=0.0, order=4, s_churn=0.0):
                     x = x + ref.xi() * (r[i + 1] * math.sqrt(-math.expm1(-2 * h * eta)))
                 h_last2, h_last = h_last, h
             old2, old = old, den
+        elif solver == "dpmpp-3m":  # diffusers' DPMSolverMultistep order 3 (dpmsolver++), VE form
+            den = ref.den(x, r[i])
+            o = min(3, i + 1)
+            if r[i + 1] == 0:
+                x = den
+            else:
+                if i == K - 2 and K < 15:
+                    o = min(o, 2)
+                h = math.log(r[i]) - math.log(r[i + 1])
+                phi_1 = math.expm1(-h)
+                x_new = (r[i + 1] / r[i]) * x - phi_1 * den
+                if o >= 2:
+                    r0 = (math.log(r[i - 1]) - math.log(r[i])) / h
+                    d1_0 = (den - old) / r0
+                    if o == 2:
+                        x_new = x_new - (0.5 * phi_1) * d1_0
+                    else:
+                        r1 = (math.log(r[i - 2]) - math.log(r[i - 1])) / h
+                        d1_1 = (old - old2) / r1
+                        d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+                        d2 = (d1_0 - d1_1) / (r0 + r1)
+                        phi_2 = phi_1 / h + 1
+                        x_new = x_new + d1 * phi_2 - d2 * (phi_2 / h - 0.5)
+                x = x_new
+            old2, old = old, den
+        elif solver == "deis":  # x/alpha += int L_j(log rho) d rho eps_j: the weights by quadrature
+            den = ref.den(x, r[i])
+            eps = (x - den) / r[i]
+            ds = ([eps] + ds)[:order]
+            o = min(order, i + 1)
+            if i == K - 1 and K < 15:
+                o = 1
+            elif i == K - 2 and K < 15:
+                o = min(o, 2)
+            if r[i + 1] == 0:
+                x = den
+            else:
+                nodes = [math.log(r[i - k]) for k in range(o)]
+
+                def weight(j, nodes=nodes, o=o):
+                    def fn(rho):
+                        return np.prod([(math.log(rho) - nodes[k]) / (nodes[j] - nodes[k]) for k in range(o) if k != j])
+                    return integrate.quad(fn, r[i], r[i + 1], epsrel=1e-13, epsabs=0)[0]
+
+                for j in range(o):
+                    x = x + ds[j] * weight(j)
+        elif solver == "unipc":  # diffusers' UniPC-p (bh2, data prediction), VE form
+            den = ref.den(x, r[i])
+            lam = [-math.log(v) if v > 0 else math.inf for v in r]
+            orders = [min(order, K - j, j + 1) for j in range(K)]
+
+            def rhos(rks, hh, o, corrector):
+                if (corrector and o == 1) or (not corrector and o == 2):
+                    return [0.5]
+                ks = np.array([*rks, 1.0])
+                hpk, fact, R, b = math.expm1(hh) / hh - 1, 1, [], []
+                for q in range(1, o + 1):
+                    R.append(ks ** (q - 1))
+                    b.append(hpk * fact / math.expm1(hh))
+                    fact *= q + 1
+                    hpk = hpk / hh - 1 / fact
+                R, b = np.array(R), np.array(b)
+                return list(np.linalg.solve(R, b) if corrector else np.linalg.solve(R[:-1, :-1], b[:-1]))
+
+            if i > 0:
+                oc = orders[i - 1]
+                h = lam[i] - lam[i - 1]
+                rks = [(lam[i - 1 - j] - lam[i - 1]) / h for j in range(1, oc)]
+                rho = rhos(rks, -h, oc, True)
+                corr = rho[-1] * (den - ms[0])
+                for j, rk in enumerate(rks, start=1):
+                    corr = corr + rho[j - 1] * ((ms[j] - ms[0]) / rk)
+                x = (r[i] / r[i - 1]) * last - math.expm1(-h) * ms[0] - math.expm1(-h) * corr
+            last, ms = x, [den] + ms
+            if r[i + 1] == 0:
+                x = den
+            else:
+                op = orders[i]
+                h = lam[i + 1] - lam[i]
+                x_new = (r[i + 1] / r[i]) * x - math.expm1(-h) * den
+                if op > 1:
+                    rks = [(lam[i - j] - lam[i]) / h for j in range(1, op)]
+                    rho = rhos(rks, -h, op, False)
+                    for j, rk in enumerate(rks, start=1):
+                        x_new = x_new - math.expm1(-h) * (rho[j - 1] * ((ms[j] - den) / rk))
+                x = x_new
         elif solver == "lms":
             d = (x - ref.den(x, r[i])) / r[i]
             ds = ([d] + ds)[:order]
@@ -237,14 +323,19 @@ REF_CASES = [("euler", {}), ("euler", {"s_churn": 4.0}), ("heun", {}), ("heun", 
              ("euler-ancestral", {"eta": 1.0}), ("euler-ancestral", {"eta": 0.5}), ("dpmpp-2s", {"eta": 0.0}),
              ("dpmpp-2s", {"eta": 1.0}), ("dpmpp-2m", {}), ("dpmpp-2m-sde", {"eta": 1.0}),
              ("dpmpp-2m-sde", {"eta": 0.3}), ("dpmpp-3m-sde", {"eta": 0.5}), ("lms", {"order": 4}),
-             ("lms", {"order": 2})]
+             ("lms", {"order": 2}), ("dpmpp-3m", {}), ("deis", {"order": 2}), ("deis", {"order": 3}),
+             ("unipc", {"order": 1}), ("unipc", {"order": 2}), ("unipc", {"order": 3})]
+REF_STEPS = (16, 9)  # K >= 15 and K < 15: diffusers' lower-order rules differ
 
 
+@pytest.mark.parametrize("steps", REF_STEPS)
 @pytest.mark.parametrize("solver, kw", REF_CASES, ids=[f"{s}-{kw}" for s, kw in REF_CASES])
-def test_exact_law_matches_independent_recursion(solver, kw):
-    """difflab's exact law (its own steps pushed through difflab.exact) equals the law of
-    k-diffusion's algebra run on affine forms, to round-off (16 steps, Karras grid, 1-D Gaussian)."""
-    ks = _ks(G1, solver, 16, **kw)
+def test_exact_law_matches_independent_recursion(solver, kw, steps):
+    """difflab's exact law (its own steps pushed through difflab.exact) equals the law of the
+    reference algebra run on affine forms, to round-off (Karras grid, 1-D Gaussian): k-diffusion's
+    samplers; for dpmpp-3m, unipc and deis diffusers' schedulers in the VE form (deis's weights by
+    numerical quadrature of the Lagrange basis, not its closed-form antiderivatives)."""
+    ks = _ks(G1, solver, steps, **kw)
     m0, c0 = _law0(ks, G1)
     mean, cov, _ = exact.propagate(ks, m0, c0, ks.n_steps)
     ref_kw = {k: v for k, v in kw.items() if k in ("eta", "order", "s_churn")}
