@@ -19,7 +19,8 @@ from difflab.errors import ConfigError, RunFileError, suggest
 METRICS = (
     "exact_kl", "exact_w2", "exact_tv", "tv", "kl", "marginal_tv", "pair_tv", "jumps", "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2",
     "energy", "tilted_mean_error", "tilted_sliced_w2", "class_confidence", "log_z_estimate", "log_z", "nfe",
-    "acceptance_rate", "step_size", "ess_min", "split_rhat_max",
+    "acceptance_rate", "step_size", "r_hat_max", "ess_bulk_min", "ess_tail_min", "mcse_mean_max", "ess_min",
+    "split_rhat_max",
 )
 RUN_KEYS = ("sampler", "target", "seed", "status", "steps_done")
 
@@ -321,3 +322,26 @@ def _to_tol(pts, tol):
                 return c1, "interpolated"
             return _loglog(c0, y0, c1, y1, tol, inverse=True), "interpolated"
     return None, None
+
+
+# ArviZ's and Stan's thresholds (Vehtari et al. 2021): R-hat below 1.01 with a bulk-ESS of at least
+# 400; with fewer effective draws R-hat's own noise exceeds 0.01, so there only R-hat > 1.1 (the
+# classic threshold, Gelman and Rubin) is flagged as chains that disagree.
+R_HAT_MAX, R_HAT_COARSE, ESS_BULK_MIN = 1.01, 1.1, 400
+
+
+def convergence_warnings(summary: dict) -> list[str]:
+    """One line per failed convergence check of an MCMC run, with a hint; [] for a run that passes
+    (or that has no diagnostics: diffusion samplers, runs too short to have them)."""
+    out = []
+    r, e = summary.get("r_hat_max"), summary.get("ess_bulk_min")
+    if r is None or e is None:
+        return out
+    if r > R_HAT_COARSE or (r > R_HAT_MAX and e >= ESS_BULK_MIN):
+        out.append(f"warning: r_hat_max {fmt(r)} > {R_HAT_COARSE if e < ESS_BULK_MIN else R_HAT_MAX}: the chains "
+                   f"disagree (not mixed, stuck in different modes, or too few frames per chain); run more "
+                   f"--steps, save more frames (--save-every), start from --init target, or use --adapt")
+    if e < ESS_BULK_MIN:
+        out.append(f"warning: ess_bulk_min {fmt(e)} < {ESS_BULK_MIN}: too few effective draws for reliable means "
+                   f"and R-hat; run more --steps, or save more frames (--save-every) or chains (--trajectory-particles)")
+    return out

@@ -186,6 +186,10 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         typer.echo(str(path))
     else:
         report.run_summary(path, run)
+    from difflab.analysis import convergence_warnings
+
+    for line in convergence_warnings(run.summary):
+        typer.echo(line, err=True)
     if late is not None:
         typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)

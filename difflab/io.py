@@ -15,7 +15,8 @@ Schema version 1 (the README's "Run-file schema" section is the user-facing copy
 /metrics/<name>         (S,) float64, one per metric
 /metrics/per_step/step  (steps_done,) int64 = 1..steps_done; /metrics/per_step/<name> (steps_done,)
                         values recorded at every step (e.g. MALA's acceptance_rate)
-/summary                attributes: final scalar metrics; datasets ess (d,) and split_rhat (d,)
+/summary                attributes: final scalar metrics; datasets (d,): r_hat, ess_bulk, ess_tail, mcse_mean,
+                        ess, split_rhat
                         where computed
 /likelihood             (pflow --likelihood) points (n, d); loglik_ode, loglik_prior,
                         exact_log_p_delta, exact_log_p0 (n,)
@@ -259,7 +260,7 @@ class Run:
     trajectory_step: object = None  # (T,)
     metrics: dict = field(default_factory=dict)
     per_step: dict = field(default_factory=dict)
-    summary_arrays: dict = field(default_factory=dict)  # ess, split_rhat (d,)
+    summary_arrays: dict = field(default_factory=dict)  # r_hat, ess_bulk, ess_tail, mcse_mean, ess, split_rhat (d,)
     groups: dict = field(default_factory=dict)  # e.g. likelihood: {name: array}
 
     @property

@@ -18,6 +18,10 @@ Each definition below is the one the README's metric table documents. ``x`` is a
 * ``split_rhat``, ``ess``: split R-hat (Gelman et al., BDA3) and the multi-chain effective sample
   size with Geyer's initial monotone sequence (Vehtari et al. 2021), per coordinate, from an array
   of draws (T, chains, d).
+* ``r_hat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean``: the diagnostics ArviZ and Stan report
+  (Vehtari et al. 2021): rank-normalised split R-hat (the larger of the bulk value and that of the
+  draws folded about their median), the ESS of the rank-normalised split chains, the smaller ESS of
+  the indicators I(x <= q_0.05) and I(x <= q_0.95), and sd / sqrt(ess) (ArviZ's defaults).
 """
 
 from __future__ import annotations
@@ -163,13 +167,9 @@ def _split_chains(draws: np.ndarray) -> np.ndarray:
 
 
 def split_rhat(draws: np.ndarray) -> np.ndarray:
-    """Split R-hat per coordinate for draws (T, chains, d); needs T >= 4."""
-    s = _split_chains(draws)
-    n = s.shape[0]
-    w = s.var(axis=0, ddof=1).mean(axis=0)
-    b = n * s.mean(axis=0).var(axis=0, ddof=1)
-    var_plus = (n - 1) / n * w + b / n
-    return np.sqrt(var_plus / w)
+    """Split R-hat per coordinate for draws (T, chains, d); needs T >= 4 (the pre-2021 estimator,
+    ArviZ's ``method="split"``)."""
+    return _split_rhat_of_chains(_split_chains(draws))
 
 
 def ess(draws: np.ndarray) -> np.ndarray:
@@ -182,7 +182,19 @@ def ess(draws: np.ndarray) -> np.ndarray:
     the last term (the first truncated pair's even lag) counted once when positive or when that
     pair was kept; ESS = (chains x n) / max(tau, 1 / log10(chains x n)).
     """
-    s = _split_chains(draws)
+    return _ess_of_chains(_split_chains(draws))
+
+
+def _ess_of_chains(s: np.ndarray) -> np.ndarray:
+    """``ess``'s estimator on chains as given (already split), (n, m, d) -> (d,). A constant
+    coordinate has ESS n m (ArviZ's convention: nothing to estimate)."""
+    flat = s.reshape(-1, s.shape[2])
+    constant = (flat.max(axis=0) - flat.min(axis=0)) < np.finfo(np.float64).resolution
+    if constant.any():
+        out = np.full(s.shape[2], float(flat.shape[0]))
+        if not constant.all():
+            out[~constant] = _ess_of_chains(s[:, :, ~constant])
+        return out
     n, m, d = s.shape
     centred = s - s.mean(axis=0)
     nfft = 1 << (2 * n - 1).bit_length()
@@ -205,6 +217,59 @@ def ess(draws: np.ndarray) -> np.ndarray:
     even, last = rho[2 * k_last, cols], pairs[k_last, cols]
     tau = -1.0 + 2.0 * np.where(kept, mono, 0.0).sum(axis=0) + np.where((last >= 0) | (even > 0), even, 0.0)
     return n * m / np.maximum(tau, 1.0 / np.log10(max(n * m, 10)))
+
+
+
+
+def rank_normalize(draws: np.ndarray) -> np.ndarray:
+    """z = Phi^-1((r - 3/8) / (S - 1/4)), r the average rank of each draw among all S draws of its
+    coordinate (Vehtari et al. 2021, eq. 14; ArviZ's ``_z_scale``), (T, m, d) -> same shape."""
+    from scipy import special, stats
+
+    t, m, d = draws.shape
+    ranks = stats.rankdata(draws.reshape(t * m, d), method="average", axis=0).reshape(draws.shape)
+    return special.ndtri((ranks - 0.375) / (t * m + 0.25))
+
+
+def r_hat(draws: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R-hat per coordinate: max(bulk, tail), bulk the split R-hat of the
+    rank-normalised split draws, tail that of |x - median| rank-normalised (ArviZ's ``rhat``
+    default, ``method="rank"``)."""
+    split = _split_chains(draws)
+    median = np.median(split.reshape(-1, draws.shape[2]), axis=0)  # of the split draws (odd T: less the middle one)
+    bulk = _split_rhat_of_chains(rank_normalize(split))
+    tail = _split_rhat_of_chains(rank_normalize(np.abs(split - median)))
+    return np.maximum(bulk, tail)
+
+
+def _split_rhat_of_chains(s: np.ndarray) -> np.ndarray:
+    n = s.shape[0]
+    w = s.var(axis=0, ddof=1).mean(axis=0)
+    b = n * s.mean(axis=0).var(axis=0, ddof=1)
+    return np.sqrt(((n - 1) / n * w + b / n) / w)
+
+
+def ess_bulk(draws: np.ndarray) -> np.ndarray:
+    """Bulk-ESS per coordinate: ``ess``'s estimator on the rank-normalised split chains."""
+    return _ess_of_chains(rank_normalize(_split_chains(draws)))
+
+
+def ess_tail(draws: np.ndarray) -> np.ndarray:
+    """Tail-ESS per coordinate: the smaller ESS of I(x <= q_0.05) and I(x <= q_0.95), q the
+    coordinate's quantiles over all draws (R's type 7, as ArviZ)."""
+    from scipy.stats.mstats import mquantiles
+
+    flat = draws.reshape(-1, draws.shape[2])
+    # R's type 7 by scipy's formula, as ArviZ: with ties at a quantile, numpy's interpolation can
+    # land an ulp off the tied value and change the indicator
+    lo, hi = np.asarray(mquantiles(flat, [0.05, 0.95], alphap=1, betap=1, axis=0))
+    return np.minimum(ess((draws <= lo).astype(np.float64)), ess((draws <= hi).astype(np.float64)))
+
+
+def mcse_mean(draws: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of each coordinate's mean: sd / sqrt(ess) (ArviZ's ``mcse``)."""
+    sd = draws.reshape(-1, draws.shape[2]).std(axis=0, ddof=1)
+    return sd / np.sqrt(ess(draws))
 
 
 class MetricSuite:

@@ -244,3 +244,7 @@ def run_table(run, rec) -> None:
     for k, v in sorted(rec.summary.items()):
         table.add_row(k, fmt(v))
     Console().print(table)
+    from difflab.analysis import convergence_warnings
+
+    for line in convergence_warnings(rec.summary):
+        print(line, file=sys.stderr)

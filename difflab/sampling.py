@@ -478,6 +478,14 @@ def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
         summary_arrays["split_rhat"] = metrics.split_rhat(kept)
         summary["ess_min"] = float(summary_arrays["ess"].min())
         summary["split_rhat_max"] = float(summary_arrays["split_rhat"].max())
+        # the diagnostics ArviZ and Stan report (rank-normalised; Vehtari et al. 2021)
+        diagnostics = {"r_hat": metrics.r_hat, "ess_bulk": metrics.ess_bulk, "ess_tail": metrics.ess_tail,
+                       "mcse_mean": metrics.mcse_mean}
+        summary_arrays.update({name: fn(kept) for name, fn in diagnostics.items()})
+        summary["r_hat_max"] = float(summary_arrays["r_hat"].max())
+        summary["ess_bulk_min"] = float(summary_arrays["ess_bulk"].min())
+        summary["ess_tail_min"] = float(summary_arrays["ess_tail"].min())
+        summary["mcse_mean_max"] = float(summary_arrays["mcse_mean"].max())
     return summary, summary_arrays
 
 

@@ -147,6 +147,35 @@ def test_ess_and_rhat_are_arvizs_to_round_off(T, m, phi):
         assert metrics.split_rhat(x)[j] == pytest.approx(float(az.rhat(x[:, :, j].T, method="split")), rel=1e-12)
 
 
+@pytest.mark.parametrize("T, m, phi", [(100, 40, 0.9), (101, 8, 0.5), (400, 4, 0.3), (9, 5, 0.1), (5, 3, 0.0),
+                                       (1000, 4, 0.99), (31, 10, -0.9)])
+def test_rank_normalised_diagnostics_are_arvizs_to_round_off(T, m, phi):
+    """Rank-normalised R-hat, bulk-ESS, tail-ESS and the MCSE of the mean against ArviZ's defaults
+    (``rhat``, ``ess(method="bulk" / "tail")``, ``mcse``) on the same draws; the second coordinate
+    rounded to one decimal, so that ranks tie."""
+    az = pytest.importorskip("arviz")
+    rng = np.random.default_rng(7)
+    x = np.zeros((T, m, 2))
+    for t in range(1, T):  # AR(1) recursion: sequential in t by definition
+        x[t] = phi * x[t - 1] + rng.standard_normal((m, 2))
+    x[:, :, 1] = np.round(x[:, :, 1], 1)
+    for j in range(2):
+        chains = x[:, :, j].T
+        assert metrics.r_hat(x)[j] == pytest.approx(float(az.rhat(chains)), rel=1e-12)
+        assert metrics.ess_bulk(x)[j] == pytest.approx(float(az.ess(chains, method="bulk")), rel=1e-12)
+        assert metrics.ess_tail(x)[j] == pytest.approx(float(az.ess(chains, method="tail")), rel=1e-12)
+        assert metrics.mcse_mean(x)[j] == pytest.approx(float(az.mcse(chains, method="mean")), rel=1e-12)
+
+
+def test_rank_normalised_rhat_flags_what_split_rhat_misses():
+    """Chains with equal means but different scales: split R-hat stays near 1, the rank-normalised
+    R-hat (its folded, tail part) flags them (Vehtari et al. 2021, their motivating case)."""
+    rng = _rng(21)
+    draws = rng.standard_normal((500, 4, 1)) * np.array([1.0, 1.0, 1.0, 4.0])[None, :, None]
+    assert metrics.split_rhat(draws)[0] < 1.01
+    assert metrics.r_hat(draws)[0] > 1.05
+
+
 def test_pairwise_distances_match_scipy_cdist():
     """The GEMM form of squared distances equals scipy's cdist to round-off (relative to the squared
     norms), with an exact zero diagonal against itself; mmd2 and energy equal their cdist forms."""
@@ -192,3 +221,34 @@ def test_suite_final_pair_metrics_equal_the_plain_functions():
         out, xs = suite.final(x), suite._thin(x, 500)
         assert out["mmd2"] == pytest.approx(metrics.mmd2(xs, rs, suite.bandwidth), rel=1e-12, abs=1e-15)
         assert out["energy"] == pytest.approx(metrics.energy_distance(xs, rs), rel=1e-12, abs=1e-15)
+
+
+def test_convergence_warnings_follow_the_thresholds():
+    """R-hat > 1.01 warns when bulk-ESS >= 400; with fewer effective draws only R-hat > 1.1 does,
+    and the ESS warning says why; a run that passes both, or has no diagnostics, gets none."""
+    from difflab.analysis import convergence_warnings
+
+    assert convergence_warnings({"r_hat_max": 1.005, "ess_bulk_min": 900.0}) == []
+    assert convergence_warnings({"exact_w2": 0.1}) == []
+    one = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 900.0})
+    assert len(one) == 1 and "r_hat_max 1.03 > 1.01" in one[0] and "--steps" in one[0]
+    few = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 120.0})
+    assert len(few) == 1 and "ess_bulk_min 120 < 400" in few[0]
+    both = convergence_warnings({"r_hat_max": 2.5, "ess_bulk_min": 120.0})
+    assert len(both) == 2 and "> 1.1" in both[0]
+
+
+def test_a_stuck_mala_run_warns_and_a_mixed_one_does_not(tmp_path):
+    """MALA on the ring from the default start does not cross modes in 1,000 steps: warnings on
+    stderr (the run still exits 0); the same sampler on the Gaussian started at the target with
+    5,000 steps and 100 frames passes both checks (negative control)."""
+    from typer.testing import CliRunner
+
+    from difflab.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["sample", "mala", "-q", "-o", str(tmp_path / "a.h5")])
+    assert res.exit_code == 0 and "warning: r_hat_max" in res.stderr and "warning: ess_bulk_min" in res.stderr
+    res = runner.invoke(app, ["sample", "mala", "-t", "gaussian", "--init", "target", "--steps", "5000",
+                              "--step-size", "0.5", "-q", "-o", str(tmp_path / "b.h5")])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.stderr
