@@ -7,6 +7,7 @@ Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``diffla
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -224,15 +225,19 @@ def compare(
     from difflab import report
 
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # a typo, or a shell pattern that matched nothing (the shell passes it on as it is)
+        _fail(f"{missing[0]}: no such run file{' (a pattern that matched no file)' if any(c in str(missing[0]) for c in '*?[') else ''}")
     rows = cmp.load_rows(paths)
+    _exit_if_unreadable = _unreadable_notice(rows)
     if by is not None or fit:
         if at is not None or tol is not None:
             _fail("--at/--tol: not with --by (rank runs or fit an order, one at a time)")
         _or_fail(report.compare_by, cmp, rows, by, metric, fit, as_json)
-        return
+        return _exit_if_unreadable()
     if at is not None or tol is not None:
         _or_fail(report.compare_cost, cmp, rows, metric, cost, vary, at, tol, as_json)
-        return
+        return _exit_if_unreadable()
     params = _or_fail(cmp.differing_params, rows)
     cols, flat = _or_fail(cmp.flatten, rows, params, metric)
     if sort:
@@ -240,11 +245,24 @@ def compare(
     if as_json:
         order = {d["run"]: i for i, d in enumerate(flat)}
         typer.echo(cmp.to_json(sorted(rows, key=lambda r: order[r["run"]])))
-        return
+        return _exit_if_unreadable()
     if as_csv:
         typer.echo(cmp.to_csv(cols, flat), nl=False)
-        return
+        return _exit_if_unreadable()
     report.compare_table(cmp, cols, flat, params)
+    return _exit_if_unreadable()
+
+
+def _unreadable_notice(rows):
+    """What compare does after its output when some files were not readable runs: one line on
+    stderr and exit 2 (their rows say why; the readable runs are still compared)."""
+    bad = [r for r in rows if "error" in r]
+
+    def finish():
+        if bad:
+            _fail(f"{len(bad)} of {len(rows)} files {'is' if len(bad) == 1 else 'are'} not a readable run "
+                  f"(first: {bad[0]['error']})")
+    return finish
 
 
 @app.command()

@@ -409,6 +409,8 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
 
     import h5py
 
+    if not os.path.lexists(path):
+        raise RunFileError(f"{path}: no such file")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or a device would block or never end
             raise RunFileError(f"{path}: not a regular file")

@@ -30,7 +30,7 @@ def in_tmp(tmp_path, monkeypatch):
 def test_sample_writes_the_documented_schema(in_tmp):
     r = invoke("sample", "mala", *SMALL, "--save-every", "10", "--metrics-every", "20", "--trajectory-particles", "7")
     assert r.exit_code == 0, r.output
-    path = r.output.strip()
+    path = r.stdout.strip()  # -q: the path alone on stdout (convergence warnings go to stderr)
     assert path.startswith("runs/mala-gmm-") and path.endswith(".h5")
     with h5py.File(path) as f:
         for key in ("difflab_version", "schema_version", "sampler", "target", "seed", "status", "steps_done",
@@ -205,10 +205,11 @@ def test_compare_table_json_csv_and_unreadable_rows(in_tmp):
     (in_tmp / "runs" / "junk.h5").write_text("not hdf5")
     files = sorted(str(p) for p in (in_tmp / "runs").iterdir())
     r = invoke("compare", *files)
-    assert r.exit_code == 0, r.output
-    assert "step_size" in r.output and "unreadable" in r.output
+    assert r.exit_code == 2, r.output  # the table, then one line: a file was not a readable run
+    assert "step_size" in r.output and "unreadable" in r.output and "1 of 3 files is not a readable run" in r.stderr
+    assert invoke("compare", *[f for f in files if "junk" not in f]).exit_code == 0  # negative control
     r = invoke("compare", *files, "--json")
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     assert len(rows) == 3 and sum("error" in row for row in rows) == 1
     ok = [row for row in rows if "error" not in row]
     assert sorted(row["params"]["step_size"] for row in ok) == [0.01, 0.05]
@@ -227,7 +228,7 @@ def test_show_targets_and_help(in_tmp):
     r = invoke("show", "s.h5")
     assert r.exit_code == 0 and "acceptance_rate" in r.output and "param step_size" in r.output
     r = invoke("show", "missing.h5")
-    assert r.exit_code == 2 and "not a readable difflab run file" in r.output
+    assert r.exit_code == 2 and "missing.h5: no such file" in r.output
     r = invoke("targets")
     assert all(name in r.output for name in ("gaussian", "gmm", "gmm50"))
     for cmd in ([], ["sample"], ["sample", "ula"], ["sample", "mala"], ["compare"], ["targets"], ["show"]):
@@ -426,8 +427,8 @@ def test_readers_refuse_run_files_that_read_other_files(in_tmp, how):
                   crafted, "-o", in_tmp / "p.h5"]):
         r = invoke(*args)
         text = r.output + (r.stderr if r.stderr_bytes is not None else "")
-        if args[0] == "compare":  # compare reports an unreadable file in its row, and exits 0 on others
-            assert "self-contained" in text, text
+        if args[0] == "compare":  # compare reports an unreadable file in its row, then exits 2
+            assert "self-contained" in text and r.exit_code == 2, text
             continue
         assert r.exit_code == 2 and "self-contained" in text, (args[0], r.exit_code, text)
         assert "Traceback" not in text
@@ -575,7 +576,7 @@ def test_crafted_shapes_and_pipes_are_one_line_not_a_crash_or_a_hang(in_tmp, cra
         text = r.output + r.stderr
         assert r.exit_code == 2 and "Traceback" not in text and str(path) in text, (args[0], r.exit_code, text)
     r = invoke("compare", path, "--json")
-    assert "not a" in r.stdout and r.exit_code in (0, 2)
+    assert "not a" in r.stdout and r.exit_code == 2
     assert not (in_tmp / "o.nc").exists() and not (in_tmp / "p.png").exists()
 
 
@@ -611,3 +612,15 @@ def test_a_full_disk_is_one_line_exit_1_and_leaves_nothing(in_tmp):
         assert r.returncode == 1 and r.stderr.count("File too large") == 3 and "Traceback" not in r.stderr, r.stderr
     assert not (in_tmp / "runs").exists() or list((in_tmp / "runs").iterdir()) == []
     assert invoke("export", "ok.h5", "-o", "ok.nc").exit_code == 0
+
+
+def test_compare_on_a_missing_file_or_an_empty_pattern_exits_2(in_tmp):
+    """A path that does not exist (a typo, or a shell pattern that matched nothing): one line, exit 2,
+    nothing printed on stdout; show says "no such file"."""
+    r = invoke("compare", "nothere.h5")
+    assert r.exit_code == 2 and "nothere.h5: no such run file" in r.stderr and r.stdout == ""
+    r = invoke("compare", "runs/zzz*")
+    assert r.exit_code == 2 and "a pattern that matched no file" in r.stderr
+    r = invoke("show", "nothere.h5")
+    assert r.exit_code == 2 and "nothere.h5: no such file" in r.stderr and "Traceback" not in r.stderr
+
