@@ -32,6 +32,20 @@ app.add_typer(sample_app, name="sample")
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from difflab import __version__
+
+        typer.echo(f"difflab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(version: Annotated[bool, typer.Option("--version", help="Print difflab's version and exit.",
+                                               is_eager=True, callback=_print_version)] = False) -> None:
+    pass
+
+
 @sample_app.callback(invoke_without_command=True)
 def _sample_group(
     ctx: typer.Context,

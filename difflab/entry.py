@@ -17,7 +17,8 @@ Usage: difflab [OPTIONS] COMMAND [ARGS]...
   closed form, and every error is measured against the truth.
 
 Options:
-  --help  Show this message and exit.
+  --version  Print difflab's version and exit.
+  --help     Show this message and exit.
 
 Commands:
   compare  One row per run: the parameters that differ between the runs...
@@ -40,6 +41,11 @@ def main() -> None:
     if argv in ([], ["--help"]) and _columns() >= 80:
         sys.stdout.write(TOP_HELP)
         sys.stdout.flush()
+        return
+    if argv == ["--version"]:  # as the CLI's --version prints it, without importing the CLI
+        from difflab import __version__
+
+        sys.stdout.write(f"difflab {__version__}\n")
         return
     argv = _load_plugins(argv)
     sys.argv[1:] = argv

@@ -624,3 +624,17 @@ def test_compare_on_a_missing_file_or_an_empty_pattern_exits_2(in_tmp):
     r = invoke("show", "nothere.h5")
     assert r.exit_code == 2 and "nothere.h5: no such file" in r.stderr and "Traceback" not in r.stderr
 
+
+def test_version(tmp_path):
+    """--version prints the package's version, from the CLI and from the entry point's fast path."""
+    import subprocess
+    import sys
+
+    from difflab import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"difflab {__version__}"
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['difflab', '--version']; "
+                          "from difflab.entry import main; main()"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"difflab {__version__}"
+
