@@ -18,7 +18,7 @@ from difflab.errors import ConfigError, RunFileError, suggest
 # Columns shown in the table, in this order, when at least one run has them.
 METRICS = (
     "exact_kl", "exact_w2", "exact_tv", "tv", "kl", "marginal_tv", "pair_tv", "jumps", "mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv", "mmd2",
-    "energy", "tilted_mean_error", "tilted_sliced_w2", "class_confidence", "log_z_estimate", "log_z", "nfe",
+    "energy", "w2_empirical", "ksd2", "tilted_mean_error", "tilted_sliced_w2", "class_confidence", "log_z_estimate", "log_z", "nfe",
     "acceptance_rate", "step_size", "r_hat_max", "ess_bulk_min", "ess_tail_min", "mcse_mean_max", "ess_min",
     "split_rhat_max",
 )

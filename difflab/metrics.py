@@ -11,7 +11,17 @@ Each definition below is the one the README's metric table documents. ``x`` is a
 * ``sliced_w2``: (mean over P random unit directions theta of W2^2(theta^T x, theta^T ref))^1/2,
   each 1-D W2 from matched quantiles. Biased upward by sampling noise at finite n.
 * ``mmd2``: the unbiased estimate (U-statistic) of the squared MMD with the Gaussian kernel
-  exp(-|a - b|^2 / (2 l^2)); it can be slightly negative when the laws agree.
+  exp(-|a - b|^2 / (2 l^2)), l the median distance between the reference draws (the median
+  heuristic, Gretton et al. 2012: a length scale at the data's own, in any dimension); it can be
+  slightly negative when the laws agree.
+* ``w2_empirical``: the exact W2 between the sample and as many reference draws (at most 500 of
+  each, evenly thinned): sqrt(min over matchings of the mean |x_i - y_pi(i)|^2), the optimal
+  matching by ``scipy.optimize.linear_sum_assignment`` (O(n^3): hence the 500).
+* ``ksd2``: the kernel Stein discrepancy (Gorham and Mackey 2017; Liu et al. 2016) with the
+  inverse multiquadric kernel k(x, y) = (1 + |x - y|^2)^(-1/2) and the target's exact score s:
+  the U-statistic mean over pairs i != j of the Stein kernel
+  k_p(x, y) = s(x).s(y) k + s(x).grad_y k + s(y).grad_x k + tr(grad_x grad_y k), which has mean 0
+  under the target; no reference draws are involved (at most 500 points of the sample).
 * ``energy``: Szekely's energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| (U-statistics).
 * ``mode_tv``: (1/2) sum_k |occ_k - w_k|, occ_k = mean_i p(k | x_i) the soft occupancy of
   component k. For exact draws E[occ_k] = w_k, so the estimate is unbiased for the target itself.
@@ -127,6 +137,61 @@ def _cross_terms(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None, d
     pairs = len(x) * len(y)
     k, dist = _pair_sums(sq_distances(x, y), bandwidth, distance)
     return (None if k is None else k / pairs), (None if dist is None else dist / pairs)
+
+
+def median_distance(x: np.ndarray) -> float:
+    """The median of the pairwise distances |x_i - x_j|, i < j (the median heuristic's length scale)."""
+    d2 = sq_distances(x)
+    iu = np.triu_indices(len(x), 1)
+    return float(np.sqrt(max(np.median(d2[iu]), 0.0)))
+
+
+def w2_empirical(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact W2 between the empirical laws of x and y of equal size: the optimal matching of the
+    squared distances by linear_sum_assignment (Hungarian-type, O(n^3))."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(x) != len(y):
+        raise ValueError("w2_empirical: x and y must have the same number of points")
+    cost = sq_distances(x, y)
+    rows, cols = linear_sum_assignment(cost)
+    return float(np.sqrt(max(cost[rows, cols].mean(), 0.0)))
+
+
+IMQ_C, IMQ_BETA = 1.0, -0.5  # the inverse multiquadric kernel (c^2 + |r|^2)^beta, Gorham and Mackey's choice
+
+
+def stein_kernel(x: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The IMQ Stein kernel matrix k_p(x_i, x_j), (n, n), from points x (n, d) and the target's
+    score at them (n, d). With r = x_i - x_j, u = c^2 + |r|^2, k = u^beta:
+    s_i.s_j k - 2 beta u^(beta-1) (s_i.r) + 2 beta u^(beta-1) (s_j.r) - 2 beta (d u^(beta-1) + 2 (beta-1) u^(beta-2) |r|^2)."""
+    n, d = x.shape
+    b = IMQ_BETA  # -1/2: u^b = 1 / sqrt(u), u^(b - 1) = u^b / u (no fractional powers of 4 M entries)
+    r2 = sq_distances(x)
+    u = r2 + IMQ_C * IMQ_C
+    k = 1.0 / np.sqrt(u)
+    ub1 = k / u
+    a = score @ x.T  # a_ij = s_i . x_j
+    ai = np.diag(a).copy()
+    # -2b u^(b-1) [s_i.(x_i - x_j) - s_j.(x_i - x_j)] = -2b u^(b-1) [a_ii - a_ij - a_ji + a_jj]
+    cross = ai[:, None] + ai[None, :]
+    cross -= a
+    cross -= a.T
+    out = score @ score.T
+    out *= k
+    cross *= -2.0 * b
+    cross -= 2.0 * b * d
+    cross -= 4.0 * b * (b - 1.0) * r2 / u
+    cross *= ub1
+    out += cross
+    return out
+
+
+def ksd2(x: np.ndarray, score: np.ndarray) -> float:
+    """The U-statistic KSD^2: the mean of the IMQ Stein kernel over pairs i != j."""
+    kp = stein_kernel(x, score)
+    n = len(x)
+    return float((kp.sum() - np.trace(kp)) / (n * (n - 1)))
 
 
 def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
@@ -282,7 +347,8 @@ class MetricSuite:
     """
 
     def __init__(self, target, rng: np.random.Generator, n_reference: int = 10_000,
-                 n_proj: int = 64, max_points: int = 10_000, max_pairwise: int = 2_000):
+                 n_proj: int = 64, max_points: int = 10_000, max_pairwise: int = 2_000, max_matching: int = 500,
+                 max_stein: int = 500, stein: bool = True):
         self.target = target
         self.mean = target.mean
         self.cov = target.cov
@@ -292,9 +358,12 @@ class MetricSuite:
         self._ref_sorted = np.sort(self.reference @ self.directions, axis=0)
         self._ref_quantiles: dict[int, np.ndarray] = {}
         self._ref_self = None
-        self.bandwidth = float(np.sqrt(np.trace(self.cov) / target.dim))
         self.max_points = max_points
         self.max_pairwise = max_pairwise
+        self.max_matching = max_matching
+        self.max_stein = max_stein
+        self.stein = stein  # the target has an exact score (ksd2); False for a law known by its draws alone
+        self.bandwidth = median_distance(self._thin(self.reference, max_pairwise))
 
     @staticmethod
     def _thin(x: np.ndarray, k: int) -> np.ndarray:
@@ -328,6 +397,12 @@ class MetricSuite:
         (kxx, dxx), (kxy, dxy) = _self_terms(xs, self.bandwidth), _cross_terms(xs, rs, self.bandwidth)
         out["mmd2"] = kxx + self._ref_self[0] - 2.0 * kxy
         out["energy"] = 2.0 * dxy - dxx - self._ref_self[1]
+        k = min(len(x), self.max_matching)
+        out["w2_empirical"] = w2_empirical(self._thin(x, k), self._thin(self.reference, k))
+        if self.stein:
+            xk = self._thin(x, self.max_stein)
+            score = self.target.score_t(np.ascontiguousarray(xk.T), 1.0, 0.0).T
+            out["ksd2"] = ksd2(xk, np.ascontiguousarray(score))
         return out
 
 

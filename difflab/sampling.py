@@ -396,7 +396,8 @@ def _model(target, params: dict, rng_metric, rng_score):
 
         model, conditional, members, gamma = guided_model(target, params)
         tilted = TiltedByClass(target, members, gamma, rng_metric)
-        return model, conditional, (tilted, metrics.MetricSuite(tilted, rng_metric), target, members, gamma)
+        return model, conditional, (tilted, metrics.MetricSuite(tilted, rng_metric, stein=False), target, members,
+                                    gamma)
     if params.get("score_error", 0.0) > 0.0:
         from difflab.targets.perturbed import PerturbedScore
 
