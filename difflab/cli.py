@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from difflab.errors import DifflabError
+from difflab.errors import DifflabError, RunExistsError
 
 app = typer.Typer(
     help="difflab: a sampling lab. Samplers run on targets whose scores are known in closed form, "
@@ -52,10 +52,16 @@ def _sample_group(
     spec: Annotated[str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
                     help="Run the spec's sampler (its sampler: key) with the spec's settings: "
                          "difflab sample --spec run.yaml. With a sampler command, give --spec after it.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False,
+                   help="With --spec: the run file to write (default runs/<sampler>-<target>-<hash>.h5).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --spec: overwrite an existing run file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="With --spec: print only the run file's path.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
-        if spec is not None:
-            _fail(f"--spec: give it after the sampler (difflab sample {ctx.invoked_subcommand} --spec {spec})")
+        given = [flag for flag, on in (("--spec", spec is not None), ("--out", out is not None), ("--force", force),
+                                       ("--quiet", quiet)) if on]
+        if given:
+            _fail(f"{given[0]}: give it after the sampler (difflab sample {ctx.invoked_subcommand} {given[0]} ...)")
         return
     if spec is None:
         typer.echo(ctx.get_help())
@@ -69,7 +75,7 @@ def _sample_group(
               f", got {sampler!r}")
     # every option at its default, then the spec's settings
     _sample(sampler, ctx, {**{o.name: o.default for o in SAMPLERS[sampler].all_options}, **_SETTINGS_DEFAULTS,
-                           "spec": spec})
+                           "spec": spec, "out": out, "force": force, "quiet": quiet})
 
 
 # ---------------------------------------------------------------- the sampler commands, from the registry
@@ -83,9 +89,14 @@ _SETTINGS = (
      help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")),
     ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run "
                                                        "file's path.")),
-    ("force", bool, typer.Option("--force", help="Overwrite an existing run file.")),
+    ("force", bool, typer.Option("--force", help="Overwrite an existing run file (= --if-exists overwrite).")),
+    ("if_exists", str, typer.Option("--if-exists", metavar="[error|skip|overwrite]",
+     help="When the run file exists: error (exit 2), skip (leave a finished run as it is, print its path, exit 0; "
+          "an interrupted one is run again) or overwrite.")),
 )
-_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False}
+_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False,
+                      "if_exists": "error"}
+IF_EXISTS = ("error", "skip", "overwrite")
 
 
 def _param(name: str) -> str:
@@ -171,11 +182,29 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     from difflab import report, settings
     from difflab import sampling as sample_mod
 
-    quiet = args["quiet"]
+    quiet, if_exists = args["quiet"], args.pop("if_exists", "error")
+    if if_exists not in IF_EXISTS:
+        _fail(f"--if-exists: expected one of {', '.join(IF_EXISTS)}, got '{if_exists}'")
+    if args["force"] and if_exists == "skip":
+        _fail("--force: not with --if-exists skip (--force overwrites)")
+    args["force"] = args["force"] or if_exists == "overwrite"
     try:
         args = settings.apply(sampler, args, typed=lambda key: _typed(ctx, sampler, key))
         opts = sample_mod.options_from_args(sampler, args)
-        spec, target, params, path = sample_mod.prepare(opts)
+        try:
+            spec, target, params, path = sample_mod.prepare(opts)
+        except RunExistsError:
+            if if_exists != "skip":
+                raise
+            import dataclasses
+
+            from difflab.sweep import _finished
+
+            opts = dataclasses.replace(opts, force=True)  # an unfinished (interrupted) run is run again
+            spec, target, params, path = sample_mod.prepare(opts)
+            if _finished(path):
+                typer.echo(str(path) if quiet else f"skipped: {path} holds a finished run (--if-exists skip)")
+                return
     except DifflabError as exc:
         _fail(str(exc))
     show_progress = not quiet and sys.stderr.isatty()

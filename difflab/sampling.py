@@ -102,7 +102,8 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     name = entry_of(opts.sampler).name
     path = opts.out or Path("runs") / f"{name}-{spec.name}-{run_hash(name, spec, params, opts.seed)}.h5"
     if path.is_file() and not opts.force:
-        raise RunExistsError(f"{path}: the run file exists; pass --force to overwrite it or --out to write elsewhere")
+        raise RunExistsError(f"{path}: the run file exists; pass --force (or --if-exists overwrite) to overwrite it, "
+                             f"--if-exists skip to keep a finished run, or --out to write elsewhere")
     if path.is_dir():
         raise ConfigError(f"--out: '{path}' is a folder; expected a file name")
     # Fail now, not after the run: the nearest existing folder must be writable.

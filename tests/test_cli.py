@@ -638,3 +638,41 @@ def test_version(tmp_path):
                           "from difflab.entry import main; main()"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"difflab {__version__}"
 
+
+
+def test_if_exists_error_skip_overwrite(in_tmp):
+    """--if-exists: error (the default: exit 2, the file untouched), skip (a finished run is left as
+    it is and its path printed, exit 0; an interrupted one is run again), overwrite (= --force)."""
+    args = ["sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "10", "-q"]
+    first = invoke(*args)
+    path = first.stdout.strip()
+    stamp = os.stat(path).st_mtime_ns
+    r = invoke(*args)
+    assert r.exit_code == 2 and "--if-exists skip" in r.stderr and os.stat(path).st_mtime_ns == stamp
+    r = invoke(*args, "--if-exists", "skip")
+    assert r.exit_code == 0 and r.stdout.strip() == path and os.stat(path).st_mtime_ns == stamp
+    with h5py.File(path, "a") as f:
+        f.attrs["status"] = "interrupted"
+    r = invoke(*args, "--if-exists", "skip")
+    assert r.exit_code == 0 and r.stdout.strip() == path
+    with h5py.File(path) as f:
+        assert f.attrs["status"] == "complete"  # run again
+    stamp = os.stat(path).st_mtime_ns
+    assert invoke(*args, "--if-exists", "overwrite").exit_code == 0 and os.stat(path).st_mtime_ns != stamp
+    r = invoke(*args, "--if-exists", "skip", "--force")
+    assert r.exit_code == 2 and "--force" in r.stderr
+    assert invoke(*args, "--if-exists", "maybe").exit_code == 2
+
+
+def test_spec_takes_quiet_force_and_out(in_tmp):
+    """difflab sample --spec run.yaml accepts -q, --force and -o, as its own message suggests."""
+    (in_tmp / "run.yaml").write_text("sampler: ula\ntarget: gaussian\nsteps: 10\nparticles: 20\n")
+    r = invoke("sample", "--spec", "run.yaml", "-q")
+    assert r.exit_code == 0 and r.stdout.strip().startswith("runs/ula-gaussian-")
+    r = invoke("sample", "--spec", "run.yaml", "-q")
+    assert r.exit_code == 2 and "exists" in r.stderr
+    assert invoke("sample", "--spec", "run.yaml", "-q", "--force").exit_code == 0
+    r = invoke("sample", "--spec", "run.yaml", "-q", "-o", "mine.h5")
+    assert r.exit_code == 0 and r.stdout.strip() == "mine.h5" and (in_tmp / "mine.h5").is_file()
+    r = invoke("sample", "-q", "ula")
+    assert r.exit_code == 2 and "after the sampler" in r.stderr
