@@ -232,7 +232,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         report.run_summary(path, run)
     from difflab.analysis import convergence_warnings
 
-    for line in convergence_warnings(run.summary):
+    for line in convergence_warnings(run.summary) if run.status == "complete" else ():
         typer.echo(line, err=True)
     if late is not None:
         typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)

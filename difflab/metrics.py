@@ -154,6 +154,8 @@ def w2_empirical(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) != len(y):
         raise ValueError("w2_empirical: x and y must have the same number of points")
     cost = sq_distances(x, y)
+    if not np.isfinite(cost).all():  # a diverging sample (distances beyond float range): no matching to find
+        return float("inf")
     rows, cols = linear_sum_assignment(cost)
     return float(np.sqrt(max(cost[rows, cols].mean(), 0.0)))
 

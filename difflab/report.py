@@ -246,5 +246,5 @@ def run_table(run, rec) -> None:
     Console().print(table)
     from difflab.analysis import convergence_warnings
 
-    for line in convergence_warnings(rec.summary):
+    for line in convergence_warnings(rec.summary) if rec.attrs.get("status") == "complete" else ():
         print(line, file=sys.stderr)

@@ -69,7 +69,7 @@ def test_same_command_and_seed_are_bit_identical(in_tmp):
 
 
 def test_default_name_depends_on_parameters_and_seed(in_tmp):
-    paths = {invoke("sample", "ula", *SMALL, *extra).output.strip()
+    paths = {invoke("sample", "ula", *SMALL, *extra).stdout.strip()
              for extra in ([], ["--seed", "1"], ["--step-size", "0.02"])}
     assert len(paths) == 3
 

@@ -133,7 +133,7 @@ def test_cli_run_reports_the_exact_law(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     from difflab.io import read_run
 
-    rec = read_run(r.output.strip())
+    rec = read_run(r.stdout.strip())
     assert rec.params["friction"] == 2.0 and rec.params["splitting"] == "obabo"
     assert rec.summary["exact_kl"] > 0 and "ess_min" in rec.summary
     s = ULD(GAUSS, 0.1, 2.0, "obabo")

@@ -344,3 +344,9 @@ def test_ksd_and_empirical_w2_separate_a_wrong_sample_from_exact_draws():
     shifted = t.sample(_rng(45), 1000) + [1.5, 0.0]
     assert suite.final(shifted)["w2_empirical"] > 1.5 * good["w2_empirical"]
 
+
+def test_w2_empirical_of_a_diverging_sample_is_inf_not_a_crash():
+    """Finite coordinates whose squared distances overflow (a run that diverged): inf."""
+    x = np.array([[1e200, 0.0], [0.0, 1.0]])
+    assert metrics.w2_empirical(x, np.zeros((2, 2))) == np.inf
+

@@ -80,7 +80,7 @@ def test_fit_plot_and_default_name(tmp_path, runs, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["plot", *map(str, runs["sweep"]), "--by", "step_size", "-m", "exact_w2"])
     assert r.exit_code == 0, r.output
-    path = tmp_path / r.output.strip()
+    path = tmp_path / r.stdout.strip()
     assert path.parent.name == "plots" and path.name.endswith("-and-5-more-fit.png")
     assert _png_size(path) == figure_size("fit", 6)
 

@@ -54,7 +54,7 @@ def test_precedence_flag_over_set_over_spec_over_default(tmp_path, monkeypatch):
             extra = ["--steps", "1000", "--target", "gaussian"]
         r = runner.invoke(app, ["sample", "ula", *FAST, *extra])
         assert r.exit_code == 0, (extra, r.output)
-        run = read_run(r.output.strip().splitlines()[-1])
+        run = read_run(r.stdout.strip().splitlines()[-1])
         assert (run.params["steps"], run.attrs["seed"], run.params["step_size"]) == (steps, seed, h), extra
 
 
@@ -114,7 +114,7 @@ def test_target_set_is_the_edited_file(tmp_path, monkeypatch):
     r2 = runner.invoke(app, [*args, "--target-set", "ring.radius=6"])
     r3 = runner.invoke(app, [*args])
     assert r1.exit_code == r2.exit_code == r3.exit_code == 0, (r1.output, r2.output, r3.output)
-    a, b, c = (read_run(p.strip(), samples=True) for p in (r1.output, r2.output, r3.output))
+    a, b, c = (read_run(p.strip(), samples=True) for p in (r1.stdout, r2.stdout, r3.stdout))
     np.testing.assert_array_equal(a.samples, b.samples)
     assert not np.array_equal(b.samples, c.samples)
     assert b.path != c.path and b.params["target.ring.radius"] == 6
@@ -142,11 +142,11 @@ def test_target_set_bracket_index_and_spec_block(tmp_path, monkeypatch):
     r = runner.invoke(app, ["sample", "ula", "--spec", "run.yaml", "--steps", "5", "-n", "20", "-q",
                             "--target-set", "components[1].mean=[5, 5]"])
     assert r.exit_code == 0, r.output
-    doc = yaml.safe_load(read_run(r.output.strip()).target_yaml)
+    doc = yaml.safe_load(read_run(r.stdout.strip()).target_yaml)
     assert doc["components"][0]["mean"] == [1, 1] and doc["components"][1]["mean"] == [5, 5]
     r = runner.invoke(app, ["sample", "ula", "--spec", "run.yaml", "--steps", "5", "-n", "20", "-q",
                             "--target-set", "components.0.mean=[2, 2]"])
-    assert yaml.safe_load(read_run(r.output.strip()).target_yaml)["components"][0]["mean"] == [2, 2]
+    assert yaml.safe_load(read_run(r.stdout.strip()).target_yaml)["components"][0]["mean"] == [2, 2]
 
 
 def test_sweep_over_a_target_parameter(tmp_path, monkeypatch):
