@@ -1,8 +1,7 @@
 """The ``difflab`` command line: parse, call, print, choose exit codes. Nothing else lives here.
 
-Exit codes: 0 complete; 2 bad input (one line on stderr, nothing written); 3 the run diverged
-(its file says so); 130 interrupted (its file says so).
-Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``difflab --help`` is quick.
+Exit codes: 0 complete; 1 a file could not be written; 2 bad input (one line on stderr, nothing
+written); 3 the run diverged, 130 interrupted (its file says so). Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``difflab --help`` is quick.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from difflab.errors import DifflabError, RunExistsError
+from difflab.errors import DifflabError
 
 app = typer.Typer(
     help="difflab: a sampling lab. Samplers run on targets whose scores are known in closed form, "
@@ -34,16 +33,13 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 def _print_version(value: bool) -> None:
     if value:
-        from difflab import __version__
-
-        typer.echo(f"difflab {__version__}")
-        raise typer.Exit()
+        from difflab.entry import print_version
+        raise typer.Exit(print_version())
 
 
 @app.callback()
-def _top(version: Annotated[bool, typer.Option("--version", help="Print difflab's version and exit.",
-                                               is_eager=True, callback=_print_version)] = False) -> None:
-    pass
+def _top(version: Annotated[bool, typer.Option("--version", help="Print difflab's version and exit.", is_eager=True,
+                                               callback=_print_version)] = False) -> None: ...
 
 
 @sample_app.callback(invoke_without_command=True)
@@ -52,16 +48,14 @@ def _sample_group(
     spec: Annotated[str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
                     help="Run the spec's sampler (its sampler: key) with the spec's settings: "
                          "difflab sample --spec run.yaml. With a sampler command, give --spec after it.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False,
-                   help="With --spec: the run file to write (default runs/<sampler>-<target>-<hash>.h5).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False, help="With --spec: the run file.")] = None,
     force: Annotated[bool, typer.Option("--force", help="With --spec: overwrite an existing run file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="With --spec: print only the run file's path.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
-        given = [flag for flag, on in (("--spec", spec is not None), ("--out", out is not None), ("--force", force),
-                                       ("--quiet", quiet)) if on]
-        if given:
-            _fail(f"{given[0]}: give it after the sampler (difflab sample {ctx.invoked_subcommand} {given[0]} ...)")
+        for flag, on in (("--spec", spec is not None), ("--out", out is not None), ("--force", force), ("--quiet", quiet)):
+            if on:
+                _fail(f"{flag}: give it after the sampler (difflab sample {ctx.invoked_subcommand} {flag} ...)")
         return
     if spec is None:
         typer.echo(ctx.get_help())
@@ -87,16 +81,12 @@ _SETTINGS = (
      help="Override a target YAML key by its dotted path, e.g. --target-set ring.radius=6 (repeatable).")),
     ("spec", str | None, typer.Option("--spec", metavar="RUN.yaml", show_default=False,
      help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")),
-    ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the run "
-                                                       "file's path.")),
+    ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the path.")),
     ("force", bool, typer.Option("--force", help="Overwrite an existing run file (= --if-exists overwrite).")),
-    ("if_exists", str, typer.Option("--if-exists", metavar="[error|skip|overwrite]",
-     help="When the run file exists: error (exit 2), skip (leave a finished run as it is, print its path, exit 0; "
-          "an interrupted one is run again) or overwrite.")),
+    ("if_exists", str, typer.Option("--if-exists", metavar="[error|skip|overwrite]", help="When the run file exists: "
+     "error (exit 2), skip (keep a finished run, print its path; re-run an interrupted one) or overwrite.")),
 )
-_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False,
-                      "if_exists": "error"}
-IF_EXISTS = ("error", "skip", "overwrite")
+_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False, "if_exists": "error"}
 
 
 def _param(name: str) -> str:
@@ -183,30 +173,14 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     from difflab import sampling as sample_mod
 
     quiet, if_exists = args["quiet"], args.pop("if_exists", "error")
-    if if_exists not in IF_EXISTS:
-        _fail(f"--if-exists: expected one of {', '.join(IF_EXISTS)}, got '{if_exists}'")
-    if args["force"] and if_exists == "skip":
-        _fail("--force: not with --if-exists skip (--force overwrites)")
-    args["force"] = args["force"] or if_exists == "overwrite"
     try:
         args = settings.apply(sampler, args, typed=lambda key: _typed(ctx, sampler, key))
         opts = sample_mod.options_from_args(sampler, args)
-        try:
-            spec, target, params, path = sample_mod.prepare(opts)
-        except RunExistsError:
-            if if_exists != "skip":
-                raise
-            import dataclasses
-
-            from difflab.sweep import _finished
-
-            opts = dataclasses.replace(opts, force=True)  # an unfinished (interrupted) run is run again
-            spec, target, params, path = sample_mod.prepare(opts)
-            if _finished(path):
-                typer.echo(str(path) if quiet else f"skipped: {path} holds a finished run (--if-exists skip)")
-                return
+        opts, spec, target, params, path, finished = sample_mod.prepare_if_exists(opts, if_exists)
     except DifflabError as exc:
         _fail(str(exc))
+    if finished:  # --if-exists skip: the run file holds a finished run
+        return typer.echo(str(path) if quiet else f"skipped: {path} holds a finished run (--if-exists skip)")
     show_progress = not quiet and sys.stderr.isatty()
     # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -226,14 +200,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         typer.echo(f"warning: {path} was written by another process while this run ran; this run is saved as "
                    f"{run.path}", err=True)
         path = Path(run.path)
-    if quiet:
-        typer.echo(str(path))
-    else:
-        report.run_summary(path, run)
-    from difflab.analysis import convergence_warnings
-
-    for line in convergence_warnings(run.summary) if run.status == "complete" else ():
-        typer.echo(line, err=True)
+    report.after_run(path, run, quiet)
     if late is not None:
         typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -272,40 +239,14 @@ def compare(
     if missing:  # a typo, or a shell pattern that matched nothing (the shell passes it on as it is)
         _fail(f"{missing[0]}: no such run file{' (a pattern that matched no file)' if any(c in str(missing[0]) for c in '*?[') else ''}")
     rows = cmp.load_rows(paths)
-    _exit_if_unreadable = _unreadable_notice(rows)
-    if by is not None or fit:
-        if at is not None or tol is not None:
-            _fail("--at/--tol: not with --by (rank runs or fit an order, one at a time)")
-        _or_fail(report.compare_by, cmp, rows, by, metric, fit, as_json)
-        return _exit_if_unreadable()
-    if at is not None or tol is not None:
-        _or_fail(report.compare_cost, cmp, rows, metric, cost, vary, at, tol, as_json)
-        return _exit_if_unreadable()
-    params = _or_fail(cmp.differing_params, rows)
-    cols, flat = _or_fail(cmp.flatten, rows, params, metric)
-    if sort:
-        flat = _or_fail(cmp.sort_rows, flat, sort, cols)
-    if as_json:
-        order = {d["run"]: i for i, d in enumerate(flat)}
-        typer.echo(cmp.to_json(sorted(rows, key=lambda r: order[r["run"]])))
-        return _exit_if_unreadable()
-    if as_csv:
-        typer.echo(cmp.to_csv(cols, flat), nl=False)
-        return _exit_if_unreadable()
-    report.compare_table(cmp, cols, flat, params)
-    return _exit_if_unreadable()
-
-
-def _unreadable_notice(rows):
-    """What compare does after its output when some files were not readable runs: one line on
-    stderr and exit 2 (their rows say why; the readable runs are still compared)."""
-    bad = [r for r in rows if "error" in r]
-
-    def finish():
-        if bad:
-            _fail(f"{len(bad)} of {len(rows)} files {'is' if len(bad) == 1 else 'are'} not a readable run "
-                  f"(first: {bad[0]['error']})")
-    return finish
+    if (by is not None or fit) and (at is not None or tol is not None):
+        _fail("--at/--tol: not with --by (rank runs or fit an order, one at a time)")
+    _or_fail(report.compare, cmp, rows, {"sort": sort, "as_json": as_json, "as_csv": as_csv, "metric": metric, "by": by,
+                                         "fit": fit, "at": at, "tol": tol, "cost": cost, "vary": vary})
+    bad = [r for r in rows if "error" in r]  # their rows say why; the readable runs were still compared
+    if bad:
+        _fail(f"{len(bad)} of {len(rows)} files {'is' if len(bad) == 1 else 'are'} not a readable run "
+              f"(first: {bad[0]['error']})")
 
 
 @app.command()

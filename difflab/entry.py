@@ -43,10 +43,7 @@ def main() -> None:
         sys.stdout.flush()
         return
     if argv == ["--version"]:  # as the CLI's --version prints it, without importing the CLI
-        from difflab import __version__
-
-        sys.stdout.write(f"difflab {__version__}\n")
-        return
+        return print_version()
     argv = _load_plugins(argv)
     sys.argv[1:] = argv
     if argv and argv[0] != "sample":
@@ -56,6 +53,13 @@ def main() -> None:
     from difflab.cli import main as cli_main
 
     cli_main()
+
+
+def print_version() -> None:
+    from difflab import __version__
+
+    sys.stdout.write(f"difflab {__version__}\n")
+    sys.stdout.flush()
 
 
 def _load_plugins(argv: list) -> list:

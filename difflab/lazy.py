@@ -14,7 +14,7 @@ import importlib
 
 
 class _Lazy:
-    __slots__ = ("_name", "_namespace", "_alias")
+    __slots__ = ("_alias", "_name", "_namespace")
 
     def __init__(self, name: str, namespace: dict, alias: str):
         self._name, self._namespace, self._alias = name, namespace, alias

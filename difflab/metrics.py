@@ -152,7 +152,9 @@ def w2_empirical(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.optimize import linear_sum_assignment
 
     if len(x) != len(y):
-        raise ValueError("w2_empirical: x and y must have the same number of points")
+        from difflab.errors import ConfigError
+
+        raise ConfigError(f"w2_empirical: x and y must have the same number of points, got {len(x)} and {len(y)}")
     cost = sq_distances(x, y)
     if not np.isfinite(cost).all():  # a diverging sample (distances beyond float range): no matching to find
         return float("inf")
@@ -167,7 +169,7 @@ def stein_kernel(x: np.ndarray, score: np.ndarray) -> np.ndarray:
     """The IMQ Stein kernel matrix k_p(x_i, x_j), (n, n), from points x (n, d) and the target's
     score at them (n, d). With r = x_i - x_j, u = c^2 + |r|^2, k = u^beta:
     s_i.s_j k - 2 beta u^(beta-1) (s_i.r) + 2 beta u^(beta-1) (s_j.r) - 2 beta (d u^(beta-1) + 2 (beta-1) u^(beta-2) |r|^2)."""
-    n, d = x.shape
+    d = x.shape[1]
     b = IMQ_BETA  # -1/2: u^b = 1 / sqrt(u), u^(b - 1) = u^b / u (no fractional powers of 4 M entries)
     r2 = sq_distances(x)
     u = r2 + IMQ_C * IMQ_C

@@ -65,6 +65,40 @@ DECOMPOSITION = ("kl_prior", "kl_path", "kl_delta", "kl_path_gap", "kl_early_sto
                  "score_error_term", "w2_prior", "w2_discretisation", "w2_score_error", "w2_early_stop")
 
 
+def compare(cmp, rows, o: dict) -> None:
+    """compare's output for its options ``o``: grouped by a parameter (--by/--fit), ranked at a
+    cost (--at/--tol), or one row per run (table, JSON or CSV)."""
+    import typer
+
+    if o["by"] is not None or o["fit"]:
+        return compare_by(cmp, rows, o["by"], o["metric"], o["fit"], o["as_json"])
+    if o["at"] is not None or o["tol"] is not None:
+        return compare_cost(cmp, rows, o["metric"], o["cost"], o["vary"], o["at"], o["tol"], o["as_json"])
+    params = cmp.differing_params(rows)
+    cols, flat = cmp.flatten(rows, params, o["metric"])
+    if o["sort"]:
+        flat = cmp.sort_rows(flat, o["sort"], cols)
+    if o["as_json"]:
+        order = {d["run"]: i for i, d in enumerate(flat)}
+        return typer.echo(cmp.to_json(sorted(rows, key=lambda r: order[r["run"]])))
+    if o["as_csv"]:
+        return typer.echo(cmp.to_csv(cols, flat), nl=False)
+    compare_table(cmp, cols, flat, params)
+
+
+def after_run(path, run, quiet: bool) -> None:
+    """What sample prints when a run is saved: its path (-q) or its summary, then on stderr the
+    convergence warnings of a complete MCMC run."""
+    from difflab.analysis import convergence_warnings
+
+    if quiet:
+        print(path, flush=True)
+    else:
+        run_summary(path, run)
+    for line in convergence_warnings(run.summary) if run.status == "complete" else ():
+        print(line, file=sys.stderr, flush=True)
+
+
 def compare_table(cmp, cols, flat, params) -> None:
     """The compare table: one row per run, metric columns labelled with their kind."""
     from rich.console import Console

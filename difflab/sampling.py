@@ -98,6 +98,33 @@ def run_hash(sampler: str, spec, params: dict, seed: int) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 
+IF_EXISTS = ("error", "skip", "overwrite")
+
+
+def prepare_if_exists(opts: SampleOptions, if_exists: str = "error"):
+    """``prepare`` with the command's --if-exists policy: (opts, spec, target, params, path, finished),
+    finished True when ``skip`` found a finished run (complete or diverged) at the path; an
+    unfinished one (interrupted, unreadable) is run again. ``overwrite`` is --force."""
+    import dataclasses
+
+    if if_exists not in IF_EXISTS:
+        raise ConfigError(f"--if-exists: expected one of {', '.join(IF_EXISTS)}, got '{if_exists}'")
+    if opts.force and if_exists == "skip":
+        raise ConfigError("--force: not with --if-exists skip (--force overwrites)")
+    if if_exists == "overwrite":
+        opts = dataclasses.replace(opts, force=True)
+    try:
+        return (opts, *prepare(opts), False)
+    except RunExistsError:
+        if if_exists != "skip":
+            raise
+    from difflab.sweep import _finished
+
+    opts = dataclasses.replace(opts, force=True)
+    spec, target, params, path = prepare(opts)
+    return opts, spec, target, params, path, _finished(path)
+
+
 def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     name = entry_of(opts.sampler).name
     path = opts.out or Path("runs") / f"{name}-{spec.name}-{run_hash(name, spec, params, opts.seed)}.h5"

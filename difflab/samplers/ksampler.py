@@ -57,7 +57,6 @@ from dataclasses import dataclass
 from difflab import schedules
 from difflab.contracts import (
     STEPS,
-    AffineStep,
     Capabilities,
     Option,
     PathStep,
@@ -70,7 +69,14 @@ from difflab.contracts import (
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
-from difflab.samplers.diffusion import MODEL_OPTIONS, PRIOR_INIT, _early_stop, _info, _resolve_model, _Reverse
+from difflab.samplers.diffusion import (
+    MODEL_OPTIONS,
+    PRIOR_INIT,
+    _early_stop,
+    _info,
+    _resolve_model,
+    _Reverse,
+)
 
 np = lazy("numpy", globals(), "np")
 
