@@ -98,8 +98,8 @@ def _param(name: str) -> str:
 
 def _typer_option(o):
     optional = o.default is None and o.typ is not bool
-    names = (o.flag, o.short) if o.short else (o.flag,)
-    info = typer.Option(*names, help=o.help, show_default=not optional)
+    info = typer.Option(*((o.flag, o.short) if o.short else (o.flag,)), help=o.help, show_default=not optional,
+                        metavar=f"[{'|'.join(o.choices)}]" if o.choices else None)  # choices in --help, not <str>
     return Annotated[(o.typ | None) if optional else o.typ, info]
 
 

@@ -676,3 +676,9 @@ def test_spec_takes_quiet_force_and_out(in_tmp):
     assert r.exit_code == 0 and r.stdout.strip() == "mine.h5" and (in_tmp / "mine.h5").is_file()
     r = invoke("sample", "-q", "ula")
     assert r.exit_code == 2 and "after the sampler" in r.stderr
+
+
+def test_help_shows_the_choices():
+    """A choice option's --help shows its values, e.g. ddpm's [beta-tilde|beta], not <str>."""
+    out = runner.invoke(app, ["sample", "ddpm", "--help"], terminal_width=200).output
+    assert "--variance [beta-tilde|beta]" in out and "--timestep-spacing [trailing|leading|linspace]" in out
