@@ -332,13 +332,13 @@ def _write_from_runs(paths, write, where) -> None:
 def export(
     run: Annotated[Path, typer.Argument(help="A run file.", show_default=False)],
     to: Annotated[str, typer.Option("--to", help="Format: netcdf (an ArviZ InferenceData layout).")] = "netcdf",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write. Default: the run's name with .nc.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write. Default: exports/<run name>.nc (not beside the run: compare runs/* reads run files).", show_default=False)] = None,
     force: Force = False,
 ) -> None:
     """Write a run in another format: netCDF in ArviZ's InferenceData layout (extra difflab[export])."""
     from difflab import export as export_mod
 
-    _write_from_runs([run], lambda: export_mod.export(run, out, to, force=force), out or run.with_suffix(".nc"))
+    _write_from_runs([run], lambda: export_mod.export(run, out, to, force=force), out or export_mod.default_out(run))
 
 
 @app.command()

@@ -36,7 +36,7 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
     from difflab.io import read_run
 
     rec = read_run(run, samples=True, series=True, trajectory=True)
-    out = out or run.with_suffix(".nc")
+    out = out or default_out(run)
     if out.resolve() == Path(run).resolve():
         raise ConfigError(f"--out: '{out}' is the run file itself")
     if out.exists() and not force:
@@ -94,3 +94,10 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
 
 def _coord(group, name: str, values) -> None:
     group.create_variable(name, (name,), data=values)
+
+
+def default_out(run) -> Path:
+    """exports/<run name>.nc under the current folder: not beside the run, so that a folder of
+    runs holds run files only (``compare runs/*``)."""
+    return Path("exports") / Path(run).with_suffix(".nc").name
+

@@ -76,3 +76,13 @@ def test_refuses_to_overwrite_and_bad_format(mala_run, tmp_path):
     r = runner.invoke(app, ["export", str(tmp_path / "none.h5")])
     assert r.exit_code == 2 and "no such run file" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nc"]
+
+
+def test_default_export_goes_to_exports_not_beside_the_run(mala_run, tmp_path, monkeypatch):
+    """Without -o the netCDF goes to ./exports/<run name>.nc; the run's folder keeps run files only."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in mala_run.parent.iterdir())
+    r = runner.invoke(app, ["export", str(mala_run)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "exports" / mala_run.with_suffix(".nc").name).is_file()
+    assert sorted(p.name for p in mala_run.parent.iterdir()) == before
