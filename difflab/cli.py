@@ -214,6 +214,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
 
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
+Json = Annotated[bool, typer.Option("--json", help="Print it as JSON (strict: non-finite numbers as strings).")]
 _register_samplers()
 
 @app.command()
@@ -314,14 +315,12 @@ def plot(
 def _write_from_runs(paths, write, where) -> None:
     """Run ``write()`` (which reads the run files at ``paths`` and writes one file), print the file
     it wrote; bad input exits 2 with one line, a failed write 1."""
-    from difflab.errors import RunFileError
-
     missing = [p for p in paths if not p.is_file()]
     if missing:
         _fail(f"{missing[0]}: no such run file")
     try:
         written = write()
-    except (DifflabError, RunFileError) as exc:
+    except DifflabError as exc:  # RunFileError included
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{where}: could not write: {exc}", code=1)
@@ -342,17 +341,17 @@ def export(
 
 
 @app.command()
-def targets() -> None:
+def targets(as_json: Json = False) -> None:
     """List the shipped targets (use them by name with --target)."""
     from difflab import report
 
-    report.targets_table()
+    report.targets_table(as_json)
 
 
 @app.command()
-def show(run: Annotated[Path, typer.Argument(help="A run file.")]) -> None:
+def show(run: Annotated[Path, typer.Argument(help="A run file.")], as_json: Json = False) -> None:
     """Print one run's identity, parameters and final metrics."""
     from difflab import report
     from difflab.io import read_run
 
-    report.run_table(run, _or_fail(read_run, run))
+    report.run_table(run, _or_fail(read_run, run), as_json)

@@ -242,25 +242,43 @@ def sweep_outcome(sw, todo, results, stopped: bool = False) -> bool:
     return bool(failed)
 
 
-def targets_table() -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def targets_table(as_json: bool = False) -> None:
+    """The shipped targets: name, kind, dimension, components (or states), the file's first comment."""
     from difflab.config import build_target, parse_target, shipped_targets
 
-    table = Table()
-    for c in ("name", "kind", "dim", "components / states", "description"):
-        table.add_column(c)
+    rows = []
     for name, text in shipped_targets().items():
         spec = parse_target(text, f"{name}.yaml (shipped)", name)
         t = build_target(spec)
         first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
-        size = f"{t.n_states} states" if spec.discrete else str(t.n_components)
-        table.add_row(name, spec.kind, str(t.dim), size, first)
+        rows.append({"name": name, "kind": spec.kind, "dim": int(t.dim),
+                     **({"states": int(t.n_states)} if spec.discrete else {"components": int(t.n_components)}),
+                     "description": first})
+    if as_json:
+        from difflab.analysis import to_json
+
+        return print(to_json(rows))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for c in ("name", "kind", "dim", "components / states", "description"):
+        table.add_column(c)
+    for r in rows:
+        size = f"{r['states']} states" if "states" in r else str(r["components"])
+        table.add_row(r["name"], r["kind"], str(r["dim"]), size, r["description"])
     Console().print(table)
 
 
-def run_table(run, rec) -> None:
+def run_table(run, rec, as_json: bool = False) -> None:
+    """``difflab show``: a run's identity, parameters and summary (a table, or JSON), then on stderr
+    the convergence warnings of a complete MCMC run."""
+    if as_json:
+        from difflab.analysis import convergence_warnings, to_json
+
+        warn = convergence_warnings(rec.summary) if rec.attrs.get("status") == "complete" else []
+        return print(to_json({"run": str(run), "attrs": rec.attrs, "params": rec.params, "summary": rec.summary,
+                              "warnings": warn}))
     from rich.console import Console
     from rich.table import Table
 

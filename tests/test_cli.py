@@ -682,3 +682,16 @@ def test_help_shows_the_choices():
     """A choice option's --help shows its values, e.g. ddpm's [beta-tilde|beta], not <str>."""
     out = runner.invoke(app, ["sample", "ddpm", "--help"], terminal_width=200).output
     assert "--variance [beta-tilde|beta]" in out and "--timestep-spacing [trailing|leading|linspace]" in out
+
+
+def test_show_and_targets_as_json(in_tmp):
+    """show --json and targets --json print strict JSON: the run's attrs, params, summary and its
+    convergence warnings; every shipped target with its kind, dimension and size."""
+    assert invoke("sample", "mala", *SMALL, "-o", "s.h5").exit_code == 0
+    r = invoke("show", "s.h5", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["attrs"]["sampler"] == "mala" and "acceptance_rate" in doc["summary"]
+    assert doc["params"]["step_size"] > 0 and isinstance(doc["warnings"], list)
+    r = invoke("targets", "--json")
+    names = {t["name"]: t for t in json.loads(r.stdout)}
+    assert names["gmm50"]["dim"] == 50 and names["ising6"]["states"] == 64 and names["gmm"]["components"] == 8
