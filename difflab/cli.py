@@ -1,7 +1,7 @@
 """The ``difflab`` command line: parse, call, print, choose exit codes. Nothing else lives here.
 
 Exit codes: 0 complete; 1 a file could not be written; 2 bad input (one line on stderr, nothing
-written); 3 the run diverged, 130 interrupted (its file says so). Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``difflab --help`` is quick.
+written); 3 the run diverged, 130 interrupted by Ctrl-C, 143 by SIGTERM (its file says so). Heavy modules (numpy, scipy, h5py) are imported inside the commands, so ``difflab --help`` is quick.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sample_app = typer.Typer(help="Run a sampler on a target and write a run file.",
                          rich_markup_mode=None)
 app.add_typer(sample_app, name="sample")
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
 
 
 def _print_version(value: bool) -> None:
@@ -182,9 +182,9 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     if finished:  # --if-exists skip: the run file holds a finished run
         return typer.echo(str(path) if quiet else f"skipped: {path} holds a finished run (--if-exists skip)")
     show_progress = not quiet and sys.stderr.isatty()
-    # SIGTERM ends a run like Ctrl-C: the file is written with status = interrupted.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    late = None
+    # SIGTERM ends a run like Ctrl-C (the file is written with status = interrupted), exit 143 not 130
+    late, got = None, []
+    previous = signal.signal(signal.SIGTERM, lambda s, f: (got.append(s), signal.default_int_handler(s, f)))
     try:
         run = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
                                  progress=report.progress if show_progress else None)
@@ -201,16 +201,17 @@ def _sample(sampler: str, ctx, args: dict) -> None:
                    f"{run.path}", err=True)
         path = Path(run.path)
     report.after_run(path, run, quiet)
+    stopped_by = 128 + (late or (got[0] if got else signal.SIGINT))  # 130 Ctrl-C, 143 SIGTERM
     if late is not None:
         typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(stopped_by)
     if run.status == "diverged":
         typer.echo(f"warning: the run diverged at step {run.attrs['diverged_step']} (non-finite values); "
                    f"{path} holds the last finite state", err=True)
         raise typer.Exit(EXIT_DIVERGED)
     if run.status == "interrupted":
         typer.echo(f"interrupted after {run.steps_done} steps; {path} holds the state reached", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(stopped_by)
 
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing run file.")]
@@ -288,9 +289,9 @@ def sweep(
 
     with progress:  # a DifflabError here: --dask without distributed installed, or no scheduler there
         stopped = _or_fail(lambda: sw.run_until_stopped(todo, done, jobs=jobs, dask=dask))
-    failed = report.sweep_outcome(sw, todo, results, stopped=stopped)
+    failed = report.sweep_outcome(sw, todo, results, stopped=bool(stopped))
     if stopped:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(128 + stopped)  # 130 after Ctrl-C, 143 after SIGTERM
     if failed:
         raise typer.Exit(1)
 

@@ -216,18 +216,20 @@ def run_all(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> N
         _run_pool(todo, on_done, jobs)
 
 
-def run_until_stopped(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> bool:
-    """``run_all`` with SIGTERM stopping it as Ctrl-C does; True if it was stopped."""
+def run_until_stopped(todo: list, on_done, *, jobs: int = 1, dask: str | None = None) -> int:
+    """``run_all`` with SIGTERM stopping it as Ctrl-C does: 0 if it ran to the end, else the
+    signal that stopped it (SIGINT, or SIGTERM: the exit code is then 128 + it)."""
     import signal
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda s, f: (got.append(s), signal.default_int_handler(s, f)))
     try:
         run_all(todo, on_done, jobs=jobs, dask=dask)
     except SweepStopped:
-        return True
+        return got[0] if got else signal.SIGINT
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return False
+    return 0
 
 
 def _run_serial(todo: list, on_done) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -634,8 +635,8 @@ def test_version(tmp_path):
 
     r = invoke("--version")
     assert r.exit_code == 0 and r.stdout.strip() == f"difflab {__version__}"
-    out = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['difflab', '--version']; "
-                          "from difflab.entry import main; main()"], capture_output=True, text=True, check=True)
+    code = "import sys; sys.argv = ['difflab', '--version']; from difflab.entry import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"difflab {__version__}"
 
 
@@ -695,3 +696,19 @@ def test_show_and_targets_as_json(in_tmp):
     r = invoke("targets", "--json")
     names = {t["name"]: t for t in json.loads(r.stdout)}
     assert names["gmm50"]["dim"] == 50 and names["ising6"]["states"] == 64 and names["gmm"]["components"] == 8
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_run_saves_the_run_and_exits_128_plus_it(tmp_path, sig, code):
+    """SIGTERM (as a batch scheduler sends it) or SIGINT to a running sample: the file is written
+    with status interrupted and the exit code is 128 + the signal (143, 130)."""
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "20000",
+                          "--steps", "1000000", "-q", "-o", "s.h5"], cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err[-400:]
+    assert read_run(tmp_path / "s.h5").attrs["status"] == "interrupted"
