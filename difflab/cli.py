@@ -6,6 +6,7 @@ written); 3 the run diverged, 130 interrupted by Ctrl-C, 143 by SIGTERM (its fil
 
 from __future__ import annotations
 
+import keyword
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ app = typer.Typer(
     help="difflab: a sampling lab. Samplers run on targets whose scores are known in closed form, "
     "and every error is measured against the truth.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rendering it with rich costs ~0.2 s of imports per call
 )
@@ -91,8 +92,6 @@ _SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": Fa
 
 def _param(name: str) -> str:
     """The Python parameter of an option key (``class`` -> ``class_``)."""
-    import keyword
-
     return name + "_" if keyword.iskeyword(name) else name
 
 

@@ -17,8 +17,11 @@ Usage: difflab [OPTIONS] COMMAND [ARGS]...
   closed form, and every error is measured against the truth.
 
 Options:
-  --version  Print difflab's version and exit.
-  --help     Show this message and exit.
+  --version             Print difflab's version and exit.
+  --install-completion  Install completion for the current shell.
+  --show-completion     Show completion for the current shell, to copy it or
+                        customize the installation.
+  --help                Show this message and exit.
 
 Commands:
   compare  One row per run: the parameters that differ between the runs...
@@ -38,7 +41,8 @@ ONLY = None  # `difflab sample NAME ...`: NAME, the one sampler command the CLI 
 def main() -> None:
     global ONLY
     argv = sys.argv[1:]
-    if argv in ([], ["--help"]) and _columns() >= 80:
+    completing = "_DIFFLAB_COMPLETE" in os.environ  # the shell asks for completions: the CLI answers
+    if argv in ([], ["--help"]) and _columns() >= 80 and not completing:
         sys.stdout.write(TOP_HELP)
         sys.stdout.flush()
         return
@@ -113,13 +117,11 @@ def run(app, sample_app) -> None:
     samplers = sample_app.registered_commands
     # Typer turns every registered command into a click command on each call: the samplers' are not
     # built for the other commands (for `difflab sample NAME` the CLI registered NAME's alone: ONLY).
-    if not argv or argv[0] != "sample":
+    if (not argv or argv[0] != "sample") and "_DIFFLAB_COMPLETE" not in os.environ:  # completion: all of them
         sample_app.registered_commands = []
     try:
         code = _run(app)
     except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
     finally:

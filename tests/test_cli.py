@@ -712,3 +712,15 @@ def test_a_signal_mid_run_saves_the_run_and_exits_128_plus_it(tmp_path, sig, cod
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err[-400:]
     assert read_run(tmp_path / "s.h5").attrs["status"] == "interrupted"
+
+
+def test_shell_completion_completes_commands_and_options():
+    """Typer's completion (difflab --install-completion): the shell's request, as bash sends it,
+    gets sampler commands and their options (the entry point's fast paths step aside)."""
+    env = {**os.environ, "_DIFFLAB_COMPLETE": "complete_bash", "COMP_WORDS": "difflab sample ks", "COMP_CWORD": "2"}
+    code = "import sys; sys.argv = ['difflab']; from difflab.entry import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.stdout.split() == ["ksampler"], out.stderr[-300:]
+    env.update(COMP_WORDS="difflab sample ksampler --sol", COMP_CWORD="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.stdout.split() == ["--solver"], out.stderr[-300:]
