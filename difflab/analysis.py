@@ -62,6 +62,34 @@ def differing_params(rows: list[dict]) -> list[str]:
     return names
 
 
+def groups(rows: list[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
+    """The readable runs grouped by (sampler, target), groups in order of first appearance."""
+    out: dict = {}
+    for r in rows:
+        if "error" not in r:
+            out.setdefault((r["sampler"], r["target"]), []).append(r)
+    return list(out.items())
+
+
+def table_params(group: list[dict]) -> list[str]:
+    """The parameters compare's table shows for one sampler and target: those that vary among its
+    runs (the seed included), not the output options; the one with the most distinct values first
+    (the sweep's axis, e.g. solver, then steps), ties by name. The rows are sorted in this order."""
+    names = [p for p in differing_params(group) if p not in ("sampler", "target", *_DERIVED)]
+
+    def distinct(p):
+        return len({json.dumps(r.get(p) if p == "seed" else r["params"].get(p)) for r in group})
+    return sorted(names, key=lambda p: (-distinct(p), p))
+
+
+def natural_order(flat: list[dict], params: list[str]) -> list[dict]:
+    """Rows sorted by the varying parameters in turn: numbers by value, then text, then missing."""
+    def key(d):
+        return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else
+                     (2, 0, "") if v is None else (1, 0, str(v)) for v in (d.get(p) for p in params))
+    return sorted(flat, key=key)
+
+
 def flatten(rows: list[dict], param_cols: list[str], metrics=None) -> tuple[list[str], list[dict]]:
     """Rows as flat dicts with the columns to show: run, status, differing params, metrics
     (``metrics``: the summary keys to show instead of the default ones; each must be in some run)."""

@@ -223,6 +223,7 @@ def compare(
     sort: Annotated[str | None, typer.Option("--sort", help="Sort rows by this column (ascending).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every field of every run as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One table per sampler and target at its natural width, however wide.")] = False,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Show these summary keys instead of the default metric columns (repeatable), e.g. -m tilted_sliced_w2 -m nfe.", show_default=False)] = None,
     by: Annotated[str | None, typer.Option("--by", help="Group by this parameter within each series (the other differing parameters), aggregating --metric over seeds.", show_default=False)] = None,
     fit: Annotated[bool, typer.Option("--fit", help="With --by: fit the log-log slope of the metric against the parameter, with a 95% confidence interval.")] = False,
@@ -242,7 +243,7 @@ def compare(
     rows = cmp.load_rows(paths)
     if (by is not None or fit) and (at is not None or tol is not None):
         _fail("--at/--tol: not with --by (rank runs or fit an order, one at a time)")
-    _or_fail(report.compare, cmp, rows, {"sort": sort, "as_json": as_json, "as_csv": as_csv, "metric": metric, "by": by,
+    _or_fail(report.compare, cmp, rows, {"sort": sort, "as_json": as_json, "as_csv": as_csv, "wide": wide, "metric": metric, "by": by,
                                          "fit": fit, "at": at, "tol": tol, "cost": cost, "vary": vary})
     bad = [r for r in rows if "error" in r]  # their rows say why; the readable runs were still compared
     if bad:

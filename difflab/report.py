@@ -74,6 +74,8 @@ def compare(cmp, rows, o: dict) -> None:
         return compare_by(cmp, rows, o["by"], o["metric"], o["fit"], o["as_json"])
     if o["at"] is not None or o["tol"] is not None:
         return compare_cost(cmp, rows, o["metric"], o["cost"], o["vary"], o["at"], o["tol"], o["as_json"])
+    if not (o["as_json"] or o["as_csv"]):
+        return compare_table(cmp, rows, o["metric"], o["sort"], o["wide"])
     params = cmp.differing_params(rows)
     cols, flat = cmp.flatten(rows, params, o["metric"])
     if o["sort"]:
@@ -81,9 +83,7 @@ def compare(cmp, rows, o: dict) -> None:
     if o["as_json"]:
         order = {d["run"]: i for i, d in enumerate(flat)}
         return typer.echo(cmp.to_json(sorted(rows, key=lambda r: order[r["run"]])))
-    if o["as_csv"]:
-        return typer.echo(cmp.to_csv(cols, flat), nl=False)
-    compare_table(cmp, cols, flat, params)
+    typer.echo(cmp.to_csv(cols, flat), nl=False)
 
 
 def after_run(path, run, quiet: bool) -> None:
@@ -99,24 +99,87 @@ def after_run(path, run, quiet: bool) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def compare_table(cmp, cols, flat, params) -> None:
-    """The compare table: one row per run, metric columns labelled with their kind."""
+def compare_table(cmp, rows, metrics=None, sort: str | None = None, wide: bool = False) -> None:
+    """The compare table, one group per sampler and target: the run, its status and steps, the
+    parameters that vary within the group (sorted by them), then the metric columns, labelled with
+    their kind. A group wider than the terminal is split into tables that repeat the identifying
+    columns (no column is ever squeezed); ``wide``: one table per group at its natural width."""
+    width = _width()
+    cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metrics)  # a metric no run has: ConfigError
+    if sort:
+        cmp.sort_rows(flat, sort, cols)  # an unknown column: ConfigError, before any output
+    for (sampler, target), group in cmp.groups(rows):
+        params = cmp.table_params(group)
+        known = {k for r in group for k in r["summary"]}
+        cols, flat = cmp.flatten(group, params, [m for m in metrics if m in known] if metrics else None)
+        flat = cmp.sort_rows(flat, sort, cols) if sort in cols else cmp.natural_order(flat, params)
+        # status and steps_done only where they say something (a run not complete, or cut short)
+        extra = [c for c in ("status", "steps_done") if any(d.get(c) != want for d, want in
+                 zip(flat, ["complete" if c == "status" else r["params"]["steps"] for r in flat_rows(group, flat)]))]
+        ident = ["run", *extra, *params]
+        shown = [c for c in cols if c not in ("run", "status", "steps_done", *params)]
+        heads = {c: c if c in ident else f"{c}\n{cmp.KIND_LABEL[cmp.metric_kind(c)]}" for c in cols}
+        prefix = f"{sampler}-{target}-"  # the default file names: the title says it once, the rows the rest
+        names = [Path(d["run"]).name for d in flat]
+        short = all(x.startswith(prefix) for x in names)
+        cells = {c: [x[len(prefix):] if short else x for x in names] if c == "run" else [cmp.fmt(d.get(c)) for d in flat]
+                 for c in cols}
+        w = {c: max([len(x) for x in heads[c].splitlines()] + [len(x) for x in cells[c]]) + 3 for c in cols}
+        chunks = [shown] if wide or not shown else _pack(shown, w, width - sum(w[c] for c in ident) - 1)
+        n = len(group)
+        for i, chunk in enumerate(chunks):
+            title = (f"{sampler} on {target}: {n} run{'s' if n != 1 else ''}" + (f" ({prefix}<run>)" if short else "")
+                     + (" (continued)" if i else ""))
+            _print_table(title, [*ident, *chunk], heads, cells, w, width)
+    bad = [r for r in rows if "error" in r]
+    if bad:
+        _print_table("unreadable", ["run", "reason"], {"run": "run", "reason": "reason"},
+                     {"run": [Path(r["run"]).name for r in bad], "reason": [r["error"] for r in bad]},
+                     None, width)
+    import textwrap
+
+    print(textwrap.fill("metric kinds: exact = from exact laws; of the run = an exact property of this run; MC = a "
+                        "Monte Carlo estimate (see its floor_<metric> in difflab show)", width))
+
+
+def flat_rows(group, flat):
+    """The group's rows in the order of ``flat``."""
+    by_run = {r["run"]: r for r in group}
+    return [by_run[d["run"]] for d in flat]
+
+
+def _width() -> int:
+    """The terminal's columns (COLUMNS when set; 100 when the output is not a terminal)."""
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def _pack(names: list, w: dict, room: int) -> list[list]:
+    """Metric columns in order, in as few chunks as fit ``room`` characters each (one per chunk
+    at least: a column wider than the room gets a table of its own)."""
+    chunks, cur, used = [], [], 0
+    for c in names:
+        if cur and used + w[c] > room:
+            chunks.append(cur)
+            cur, used = [], 0
+        cur.append(c)
+        used += w[c]
+    return [*chunks, cur] if cur else chunks
+
+
+def _print_table(title, cols, heads, cells, w, width) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(caption="metric kinds: exact = from exact laws; of the run = an exact property of this run; "
-                          "MC = a Monte Carlo estimate (see its floor_<metric> in difflab show)")
+    table = Table(title=title, title_justify="left")
     for c in cols:
-        header = c if c in ("run", "status", "steps_done") or c in params else f"{c}\n{cmp.KIND_LABEL[cmp.metric_kind(c)]}"
-        table.add_column(header, justify="left" if c in ("run", "status") else "right", no_wrap=c != "status")
-    for d in flat:
-        run_name = Path(d["run"]).name
-        if "error" in d:
-            table.add_row(run_name, f"[red]unreadable: {d['error']}[/red]")
-        else:
-            table.add_row(run_name, *(cmp.fmt(d.get(c)) for c in cols[1:]))
-    # Piped output is not squeezed to 80 columns (a terminal gets its own width).
-    Console(width=None if sys.stdout.isatty() else 400).print(table)
+        table.add_column(heads[c], justify="left" if c in ("run", "status", "reason") else "right",
+                         no_wrap=c != "reason", overflow="fold")
+    for i in range(len(cells[cols[0]])):
+        table.add_row(*(cells[c][i] for c in cols))
+    natural = sum(w[c] for c in cols) + 1 if w else width
+    Console(width=max(width, natural), soft_wrap=False).print(table)
 
 
 def compare_by(cmp, rows, by, metric, fit: bool, as_json: bool) -> None:

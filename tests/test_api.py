@@ -133,7 +133,7 @@ def test_run_to_xarray_and_inference_data(tmp_path):
     np.testing.assert_array_equal(ds["per_step_acceptance_rate"].values, run.per_step["acceptance_rate"])
     idata = run.to_inference_data()
     run.save(tmp_path / "r.h5")
-    assert runner.invoke(app, ["export", str(tmp_path / "r.h5")]).exit_code == 0
+    assert runner.invoke(app, ["export", str(tmp_path / "r.h5"), "-o", str(tmp_path / "r.nc")]).exit_code == 0
     exported = az.from_netcdf(tmp_path / "r.nc")
     assert idata.posterior["x"].shape == (10, 21, 2)
     np.testing.assert_array_equal(idata.posterior["x"].values, exported.posterior["x"].values)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -724,3 +725,35 @@ def test_shell_completion_completes_commands_and_options():
     env.update(COMP_WORDS="difflab sample ksampler --sol", COMP_CWORD="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert out.stdout.split() == ["--solver"], out.stderr[-300:]
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_compare_fits_the_terminal_and_shows_every_requested_metric(in_tmp, monkeypatch, columns):
+    """Two samplers, five step sizes and two pflow solvers: one table group per sampler, only the
+    parameters that vary within it (pflow's solver; ula's step_size, sorted), every requested metric
+    in full (name and values) and no line wider than the terminal; with --wide one table a group."""
+    for h in ("0.2", "0.05", "0.1", "0.02", "0.01"):
+        assert invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "20", "--step-size", h, "-q").exit_code == 0
+    for solver in ("euler", "heun"):
+        assert invoke("sample", "pflow", "-t", "gaussian", "-n", "50", "--steps", "5", "--solver", solver, "-q").exit_code == 0
+    files = sorted(str(p) for p in (in_tmp / "runs").iterdir())
+    monkeypatch.setenv("COLUMNS", str(columns))
+    metrics = ["exact_w2", "exact_kl", "sliced_w2", "mean_error", "cov_rel_error", "energy"]
+    r = invoke("compare", *files, *[a for m in metrics for a in ("-m", m)])
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert max(len(line) for line in out.splitlines()) <= columns
+    assert "ula on gaussian: 5 runs" in out and "pflow on gaussian: 2 runs" in out
+    for m in metrics:
+        assert f" {m} " in out, m  # the header in full, never cut to "exact_…"
+    pflow, ula = out[out.index("pflow on"):out.index("ula on")], out[out.index("ula on"):]  # files in name order
+    steps = [float(x) for x in re.findall(r"│ [0-9a-f]{10}\.h5 │\s+([0-9.]+) │", ula)]
+    assert steps[:5] == [0.01, 0.02, 0.05, 0.1, 0.2]  # sorted by the varying parameter
+    assert "solver" not in ula and "step_size" not in pflow and "solver" in pflow
+    with h5py.File(files[0]) as f:
+        value = f["summary"].attrs["exact_w2"]
+    from difflab.analysis import fmt
+
+    assert any(fmt(float(value)) in line for line in out.splitlines())  # values in full
+    wide = invoke("compare", *files, *[a for m in metrics for a in ("-m", m)], "--wide").stdout
+    assert "(continued)" not in wide and all(f" {m} " in wide for m in metrics)
