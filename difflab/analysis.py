@@ -358,17 +358,22 @@ def _to_tol(pts, tol):
 R_HAT_MAX, R_HAT_COARSE, ESS_BULK_MIN = 1.01, 1.1, 400
 
 
-def convergence_warnings(summary: dict) -> list[str]:
-    """One line per failed convergence check of an MCMC run, with a hint; [] for a run that passes
-    (or that has no diagnostics: diffusion samplers, runs too short to have them)."""
+def convergence_warnings(summary: dict, params: dict | None = None) -> list[str]:
+    """One line per failed convergence check of an MCMC run, with a hint (not the options the run
+    already used: ``params``); [] for a run that passes (or that has no diagnostics: diffusion
+    samplers, runs too short to have them)."""
     out = []
     r, e = summary.get("r_hat_max"), summary.get("ess_bulk_min")
     if r is None or e is None:
         return out
+    params = params or {}
+    hints = ["run more --steps", "save more frames (--save-every)"]
+    hints += [] if params.get("init", "target") == "target" else ["start from --init target"]
+    hints += ["use --adapt"] if params.get("adapt") is False else []
     if r > R_HAT_COARSE or (r > R_HAT_MAX and e >= ESS_BULK_MIN):
         out.append(f"warning: r_hat_max {fmt(r)} > {R_HAT_COARSE if e < ESS_BULK_MIN else R_HAT_MAX}: the chains "
-                   f"disagree (not mixed, stuck in different modes, or too few frames per chain); run more "
-                   f"--steps, save more frames (--save-every), start from --init target, or use --adapt")
+                   f"disagree (not mixed, stuck in different modes, or too few frames per chain); "
+                   f"{', '.join(hints[:-1])} or {hints[-1]}")
     if e < ESS_BULK_MIN:
         out.append(f"warning: ess_bulk_min {fmt(e)} < {ESS_BULK_MIN}: too few effective draws for reliable means "
                    f"and R-hat; run more --steps, or save more frames (--save-every) or chains (--trajectory-particles)")

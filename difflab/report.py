@@ -95,7 +95,7 @@ def after_run(path, run, quiet: bool) -> None:
         print(path, flush=True)
     else:
         run_summary(path, run)
-    for line in convergence_warnings(run.summary) if run.status == "complete" else ():
+    for line in convergence_warnings(run.summary, run.params) if run.status == "complete" else ():
         print(line, file=sys.stderr, flush=True)
 
 
@@ -339,7 +339,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
     if as_json:
         from difflab.analysis import convergence_warnings, to_json
 
-        warn = convergence_warnings(rec.summary) if rec.attrs.get("status") == "complete" else []
+        warn = convergence_warnings(rec.summary, rec.params) if rec.attrs.get("status") == "complete" else []
         return print(to_json({"run": str(run), "attrs": rec.attrs, "params": rec.params, "summary": rec.summary,
                               "warnings": warn}))
     from rich.console import Console
@@ -361,5 +361,5 @@ def run_table(run, rec, as_json: bool = False) -> None:
     Console().print(table)
     from difflab.analysis import convergence_warnings
 
-    for line in convergence_warnings(rec.summary) if rec.attrs.get("status") == "complete" else ():
+    for line in convergence_warnings(rec.summary, rec.params) if rec.attrs.get("status") == "complete" else ():
         print(line, file=sys.stderr)

@@ -233,8 +233,11 @@ def test_convergence_warnings_follow_the_thresholds():
 
     assert convergence_warnings({"r_hat_max": 1.005, "ess_bulk_min": 900.0}) == []
     assert convergence_warnings({"exact_w2": 0.1}) == []
-    one = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 900.0})
+    one = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 900.0}, {"init": "normal", "adapt": False})
     assert len(one) == 1 and "r_hat_max 1.03 > 1.01" in one[0] and "--steps" in one[0]
+    assert "--init target" in one[0] and "--adapt" in one[0]
+    done = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 900.0}, {"init": "target", "adapt": True})
+    assert "--init target" not in done[0] and "--adapt" not in done[0]  # not what the run already did
     few = convergence_warnings({"r_hat_max": 1.03, "ess_bulk_min": 120.0})
     assert len(few) == 1 and "ess_bulk_min 120 < 400" in few[0]
     both = convergence_warnings({"r_hat_max": 2.5, "ess_bulk_min": 120.0})
