@@ -575,7 +575,7 @@ class KSampler(_Reverse):
 
     def step(self, rng: np.random.Generator, state: KState):
         k = state.k
-        info = _info(self.target, state.xt[: state.d], max(float(self.alphas[k]), 1e-300), float(self.sigmas[k]))
+        info = _info(self.target, state.xt[: state.d], float(self.alphas[k]), float(self.sigmas[k]))
         info["nfe"] = self.nfe(k)
         c_pre, c_post = self.noise_std(k)
         shape = (state.d, state.xt.shape[1])
