@@ -59,8 +59,7 @@ def _sample_group(
                 _fail(f"{flag}: give it after the sampler (difflab sample {ctx.invoked_subcommand} {flag} ...)")
         return
     if spec is None:
-        typer.echo(ctx.get_help())
-        raise typer.Exit(0)
+        raise typer.Exit(typer.echo(ctx.get_help()) or 0)
     from difflab.samplers import SAMPLERS
     from difflab.settings import read_run_spec
 
@@ -84,10 +83,11 @@ _SETTINGS = (
      help="A run spec: a YAML mapping of this command's options (and target_set:). Flags override it.")),
     ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the path.")),
     ("force", bool, typer.Option("--force", help="Overwrite an existing run file (= --if-exists overwrite).")),
+    ("json", bool, typer.Option("--json", help="Print the run (path, status, params, summary, warnings) as JSON.")),
     ("if_exists", str, typer.Option("--if-exists", metavar="[error|skip|overwrite]", help="When the run file exists: "
      "error (exit 2), skip (keep a finished run, print its path; re-run an interrupted one) or overwrite.")),
 )
-_SETTINGS_DEFAULTS = {"set": None, "target_set": None, "spec": None, "quiet": False, "force": False, "if_exists": "error"}
+_SETTINGS_DEFAULTS = {n.rstrip("_"): False if t is bool else "error" if n == "if_exists" else None for n, t, _ in _SETTINGS}
 
 
 def _param(name: str) -> str:
@@ -171,7 +171,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     from difflab import report, settings
     from difflab import sampling as sample_mod
 
-    quiet, if_exists = args["quiet"], args.pop("if_exists", "error")
+    quiet, if_exists, as_json = args["quiet"], args.pop("if_exists", "error"), args.pop("json", False)
     try:
         args = settings.apply(sampler, args, typed=lambda key: _typed(ctx, sampler, key))
         opts = sample_mod.options_from_args(sampler, args)
@@ -179,8 +179,8 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     except DifflabError as exc:
         _fail(str(exc))
     if finished:  # --if-exists skip: the run file holds a finished run
-        return typer.echo(str(path) if quiet else f"skipped: {path} holds a finished run (--if-exists skip)")
-    show_progress = not quiet and sys.stderr.isatty()
+        return typer.echo(str(path) if quiet or as_json else f"skipped: {path} holds a finished run (--if-exists skip)")
+    show_progress = not (quiet or as_json) and sys.stderr.isatty()
     # SIGTERM ends a run like Ctrl-C (the file is written with status = interrupted), exit 143 not 130
     late, got = None, []
     previous = signal.signal(signal.SIGTERM, lambda s, f: (got.append(s), signal.default_int_handler(s, f)))
@@ -199,7 +199,7 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         typer.echo(f"warning: {path} was written by another process while this run ran; this run is saved as "
                    f"{run.path}", err=True)
         path = Path(run.path)
-    report.after_run(path, run, quiet)
+    report.after_run(path, run, quiet, as_json)
     stopped_by = 128 + (late or (got[0] if got else signal.SIGINT))  # 130 Ctrl-C, 143 SIGTERM
     if late is not None:
         typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)

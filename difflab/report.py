@@ -86,16 +86,20 @@ def compare(cmp, rows, o: dict) -> None:
     typer.echo(cmp.to_csv(cols, flat), nl=False)
 
 
-def after_run(path, run, quiet: bool) -> None:
-    """What sample prints when a run is saved: its path (-q) or its summary, then on stderr the
-    convergence warnings of a complete MCMC run."""
-    from difflab.analysis import convergence_warnings
+def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
+    """What sample prints when a run is saved: its path (-q), the run as JSON (--json) or its
+    summary table, then on stderr the convergence warnings of a complete MCMC run."""
+    from difflab.analysis import convergence_warnings, to_json
 
-    if quiet:
+    warn = convergence_warnings(run.summary, run.params) if run.status == "complete" else []
+    if as_json:
+        print(to_json({"run": str(path), "status": run.status, "steps_done": run.steps_done, "params": run.params,
+                       "summary": run.summary, "warnings": warn}), flush=True)
+    elif quiet:
         print(path, flush=True)
     else:
         run_summary(path, run)
-    for line in convergence_warnings(run.summary, run.params) if run.status == "complete" else ():
+    for line in warn:
         print(line, file=sys.stderr, flush=True)
 
 

@@ -757,3 +757,13 @@ def test_compare_fits_the_terminal_and_shows_every_requested_metric(in_tmp, monk
     assert any(fmt(float(value)) in line for line in out.splitlines())  # values in full
     wide = invoke("compare", *files, *[a for m in metrics for a in ("-m", m)], "--wide").stdout
     assert "(continued)" not in wide and all(f" {m} " in wide for m in metrics)
+
+
+def test_sample_as_json(in_tmp):
+    """sample --json prints the run as strict JSON on stdout (no table): its path, status, params,
+    summary and convergence warnings, which also go to stderr."""
+    r = invoke("sample", "mala", *SMALL, "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["status"] == "complete" and doc["params"]["step_size"] > 0
+    assert "acceptance_rate" in doc["summary"] and (in_tmp / doc["run"]).is_file()
+    assert all(w in r.stderr for w in doc["warnings"])
