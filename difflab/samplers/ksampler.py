@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from difflab import schedules
 from difflab.contracts import (
@@ -262,12 +263,12 @@ class KSampler(_Reverse):
         with np.errstate(divide="ignore"):
             return np.where(a > 0, s / np.where(a > 0, a, 1.0), np.inf)
 
-    @property
+    @cached_property  # read at every step: computed once per sampler
     def r(self) -> np.ndarray:
         """VE-form levels s / a (inf where a = 0)."""
         return self._r(self.alphas, self.sigmas)
 
-    @property
+    @cached_property  # read at every step: computed once per sampler
     def lam(self) -> np.ndarray:
         """Half log-SNR log a - log s (-inf where a = 0, +inf where s = 0)."""
         with np.errstate(divide="ignore"):
@@ -300,7 +301,7 @@ class KSampler(_Reverse):
     def slots(self) -> int:
         return history_slots(self.solver, self.order)
 
-    @property
+    @cached_property  # read at every step: computed once per sampler
     def orders(self) -> list[int]:
         p = ORDERS.get(self.solver, self.order)
         return multistep_orders(self.solver, p, self.K, self.sigmas[-1] == 0)
