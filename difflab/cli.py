@@ -285,7 +285,7 @@ def sweep(
 
     def done(run, result) -> None:
         results[run.index] = result
-        on_done(f"{result[1]:>11s}  {result[0] or sw.describe(run)}", result[1] == "failed")
+        on_done(f"{result[1]:>11s}  {sw.describe(run)}" + (f"  {result[0]}" if result[0] else ""), result[1] == "failed")
 
     with progress:  # a DifflabError here: --dask without distributed installed, or no scheduler there
         stopped = _or_fail(lambda: sw.run_until_stopped(todo, done, jobs=jobs, dask=dask))

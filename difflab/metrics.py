@@ -341,6 +341,30 @@ def mcse_mean(draws: np.ndarray) -> np.ndarray:
     return sd / np.sqrt(ess(draws))
 
 
+# How many independent exact-draw sets give each metric's floor and its standard error (16: the
+# standard error itself is then known to about 18 %, see analysis.FLOOR_SE_MARK).
+FLOOR_DRAWS = 16
+
+
+def floor_stats(final, sample, rng: np.random.Generator, n: int, draws: int = FLOOR_DRAWS) -> dict[str, float]:
+    """The Monte Carlo floor of each final metric and its standard error.
+
+    ``final`` (a suite's ``final``) is evaluated on ``draws`` independent sets of ``n`` exact draws
+    (``sample(rng, n)``), each against the suite's one reference set, as the run's own sample is.
+    ``floor_<m>`` is their mean: what the metric reads for an exact sampler of this size.
+    ``floor_se_<m>`` is their standard deviation (ddof = 1): the standard error of one value of the
+    metric at the target, the scale on which a run's value is judged (the mean itself is known to
+    ``floor_se / sqrt(draws)``).
+    """
+    values = [final(sample(rng, n)) for _ in range(draws)]
+    out: dict[str, float] = {}
+    for key in values[0]:
+        v = np.array([d[key] for d in values], dtype=np.float64)
+        out[f"floor_{key}"] = float(v.mean())
+        out[f"floor_se_{key}"] = float(v.std(ddof=1)) if np.isfinite(v).all() else float("nan")
+    return out
+
+
 class MetricSuite:
     """The metrics of one run, against one target and one set of exact reference draws.
 

@@ -97,8 +97,9 @@ def _contours(ax, target, xs):
     ax.set_ylim(lo[1], hi[1])
 
 
-def _title(rec) -> str:
-    return f"{Path(rec.path).stem}\n{rec.attrs.get('sampler')} on {rec.attrs.get('target')} ({rec.attrs.get('status')})"
+def _title(rec, label: str) -> str:
+    """A panel's title: the run's label among the plotted runs (analysis.labels), then what it is."""
+    return f"{label}\n{rec.attrs.get('sampler')} on {rec.attrs.get('target')} ({rec.attrs.get('status')})"
 
 
 def _samples(ax, rec):
@@ -233,9 +234,11 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
                 _metric_panel(ax, records, name)
         else:
             draw = {"samples": _samples, "trajectories": _trajectories, "pmf": _pmf}[kind]
-            for ax, rec in zip(flat, records):
+            from difflab.analysis import labels, row_of
+
+            for ax, rec, label in zip(flat, records, labels([row_of(r) for r in records])):
                 extra = draw(ax, rec)
-                ax.set_title(_title(rec) + (f", {extra}" if extra else ""), fontsize=8)
+                ax.set_title(_title(rec, label) + (f", {extra}" if extra else ""), fontsize=8)
         fig.tight_layout()
         _save(fig, out, dpi)
     finally:
@@ -246,11 +249,13 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
 def _metric_panel(ax, records, name):
     import numpy as np
 
+    from difflab.analysis import labels, row_of
+
     positive = True
-    for rec in records:
+    for rec, label in zip(records, labels([row_of(r) for r in records])):
         if name in rec.metrics:
             y = np.asarray(rec.metrics[name], dtype=float)
-            ax.plot(rec.metrics["step"], y, marker=".", lw=1, label=Path(rec.path).stem)
+            ax.plot(rec.metrics["step"], y, marker=".", lw=1, label=label)
             positive &= bool(np.all(y[np.isfinite(y)] > 0))
     if positive:
         ax.set_yscale("log")

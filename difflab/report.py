@@ -3,6 +3,7 @@ display, the targets list and a run's record (rich, imported only here, when som
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -33,21 +34,28 @@ def progress(total: int):
 
 
 def run_summary(path, run) -> None:
-    """A finished run's final metrics beside their exact-draw floors."""
+    """A finished run's final metrics beside their exact-draw floors (± their standard errors), and
+    how many standard errors above the floor each lies (marked ``*`` beyond FLOOR_SE_MARK)."""
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.analysis import METRICS, fmt
+    from difflab.analysis import FLOOR_SE_MARK, METRICS, above_floor, floor_keys, fmt
 
     summary = run.summary
-    table = Table(title=f"{path}  ({run.status}, {run.steps_done} steps, {run.attrs['wall_time_s']:.2f} s)")
+    table = Table(title=f"{path}  ({run.status}, {run.steps_done} steps, {run.attrs['wall_time_s']:.2f} s)",
+                  caption=f"* more than {FLOOR_SE_MARK:g} standard errors above the floor" if any(
+                      (above_floor(summary, m) or 0) > FLOOR_SE_MARK for m in METRICS) else None)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("exact-draw floor", justify="right")
+    table.add_column("above floor", justify="right")
     for m in METRICS:
         if m in summary:
-            floor = f"tilted_floor_{m[7:]}" if m.startswith("tilted_") else f"floor_{m}"
-            table.add_row(m, fmt(summary[m]), fmt(summary.get(floor)))
+            floor, se = floor_keys(m)
+            z = above_floor(summary, m)
+            shown = fmt(summary.get(floor)) + (f" ± {fmt(summary[se])}" if summary.get(se) is not None else "")
+            table.add_row(m, fmt(summary[m]), shown if floor in summary else "-",
+                          "-" if z is None else f"{z:.1f} SE" + (" *" if z > FLOOR_SE_MARK else "  "))
     Console().print(table)
     terms = [k for k in DECOMPOSITION if k in summary]
     if terms:
@@ -89,9 +97,9 @@ def compare(cmp, rows, o: dict) -> None:
 def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
     """What sample prints when a run is saved: its path (-q), the run as JSON (--json) or its
     summary table, then on stderr the convergence warnings of a complete MCMC run."""
-    from difflab.analysis import convergence_warnings, to_json
+    from difflab.analysis import run_warnings, to_json
 
-    warn = convergence_warnings(run.summary, run.params) if run.status == "complete" else []
+    warn = run_warnings(run.summary, run.params, run.status)
     if as_json:
         print(to_json({"run": str(path), "status": run.status, "steps_done": run.steps_done, "params": run.params,
                        "summary": run.summary, "warnings": warn}), flush=True)
@@ -112,6 +120,7 @@ def compare_table(cmp, rows, metrics=None, sort: str | None = None, wide: bool =
     cols, flat = cmp.flatten(rows, cmp.differing_params(rows), metrics)  # a metric no run has: ConfigError
     if sort:
         cmp.sort_rows(flat, sort, cols)  # an unknown column: ConfigError, before any output
+    marked = False
     for (sampler, target), group in cmp.groups(rows):
         params = cmp.table_params(group)
         known = {k for r in group for k in r["summary"]}
@@ -123,16 +132,20 @@ def compare_table(cmp, rows, metrics=None, sort: str | None = None, wide: bool =
         ident = ["run", *extra, *params]
         shown = [c for c in cols if c not in ("run", "status", "steps_done", *params)]
         heads = {c: c if c in ident else f"{c}\n{cmp.KIND_LABEL[cmp.metric_kind(c)]}" for c in cols}
-        prefix = f"{sampler}-{target}-"  # the default file names: the title says it once, the rows the rest
+        # Default file names (<sampler>-<target>-[<label>-]<hash>.h5): the title says the prefix once, the
+        # varying-parameter columns are the label, the rows show the hash that tells the files apart.
+        prefix = f"{sampler}-{target}-"
         names = [Path(d["run"]).name for d in flat]
-        short = all(x.startswith(prefix) for x in names)
-        cells = {c: [x[len(prefix):] if short else x for x in names] if c == "run" else [cmp.fmt(d.get(c)) for d in flat]
-                 for c in cols}
+        found = [re.fullmatch(rf"{re.escape(prefix)}(?:.*-)?([0-9a-f]{{10}}(?:-\d+)?\.h5)", x) for x in names]
+        short = all(found)
+        cells = {c: [m.group(1) for m in found] if c == "run" and short else names if c == "run"
+                 else [cmp.fmt(d.get(c)) for d in flat] for c in cols}
+        marked |= _mark_above_floor(cmp, cells, shown, flat_rows(group, flat))
         w = {c: max([len(x) for x in heads[c].splitlines()] + [len(x) for x in cells[c]]) + 3 for c in cols}
         chunks = [shown] if wide or not shown else _pack(shown, w, width - sum(w[c] for c in ident) - 1)
         n = len(group)
         for i, chunk in enumerate(chunks):
-            title = (f"{sampler} on {target}: {n} run{'s' if n != 1 else ''}" + (f" ({prefix}<run>)" if short else "")
+            title = (f"{sampler} on {target}: {n} run{'s' if n != 1 else ''}" + (f" ({prefix}...-<run>)" if short else "")
                      + (" (continued)" if i else ""))
             _print_table(title, [*ident, *chunk], heads, cells, w, width)
     bad = [r for r in rows if "error" in r]
@@ -144,6 +157,21 @@ def compare_table(cmp, rows, metrics=None, sort: str | None = None, wide: bool =
 
     print(textwrap.fill("metric kinds: exact = from exact laws; of the run = an exact property of this run; MC = a "
                         "Monte Carlo estimate (see its floor_<metric> in difflab show)", width))
+    if marked:
+        print(textwrap.fill(f"* more than {cmp.FLOOR_SE_MARK:g} standard errors above its exact-draw floor: not "
+                            f"Monte Carlo noise (difflab show RUN gives the floor and its standard error)", width))
+
+
+def _mark_above_floor(cmp, cells: dict, metrics: list, runs: list) -> bool:
+    """Mark with ``*`` the cells of metrics more than FLOOR_SE_MARK standard errors above their
+    floors (the other cells of such a column get a space, so the numbers stay aligned)."""
+    marked = False
+    for c in metrics:
+        far = [(cmp.above_floor(r["summary"], c) or 0.0) > cmp.FLOOR_SE_MARK for r in runs]
+        if any(far):
+            cells[c] = [x + ("*" if f else " ") for x, f in zip(cells[c], far)]
+            marked = True
+    return marked
 
 
 def flat_rows(group, flat):
@@ -341,9 +369,9 @@ def run_table(run, rec, as_json: bool = False) -> None:
     """``difflab show``: a run's identity, parameters and summary (a table, or JSON), then on stderr
     the convergence warnings of a complete MCMC run."""
     if as_json:
-        from difflab.analysis import convergence_warnings, to_json
+        from difflab.analysis import run_warnings, to_json
 
-        warn = convergence_warnings(rec.summary, rec.params) if rec.attrs.get("status") == "complete" else []
+        warn = run_warnings(rec.summary, rec.params, rec.status)
         return print(to_json({"run": str(run), "attrs": rec.attrs, "params": rec.params, "summary": rec.summary,
                               "warnings": warn}))
     from rich.console import Console
@@ -363,7 +391,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
     for k, v in sorted(rec.summary.items()):
         table.add_row(k, fmt(v))
     Console().print(table)
-    from difflab.analysis import convergence_warnings
+    from difflab.analysis import run_warnings
 
-    for line in convergence_warnings(rec.summary, rec.params) if rec.attrs.get("status") == "complete" else ():
+    for line in run_warnings(rec.summary, rec.params, rec.status):
         print(line, file=sys.stderr)

@@ -125,9 +125,49 @@ def prepare_if_exists(opts: SampleOptions, if_exists: str = "error"):
     return opts, spec, target, params, path, _finished(path)
 
 
-def output_path(opts: SampleOptions, spec, params: dict) -> Path:
+LABEL_MAX = 60  # characters of a run-file name's label: the hash after it tells runs apart anyway
+_NOT_LABELLED = ("save_every", "metrics_every", "trajectory_particles")  # output options, not the run's law
+
+
+def run_label(opts: SampleOptions, params: dict) -> str:
+    """A short readable label of what sets this run apart from the sampler's defaults: its
+    non-default parameters (output options aside), then a non-zero seed, as ``k=v`` joined by
+    commas (``step_size=0.2,seed=1``); '' for a default run. Characters other than letters, digits
+    and ``._+-=`` become ``_``; cut to LABEL_MAX characters at a parameter boundary (``,+`` marks
+    the cut)."""
+    import re
+
+    default = resolve_params(SampleOptions(sampler=opts.sampler))
+    own = [k for k in params if not k.startswith("target.")]  # resolve_params' fixed order, then overrides by name
+    parts = [f"{k}={_label_value(params[k])}" for k in own + sorted(set(params) - set(own))
+             if k not in _NOT_LABELLED and (k not in default or default[k] != params[k])]
+    parts += [f"seed={opts.seed}"] if opts.seed != 0 else []
+    parts = [re.sub(r"[^A-Za-z0-9._+=-]", "_", p) for p in parts]
+    label = ",".join(parts)
+    while len(label) > LABEL_MAX and len(parts) > 1:
+        parts.pop()
+        label = ",".join(parts) + ",+"
+    return label[:LABEL_MAX]
+
+
+def _label_value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def default_name(opts: SampleOptions, spec, params: dict) -> str:
+    """runs/<sampler>-<target>[-<label>]-<hash>.h5's file name: the label (``run_label``) for a
+    person, the hash (``run_hash``, of everything that sets the samples) to tell runs apart."""
     name = entry_of(opts.sampler).name
-    path = opts.out or Path("runs") / f"{name}-{spec.name}-{run_hash(name, spec, params, opts.seed)}.h5"
+    label = run_label(opts, params)
+    return f"{name}-{spec.name}-{label + '-' if label else ''}{run_hash(name, spec, params, opts.seed)}.h5"
+
+
+def output_path(opts: SampleOptions, spec, params: dict) -> Path:
+    path = opts.out or Path("runs") / default_name(opts, spec, params)
     if path.is_file() and not opts.force:
         raise RunExistsError(f"{path}: the run file exists; pass --force (or --if-exists overwrite) to overwrite it, "
                              f"--if-exists skip to keep a finished run, or --out to write elsewhere")
@@ -232,12 +272,12 @@ def prepare(opts: SampleOptions, default_path: bool = True):
 
 
 def _streams(seed: int):
-    """Generators (initial state, steps, metrics, score error, error decomposition) from
-    SeedSequence(seed).spawn(5). The children are the same whatever the count, so adding streams
-    never changes old runs."""
+    """Generators (initial state, steps, metrics, score error, error decomposition, metric floors)
+    from SeedSequence(seed).spawn(6). The children are the same whatever the count, so adding
+    streams never changes old runs."""
     import numpy as np
 
-    return [np.random.Generator(np.random.SFC64(ss)) for ss in np.random.SeedSequence(seed).spawn(5)]
+    return [np.random.Generator(np.random.SFC64(ss)) for ss in np.random.SeedSequence(seed).spawn(6)]
 
 
 def _initial(params: dict, target, sampler, rng, n: int):
@@ -287,7 +327,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
 
     entry = entry_of(opts.sampler)
     name = entry.name
-    rng_init, rng_step, rng_metric, rng_score, rng_path = _streams(opts.seed)
+    rng_init, rng_step, rng_metric, rng_score, rng_path, rng_floor = _streams(opts.seed)
     n = params["particles"]
     model, guided = target, None  # model: what the sampler sees, the exact target or a wrong score
     if target.discrete:
@@ -315,13 +355,13 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     with _signals_deferred() as late:  # the run is over: a Ctrl-C or SIGTERM now waits for the file
         groups = {}
         with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
-            summary, summary_arrays = _summarise(suite, result, target, rng_metric, params, mcmc=entry.mcmc)
+            summary, summary_arrays = _summarise(suite, result, target, rng_floor, params, mcmc=entry.mcmc)
             if target.discrete:
                 _discrete_exact_law(sampler, target, law0, result, params, summary)
             else:
                 _add_exact_law(sampler, target, law0, result, params, summary)
             if guided is not None:
-                _guidance_summary(summary, result.samples, *guided, rng_metric, n)
+                _guidance_summary(summary, result.samples, *guided, rng_metric, rng_floor, n)
             if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
                 from difflab.decomposition import error_terms, score_error_term
 
@@ -351,6 +391,9 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             per_step={"step": np.arange(1, result.steps_done + 1), **result.per_step} if result.per_step else {},
             summary_arrays=summary_arrays, groups=groups,
         )
+        from difflab.analysis import run_warnings
+
+        run.attrs["warnings"] = json.dumps(run_warnings(summary, params, result.status))
         if path is not None:
             if opts.force:
                 write_run(path, run)
@@ -437,14 +480,16 @@ def _model(target, params: dict, rng_metric, rng_score):
     return target, target, None
 
 
-def _guidance_summary(summary, samples, tilted, suite, unconditional, members, gamma, rng, n) -> None:
+def _guidance_summary(summary, samples, tilted, suite, unconditional, members, gamma, rng, rng_floor, n) -> None:
     """Guided runs: the distance to the tilted law q ∝ p(x | c)^gamma p(x)^(1 - gamma) (tilted_*,
-    against exact rejection draws, with their floor), and the exact classifier's mean confidence
-    p(c | x) on the samples next to its value on exact draws of p(x | c)."""
+    against exact rejection draws, with their floor and its standard error), and the exact
+    classifier's mean confidence p(c | x) on the samples next to its value on exact draws of p(x | c)."""
+    from difflab.metrics import floor_stats
+
     summary["guidance_gamma"] = gamma
     summary["class_weight"] = float(unconditional.weights[members].sum())
     summary.update({f"tilted_{k}": v for k, v in suite.final(samples).items()})
-    summary.update({f"tilted_floor_{k}": v for k, v in suite.final(tilted.sample(rng, n)).items()})
+    summary.update({f"tilted_{k}": v for k, v in floor_stats(suite.final, tilted.sample, rng_floor, n).items()})
     summary["tilted_acceptance"] = tilted.acceptance
     summary["class_confidence"] = float(unconditional.class_probability(samples, members).mean())
     exact = tilted.conditional.sample(rng, n)
@@ -483,14 +528,15 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
         result.metrics["exact_tv"] = np.array(series)
 
 
-def _summarise(suite, result, target, rng_metric, params: dict, mcmc: bool):
+def _summarise(suite, result, target, rng_floor, params: dict, mcmc: bool):
     """Final metrics, their exact-draw floors, per-step totals or means, MCMC diagnostics."""
     from difflab import metrics
 
     summary = suite.final(result.samples)
-    # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each.
-    floor = suite.final(target.sample(rng_metric, params["particles"]))
-    summary.update({f"floor_{k}": v for k, v in floor.items()})
+    # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each, with its
+    # standard error (FLOOR_DRAWS independent draws, from their own stream).
+    summary.update(metrics.floor_stats(suite.final, target.sample, rng_floor, params["particles"]))
+    summary["floor_draws"] = metrics.FLOOR_DRAWS
     if "step_size" in params:
         summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
     for name, series in result.per_step.items():

@@ -216,11 +216,13 @@ def test_compare_table_json_csv_and_unreadable_rows(in_tmp):
     ok = [row for row in rows if "error" not in row]
     assert sorted(row["params"]["step_size"] for row in ok) == [0.01, 0.05]
     r = invoke("compare", *files, "--csv", "--sort", "step_size")
-    lines = r.output.strip().splitlines()
-    header = lines[0].split(",")
+    import csv
+
+    lines = list(csv.reader(r.output.strip().splitlines()))  # run names hold commas (their labels): quoted
+    header = lines[0]
     assert header[:3] == ["run", "status", "steps_done"] and "step_size" in header and "sliced_w2" in header
     col = header.index("step_size")
-    assert [ln.split(",")[col] for ln in lines[1:3]] == ["0.01", "0.05"]
+    assert [ln[col] for ln in lines[1:3]] == ["0.01", "0.05"]
     r = invoke("compare", *files, "--sort", "bogus")
     assert r.exit_code == 2 and "--sort: unknown column 'bogus'" in r.output
 
