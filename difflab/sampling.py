@@ -125,7 +125,7 @@ def prepare_if_exists(opts: SampleOptions, if_exists: str = "error"):
     return opts, spec, target, params, path, _finished(path)
 
 
-LABEL_MAX = 60  # characters of a run-file name's label: the hash after it tells runs apart anyway
+LABEL_MAX = 80  # characters of a run-file name's label: the hash after it tells runs apart anyway
 _NOT_LABELLED = ("save_every", "metrics_every", "trajectory_particles")  # output options, not the run's law
 
 
