@@ -335,7 +335,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write. Default: exports/<run name>.nc (not beside the run: compare runs/* reads run files).", show_default=False)] = None,
     force: Force = False,
 ) -> None:
-    """Write a run in another format: netCDF in ArviZ's InferenceData layout (extra difflab[export])."""
+    """Write a run in another format: netCDF in ArviZ's InferenceData layout."""
     from difflab import export as export_mod
 
     _write_from_runs([run], lambda: export_mod.export(run, out, to, force=force), out or export_mod.default_out(run))

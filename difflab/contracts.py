@@ -15,7 +15,7 @@ Sampler
 ``init(x0 (n, d)) -> state``; ``step(rng, state) -> (state, info)``, pure given the generator;
 ``n_steps`` (the steps of its own grid, or None for a Markov kernel that runs as long as asked);
 ``capabilities``, a :class:`Capabilities`. ``info`` is a flat mapping of per-step floats (a series
-``/metrics/per_step/<name>`` each: ``nfe``, ``acceptance_rate``, ...). What a capability promises:
+``/per_step/<name>`` each: ``nfe``, ``acceptance_rate``, ...). What a capability promises:
 
 * ``per_particle``: each particle's step uses only that particle (and the generator), so the driver
   may run chunks of particles on threads, each with its own stream.

@@ -1,25 +1,32 @@
 """The run-file schema (HDF5, one file per run): its one writer and its one reader.
 
-Schema version 1 (the README's "Run-file schema" section is the user-facing copy):
+Schema version 2 (the README's "Run-file schema" section is the user-facing copy). Every dataset
+has ``description`` and ``units`` attributes and every axis is an HDF5 dimension scale, as netCDF-4
+lays them out, so ``xarray.open_datatree(path, engine="h5netcdf")`` gives labelled arrays:
 
 /                       attributes: difflab_version, schema_version, sampler, target, seed, status
                         (complete | diverged | interrupted), steps_done, diverged_step (-1 if none),
-                        wall_time_s, created (ISO 8601, UTC), argv (JSON list), n_particles, dim
-/samples                (n, d) float64: the final samples
+                        wall_time_s, created (ISO 8601, UTC), argv (JSON list), n_particles, dim,
+                        warnings (JSON list of the run's warning lines)
+/particle, /coordinate  (n,), (d,) int64 indices: the dimension scales of the root
+/samples                (particle, coordinate) float64: the final samples
 /config                 attributes: target_yaml (the target file's text, after any --target-set), target_source,
                         params_json (the sampler's resolved parameters as JSON)
 /config/params          attributes: the same parameters, one attribute each
-/trajectory/positions   (T, m, d) float64, chunked and gzip-compressed: thinned positions of the
-                        first m particles; /trajectory/step (T,) int64 their step index (0 = start)
+/trajectory/positions   (step, trajectory_particle, coordinate) float64, chunked and gzip-compressed:
+                        thinned positions of the first m particles; /trajectory/step (T,) int64 their
+                        step index (0 = start), /trajectory/trajectory_particle (m,) their index
 /metrics/step           (S,) int64 steps at which the metrics were evaluated
-/metrics/<name>         (S,) float64, one per metric
-/metrics/per_step/step  (steps_done,) int64 = 1..steps_done; /metrics/per_step/<name> (steps_done,)
-                        values recorded at every step (e.g. MALA's acceptance_rate)
-/summary                attributes: final scalar metrics; datasets (d,): r_hat, ess_bulk, ess_tail, mcse_mean,
-                        ess, split_rhat
-                        where computed
-/likelihood             (pflow --likelihood) points (n, d); loglik_ode, loglik_prior,
-                        exact_log_p_delta, exact_log_p0 (n,)
+/metrics/<name>         (step,) float64, one per metric
+/per_step/step          (steps_done,) int64 = 1..steps_done; /per_step/<name> (step,) values recorded
+                        at every step (e.g. MALA's acceptance_rate)
+/summary                attributes: final scalar metrics; datasets (coordinate,): r_hat, ess_bulk,
+                        ess_tail, mcse_mean, ess, split_rhat where computed
+/likelihood             (pflow --likelihood) /likelihood/point (n,); points (point, coordinate);
+                        loglik_ode, loglik_prior, exact_log_p_delta, exact_log_p0 (point,)
+
+Schema version 1 (read too): no dimension scales or /particle, /coordinate; per-step values under
+/metrics/per_step.
 
 Files are written atomically: to a temporary file in the destination folder, then renamed.
 """
@@ -34,7 +41,8 @@ from pathlib import Path
 
 from difflab.errors import RunFileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)  # schema 1: no dimension scales, per-step values under /metrics/per_step
 
 
 @contextlib.contextmanager
@@ -187,6 +195,52 @@ def _os_error(exc: BaseException) -> OSError:
     return OSError(code, os.strerror(code) if code else (lines[0] if lines else type(exc).__name__))
 
 
+# What each dataset holds (its ``description`` attribute); metric series and per-step values are
+# described by name (the README's metric table defines each).
+_DESCRIPTIONS = {
+    "particle": "particle (chain) index",
+    "coordinate": "coordinate index of the target's space",
+    "samples": "final samples, one row per particle (chain)",
+    "trajectory/step": "the step of each saved frame (0 = the initial state)",
+    "trajectory/trajectory_particle": "index of a particle whose path is saved (the first m particles)",
+    "trajectory/positions": "thinned positions of the first particles",
+    "metrics/step": "the steps at which the metric series were evaluated",
+    "per_step/step": "step number, 1 to steps_done",
+    "likelihood/point": "index of a point whose log-likelihood was computed",
+    "likelihood/points": "the points (--points, or exact target draws)",
+    "summary/r_hat": "rank-normalised split R-hat per coordinate (ArviZ's r_hat)",
+    "summary/ess_bulk": "bulk effective sample size per coordinate",
+    "summary/ess_tail": "tail effective sample size per coordinate",
+    "summary/mcse_mean": "Monte Carlo standard error of the mean per coordinate",
+    "summary/ess": "effective sample size per coordinate (Geyer, not rank-normalised)",
+    "summary/split_rhat": "split R-hat per coordinate (BDA3, not rank-normalised)",
+}
+
+
+def scale(group, name: str, values, description: str):
+    """A netCDF-4 coordinate variable inside HDF5: a 1-D dataset made an HDF5 dimension scale (the
+    dimension ``name`` of its group), with ``description`` and ``units``. xarray (engine h5netcdf)
+    reads the datasets attached to it as labelled by it."""
+    import numpy as np
+
+    ds = group.create_dataset(name, data=np.asarray(values))
+    ds.attrs["description"], ds.attrs["units"] = description, "1"
+    ds.make_scale(name)
+    return ds
+
+
+def variable(group, name: str, values, dims: tuple, description: str, **create):
+    """A netCDF-4 variable inside HDF5: a dataset with ``description`` and ``units`` whose every
+    axis is attached to a dimension scale (``dims``, from ``scale``)."""
+    import numpy as np
+
+    ds = group.create_dataset(name, data=np.asarray(values), **create)
+    ds.attrs["description"], ds.attrs["units"] = description, "1"
+    for axis, dim in enumerate(dims):
+        ds.dims[axis].attach_scale(dim)
+    return ds
+
+
 def _fill(f, run: Run) -> None:
     import numpy as np
 
@@ -197,9 +251,10 @@ def _fill(f, run: Run) -> None:
     for k, v in run.attrs.items():
         if k not in ("difflab_version", "schema_version"):
             f.attrs[k] = v
-    ds = f.create_dataset("samples", data=np.asarray(run.samples, dtype=np.float64))
-    ds.attrs["description"] = "final samples, one row per particle (chain)"
-    ds.dims[0].label, ds.dims[1].label = "particle", "coordinate"
+    samples = np.asarray(run.samples, dtype=np.float64)
+    particle = scale(f, "particle", np.arange(samples.shape[0]), _DESCRIPTIONS["particle"])
+    coordinate = scale(f, "coordinate", np.arange(samples.shape[1]), _DESCRIPTIONS["coordinate"])
+    variable(f, "samples", samples, (particle, coordinate), _DESCRIPTIONS["samples"])
 
     cfg = f.create_group("config")
     cfg.attrs["target_yaml"] = run.target_yaml
@@ -212,35 +267,36 @@ def _fill(f, run: Run) -> None:
     tg = f.create_group("trajectory")
     traj = np.asarray(run.trajectory, dtype=np.float64)
     chunks = (1,) + traj.shape[1:] if traj.size else None
-    ds = tg.create_dataset("positions", data=traj, chunks=chunks, compression="gzip",
-                           compression_opts=4, shuffle=True)
-    ds.attrs["description"] = "thinned positions of the first particles"
-    for i, lab in enumerate(("frame", "particle", "coordinate")):
-        ds.dims[i].label = lab
-    tg.create_dataset("step", data=np.asarray(run.trajectory_step, dtype=np.int64))
+    frames = scale(tg, "step", np.asarray(run.trajectory_step, dtype=np.int64), _DESCRIPTIONS["trajectory/step"])
+    kept = scale(tg, "trajectory_particle", np.arange(traj.shape[1]), _DESCRIPTIONS["trajectory/trajectory_particle"])
+    variable(tg, "positions", traj, (frames, kept, coordinate), _DESCRIPTIONS["trajectory/positions"],
+             chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
 
     mg = f.create_group("metrics")
-    mg.create_dataset("step", data=np.asarray(run.metrics.get("step", []), dtype=np.int64))
+    at = scale(mg, "step", np.asarray(run.metrics.get("step", []), dtype=np.int64), _DESCRIPTIONS["metrics/step"])
     for k, v in run.metrics.items():
         if k != "step":
-            mg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
-    ps = mg.create_group("per_step")
+            variable(mg, k, np.asarray(v, dtype=np.float64), (at,), f"{k} at each metrics step")
+    ps = f.create_group("per_step")
     per_step = {k: v for k, v in run.per_step.items() if k != "step"}
     n_steps = len(next(iter(per_step.values()))) if per_step else 0
-    ps.create_dataset("step", data=np.arange(1, n_steps + 1, dtype=np.int64))
+    steps = scale(ps, "step", np.arange(1, n_steps + 1, dtype=np.int64), _DESCRIPTIONS["per_step/step"])
     for k, v in per_step.items():
-        ps.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        variable(ps, k, np.asarray(v, dtype=np.float64), (steps,), f"{k} recorded at every step")
 
     sg = f.create_group("summary")
     for k, v in run.summary.items():
         sg.attrs[k] = v
     for k, v in run.summary_arrays.items():
-        sg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        variable(sg, k, np.asarray(v, dtype=np.float64), (coordinate,), _DESCRIPTIONS.get(f"summary/{k}", k))
 
-    for name, datasets in run.groups.items():
+    for name, datasets in run.groups.items():  # likelihood: points (n, d) and (n,) values
         g = f.create_group(name)
+        n = len(next(iter(datasets.values())))
+        point = scale(g, "point", np.arange(n), _DESCRIPTIONS["likelihood/point"])
         for k, v in datasets.items():
-            g.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+            v = np.asarray(v, dtype=np.float64)
+            variable(g, k, v, (point, coordinate)[: v.ndim], _DESCRIPTIONS.get(f"{name}/{k}", f"{k} of each point"))
 
 
 @dataclass
@@ -369,6 +425,7 @@ def _check_shapes(f, path) -> None:
         bad("/config params_json is not a mapping")
 
 
+_SCHEMA_GROUPS = ("config", "trajectory", "metrics", "per_step", "summary")  # the rest: extra groups (likelihood)
 MAX_OBJECTS = 10_000  # a run file holds a few dozen; more (or a cycle of hard links) is not one
 
 
@@ -424,6 +481,8 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
             version = int(f.attrs["schema_version"])
             if version > SCHEMA_VERSION:
                 raise RunFileError(f"{path}: schema_version {version} is newer than this difflab reads ({SCHEMA_VERSION})")
+            if version not in READS:
+                raise RunFileError(f"{path}: schema_version {version}; this difflab reads {' and '.join(map(str, READS))}")
             _check_shapes(f, path)
             rec = Run(
                 path=str(path),
@@ -440,11 +499,12 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
                 rec.trajectory_step = f["trajectory/step"][()]
             if series:
                 rec.metrics = {k: v[()] for k, v in f["metrics"].items() if isinstance(v, h5py.Dataset)}
-                rec.per_step = {k: v[()] for k, v in f["metrics/per_step"].items()}
+                per_step = f.get("per_step" if version >= 2 else "metrics/per_step", {})
+                rec.per_step = {k: v[()] for k, v in per_step.items()}
             if everything:
                 rec.summary_arrays = {k: v[()] for k, v in f["summary"].items()}
-                rec.groups = {g: {k: v[()] for k, v in f[g].items()} for g in f
-                              if g not in ("samples", "config", "trajectory", "metrics", "summary")}
+                rec.groups = {g: {k: v[()] for k, v in f[g].items() if k != "point"} for g in f
+                              if isinstance(f[g], h5py.Group) and g not in _SCHEMA_GROUPS}
             return rec
     except RunFileError:
         raise

@@ -130,17 +130,21 @@ _NOT_LABELLED = ("save_every", "metrics_every", "trajectory_particles")  # outpu
 
 
 def run_label(opts: SampleOptions, params: dict) -> str:
-    """A short readable label of what sets this run apart from the sampler's defaults: its
-    non-default parameters (output options aside), then a non-zero seed, as ``k=v`` joined by
+    """A short readable label of what sets this run apart from the sampler's defaults: the
+    parameters the user set to a non-default value (output options aside), the target overrides,
+    then a non-zero seed, as ``k=v`` joined by
     commas (``step_size=0.2,seed=1``); '' for a default run. Characters other than letters, digits
     and ``._+-=`` become ``_``; cut to LABEL_MAX characters at a parameter boundary (``,+`` marks
     the cut)."""
     import re
 
     default = resolve_params(SampleOptions(sampler=opts.sampler))
+    # What the user set (a value that follows from another, e.g. likelihood_points, is not labelled)
+    given = {k for k, v in opts.options.items() if v is not None}
+    given |= {k for k in ("particles", "steps", "init") if getattr(opts, k) != getattr(SampleOptions, k)}
     own = [k for k in params if not k.startswith("target.")]  # resolve_params' fixed order, then overrides by name
     parts = [f"{k}={_label_value(params[k])}" for k in own + sorted(set(params) - set(own))
-             if k not in _NOT_LABELLED and (k not in default or default[k] != params[k])]
+             if k not in _NOT_LABELLED and (k.startswith("target.") or k in given and default.get(k) != params[k])]
     parts += [f"seed={opts.seed}"] if opts.seed != 0 else []
     parts = [re.sub(r"[^A-Za-z0-9._+=-]", "_", p) for p in parts]
     label = ",".join(parts)

@@ -50,8 +50,8 @@ def test_sample_writes_the_documented_schema(in_tmp):
         assert f["metrics/step"][()].tolist() == [0, 20, 40, 60]
         for m in ("mean_error", "cov_rel_error", "w2_gaussian", "sliced_w2", "mode_tv"):
             assert f[f"metrics/{m}"].shape == (4,)
-        assert f["metrics/per_step/acceptance_rate"].shape == (60,)
-        assert f["metrics/per_step/step"][()].tolist() == list(range(1, 61))
+        assert f["per_step/acceptance_rate"].shape == (60,)
+        assert f["per_step/step"][()].tolist() == list(range(1, 61))
         summary = dict(f["summary"].attrs)
         for m in ("mean_error", "sliced_w2", "mmd2", "energy", "mode_tv", "acceptance_rate", "step_size",
                   "ess_min", "split_rhat_max", "floor_sliced_w2"):

@@ -110,7 +110,7 @@ def test_schema_paths_and_params_match(run_file):
     sec = _section("Run-file schema")
     with h5py.File(run_file) as f:
         for path in ("/samples", "/trajectory/positions", "/trajectory/step", "/metrics/step",
-                     "/metrics/per_step/step", "/summary/ess", "/summary/split_rhat"):
+                     "/per_step/step", "/particle", "/coordinate", "/summary/ess", "/summary/split_rhat"):
             assert f"`{path}" in sec and path in f, path
         for key in ("target_yaml", "target_source", "params_json"):
             assert key in f["config"].attrs and f"`{key}`" in sec
