@@ -138,10 +138,12 @@ def run_label(opts: SampleOptions, params: dict) -> str:
     the cut)."""
     import re
 
-    default = resolve_params(SampleOptions(sampler=opts.sampler))
     # What the user set (a value that follows from another, e.g. likelihood_points, is not labelled)
     given = {k for k, v in opts.options.items() if v is not None}
-    given |= {k for k in ("particles", "steps", "init") if getattr(opts, k) != getattr(SampleOptions, k)}
+    plain = SampleOptions(sampler=opts.sampler)
+    default = resolve_params(plain)
+    given |= {k for k, mine, theirs in (("particles", opts.particles, plain.particles), ("steps", opts.steps, plain.steps),
+                                        ("init", opts.init, plain.init)) if mine != theirs}
     own = [k for k in params if not k.startswith("target.")]  # resolve_params' fixed order, then overrides by name
     parts = [f"{k}={_label_value(params[k])}" for k in own + sorted(set(params) - set(own))
              if k not in _NOT_LABELLED and (k.startswith("target.") or k in given and default.get(k) != params[k])]
