@@ -377,7 +377,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.analysis import fmt
+    from difflab.analysis import floor_keys, fmt
     table = Table(title=str(run), show_header=False)
     table.add_column("key")
     table.add_column("value", justify="right")
@@ -388,9 +388,14 @@ def run_table(run, rec, as_json: bool = False) -> None:
     for k, v in sorted(rec.params.items()):
         table.add_row(f"param {k}", fmt(v))
     table.add_section()
+    from difflab.analysis import METRICS
+
+    shown = {*METRICS, *(k for m in METRICS for k in floor_keys(m))}  # in the metric table below
     for k, v in sorted(rec.summary.items()):
-        table.add_row(k, fmt(v))
+        if k not in shown:
+            table.add_row(k, fmt(v))
     Console().print(table)
+    run_summary(run, rec)
     from difflab.analysis import run_warnings
 
     for line in run_warnings(rec.summary, rec.params, rec.status):
