@@ -84,10 +84,12 @@ def table_params(group: list[dict]) -> list[str]:
 
 def labels(rows: list[dict]) -> list[str]:
     """Each run's label among these runs: the parameters that differ between them (output options
-    aside) as ``k=v, k=v`` (``step_size=0.2, seed=1``), the same words compare's columns and the
+    aside, and those only some of the runs have) as ``k=v, k=v`` (``step_size=0.2, seed=1``), the same words compare's columns and the
     sweep display use; the file name where nothing differs. Plot legends and panel titles use it."""
     good = [r for r in rows if "error" not in r]
-    names = [p for p in differing_params(good) if p not in _DERIVED]
+    # a parameter only some of the runs have (another sampler's) says nothing more than ``sampler``
+    names = [p for p in differing_params(good) if p not in _DERIVED
+             and (p in RUN_KEYS or all(p in r["params"] for r in good))]
     return [(", ".join(f"{k}={fmt(_value(r, k))}" for k in names) if "error" not in r else "") or Path(r["run"]).stem
             for r in rows]
 

@@ -154,6 +154,9 @@ def test_labels_name_what_differs_among_the_runs():
             for i, (h, s, e) in enumerate([(0.1, 0, 1), (0.2, 0, 2), (0.2, 1, 1)])]
     assert analysis.labels(rows) == ["seed=0, step_size=0.1", "seed=0, step_size=0.2", "seed=1, step_size=0.2"]
     assert analysis.labels(rows[:1]) == ["r0"]  # nothing differs: the file name
+    other = {"run": "runs/d.h5", "sampler": "ddpm", "target": "gmm", "seed": 0,
+             "params": {"steps": 100, "eta": 0.5}, "summary": {}}
+    assert analysis.labels([rows[0], other]) == ["sampler=ula", "sampler=ddpm"]  # not eta=-, step_size=-
     assert analysis.labels([*rows[:1], {"run": "x/bad.h5", "error": "unreadable"}]) == ["r0", "bad"]
 
 
