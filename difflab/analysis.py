@@ -431,8 +431,9 @@ def floor_warning(summary: dict, params: dict | None = None) -> list[str]:
     if params.get("adapt") is False:
         hints.append("--adapt")
     tail = f"; try {', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else f"; try {hints[0]}" if hints else ""
-    return [f"warning: {'; '.join(said)}{more} above the exact-draw floor: more than Monte Carlo noise, the "
-            f"sampler's error{tail}"]
+    line = (f"warning: {'; '.join(said)}{more} above the exact-draw floor: more than Monte Carlo noise, the "
+            f"sampler's error{tail}")
+    return [line]
 
 
 def run_warnings(summary: dict, params: dict | None, status: str) -> list[str]:
