@@ -431,6 +431,8 @@ def floor_warning(summary: dict, params: dict | None = None) -> list[str]:
     if params.get("adapt") is False:
         hints.append("--adapt")
     tail = f"; try {', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else f"; try {hints[0]}" if hints else ""
+    if summary.get("score_mse", 0) > 0:  # a wrong score (--score-error, a learned one, guidance): steps cannot fix that
+        tail += f" (the score is not exact, score_mse {fmt(summary['score_mse'])}: that part does not shrink with steps)"
     line = (f"warning: {'; '.join(said)}{more} above the exact-draw floor: more than Monte Carlo noise, the "
             f"sampler's error{tail}")
     return [line]

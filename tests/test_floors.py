@@ -62,6 +62,12 @@ def test_above_floor_is_the_standardised_excess():
     assert analysis.above_floor({**summary, "sliced_w2": float("inf")}, "sliced_w2") is None
     assert analysis.far_above_floor(summary) == [("sliced_w2", analysis.above_floor(summary, "sliced_w2"))]
     assert analysis.far_above_floor({**summary, "sliced_w2": 0.15}) == []
+    # the hint follows the run's options; a wrong score is named as such (steps cannot remove it)
+    line, = analysis.floor_warning(summary, {"steps": 100, "step_size": 0.1})
+    assert "sliced_w2 0.5 against 0.1 ± 0.02 (19 SE)" in line and "a smaller --step-size" in line
+    assert "score is not exact" not in line
+    line, = analysis.floor_warning({**summary, "score_mse": 1.5}, {"steps": 100})
+    assert "try more --steps (the score is not exact, score_mse 1.5" in line
 
 
 def test_runs_record_floors_with_standard_errors_for_every_final_metric():
