@@ -96,7 +96,7 @@ def compare(cmp, rows, o: dict) -> None:
 
 def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
     """What sample prints when a run is saved: its path (-q), the run as JSON (--json) or its
-    summary table, then on stderr the convergence warnings of a complete MCMC run."""
+    summary table, then on stderr the run's warnings (analysis.run_warnings)."""
     from difflab.analysis import run_warnings, to_json
 
     warn = run_warnings(run.summary, run.params, run.status)
@@ -367,7 +367,7 @@ def targets_table(as_json: bool = False) -> None:
 
 def run_table(run, rec, as_json: bool = False) -> None:
     """``difflab show``: a run's identity, parameters and summary (a table, or JSON), then on stderr
-    the convergence warnings of a complete MCMC run."""
+    the run's warnings (analysis.run_warnings)."""
     if as_json:
         from difflab.analysis import run_warnings, to_json
 
