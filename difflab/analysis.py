@@ -401,8 +401,7 @@ def above_floor(summary: dict, name: str) -> float | None:
 def far_above_floor(summary: dict) -> list[tuple[str, float]]:
     """The metrics more than FLOOR_SE_MARK standard errors above their floors, furthest first, as
     (name, standard errors). For a guided run only the tilted_ metrics: its law is the tilted one."""
-    names = [k for k in summary if metric_kind(k) == "MC" and not k.startswith("floor_")
-             and not k.startswith("tilted_floor_")]
+    names = [k for k in summary if floor_keys(k)[1] in summary]  # the metrics with a floor's standard error
     if "guidance_gamma" in summary:
         names = [k for k in names if k.startswith("tilted_")]
     z = [(k, above_floor(summary, k)) for k in names]
@@ -430,12 +429,17 @@ def floor_warning(summary: dict, params: dict | None = None) -> list[str]:
         hints.append("--init target")
     if params.get("adapt") is False:
         hints.append("--adapt")
-    tail = f"; try {', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else f"; try {hints[0]}" if hints else ""
+    tail = f"; try {_either(hints)}" if hints else ""
     if summary.get("score_mse", 0) > 0:  # a wrong score (--score-error, a learned one, guidance): steps cannot fix that
         tail += f" (the score is not exact, score_mse {fmt(summary['score_mse'])}: that part does not shrink with steps)"
     line = (f"warning: {'; '.join(said)}{more} above the exact-draw floor: more than Monte Carlo noise, the "
             f"sampler's error{tail}")
     return [line]
+
+
+def _either(hints: list[str]) -> str:
+    """'a, b or c' (a hint list as one phrase)."""
+    return f"{', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else hints[0]
 
 
 def run_warnings(summary: dict, params: dict | None, status: str) -> list[str]:
@@ -461,7 +465,7 @@ def convergence_warnings(summary: dict, params: dict | None = None) -> list[str]
     if r > R_HAT_COARSE or (r > R_HAT_MAX and e >= ESS_BULK_MIN):
         out.append(f"warning: r_hat_max {fmt(r)} > {R_HAT_COARSE if e < ESS_BULK_MIN else R_HAT_MAX}: the chains "
                    f"disagree (not mixed, stuck in different modes, or too few frames per chain); "
-                   f"{', '.join(hints[:-1])} or {hints[-1]}")
+                   f"{_either(hints)}")
     if e < ESS_BULK_MIN:
         out.append(f"warning: ess_bulk_min {fmt(e)} < {ESS_BULK_MIN}: too few effective draws for reliable means "
                    f"and R-hat; run more --steps, or save more frames (--save-every) or chains (--trajectory-particles)")

@@ -227,16 +227,17 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
         flat = axes.ravel()
         for ax in flat[panels:]:
             ax.set_visible(False)
+        from difflab.analysis import labels, row_of
+
+        legend = labels([row_of(r) for r in records])  # each run's k=v label among the plotted runs
         if kind == "fit":
             _fit(flat[0], groups, fits, by, metric[0])
         elif kind == "metrics":
             for ax, name in zip(flat, names):
-                _metric_panel(ax, records, name)
+                _metric_panel(ax, records, name, legend)
         else:
             draw = {"samples": _samples, "trajectories": _trajectories, "pmf": _pmf}[kind]
-            from difflab.analysis import labels, row_of
-
-            for ax, rec, label in zip(flat, records, labels([row_of(r) for r in records])):
+            for ax, rec, label in zip(flat, records, legend):
                 extra = draw(ax, rec)
                 ax.set_title(_title(rec, label) + (f", {extra}" if extra else ""), fontsize=8)
         fig.tight_layout()
@@ -246,13 +247,11 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
     return out
 
 
-def _metric_panel(ax, records, name):
+def _metric_panel(ax, records, name, legend):
     import numpy as np
 
-    from difflab.analysis import labels, row_of
-
     positive = True
-    for rec, label in zip(records, labels([row_of(r) for r in records])):
+    for rec, label in zip(records, legend):
         if name in rec.metrics:
             y = np.asarray(rec.metrics[name], dtype=float)
             ax.plot(rec.metrics["step"], y, marker=".", lw=1, label=label)

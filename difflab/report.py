@@ -42,20 +42,19 @@ def run_summary(path, run) -> None:
     from difflab.analysis import FLOOR_SE_MARK, METRICS, above_floor, floor_keys, fmt
 
     summary = run.summary
+    z = {m: above_floor(summary, m) for m in METRICS if m in summary}
     table = Table(title=f"{path}  ({run.status}, {run.steps_done} steps, {run.attrs['wall_time_s']:.2f} s)",
                   caption=f"* more than {FLOOR_SE_MARK:g} standard errors above the floor" if any(
-                      (above_floor(summary, m) or 0) > FLOOR_SE_MARK for m in METRICS) else None)
+                      (v or 0) > FLOOR_SE_MARK for v in z.values()) else None)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("exact-draw floor", justify="right")
     table.add_column("above floor", justify="right")
-    for m in METRICS:
-        if m in summary:
-            floor, se = floor_keys(m)
-            z = above_floor(summary, m)
-            shown = fmt(summary.get(floor)) + (f" ± {fmt(summary[se])}" if summary.get(se) is not None else "")
-            table.add_row(m, fmt(summary[m]), shown if floor in summary else "-",
-                          "-" if z is None else f"{z:.1f} SE" + (" *" if z > FLOOR_SE_MARK else "  "))
+    for m, zm in z.items():
+        floor, se = floor_keys(m)
+        shown = fmt(summary.get(floor)) + (f" ± {fmt(summary[se])}" if summary.get(se) is not None else "")
+        table.add_row(m, fmt(summary[m]), shown if floor in summary else "-",
+                      "-" if zm is None else f"{zm:.1f} SE" + (" *" if zm > FLOOR_SE_MARK else "  "))
     Console().print(table)
     terms = [k for k in DECOMPOSITION if k in summary]
     if terms:

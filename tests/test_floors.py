@@ -184,8 +184,8 @@ def test_plot_legends_use_the_labels(tmp_path, monkeypatch):
     seen = {}
     real = plot._metric_panel
 
-    def spy(ax, records, name):
-        real(ax, records, name)
+    def spy(ax, records, name, *rest):
+        real(ax, records, name, *rest)
         seen[name] = [t.get_text() for t in ax.get_legend().get_texts()]
     monkeypatch.setattr(plot, "_metric_panel", spy)
     files = [_name(["ula", "-t", "gaussian", "-n", "20", "--steps", "10", "--step-size", h], tmp_path, monkeypatch)
