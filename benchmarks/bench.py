@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from difflab import driver
-from difflab.config import load_target
+from difflab.run import driver
+from difflab.targets.files import load_target
 from difflab.samplers import SAMPLERS
 
 CASES = [  # (sampler, target, particles, steps, sampler options): sizes from the issues and WORKLOADS.md

@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 
-from difflab import driver
-from difflab.config import load_target
+from difflab.run import driver
+from difflab.targets.files import load_target
 from difflab.samplers import SAMPLERS
 
 # id: (sampler, target, chains, steps, options, start, cost model (flops, gemm flops, exp/log, normals))

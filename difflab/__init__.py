@@ -6,11 +6,11 @@ package is cheap on purpose (no numpy, scipy or h5py until a name below is used)
 --help`` stays quick.
 """
 
-__version__ = "0.1.0"
+from difflab._version import __version__
 
 _API = {"sample": "difflab.api", "load": "difflab.api", "load_target": "difflab.api", "compare": "difflab.api",
-        "Run": "difflab.io", "load_plugin": "difflab.plugins", "DifflabError": "difflab.errors"}
-__all__ = [*_API, "__version__"]
+        "Run": "difflab.run.io", "load_plugin": "difflab.plugins", "DifflabError": "difflab.errors"}
+__all__ = ["DifflabError", "Run", "__version__", "compare", "load", "load_plugin", "load_target", "sample"]
 
 
 def __getattr__(name: str):

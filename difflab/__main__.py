@@ -1,3 +1,3 @@
-from difflab.entry import main
+from difflab.cli.entry import main
 
 main()

@@ -7,7 +7,7 @@
     rows = difflab.compare([run, difflab.load("runs/ula.h5")])
 
 The same options and seed give the same samples as ``difflab sample``, bit for bit: both go
-through ``difflab.sampling.prepare`` and ``execute``. Errors are ``difflab.errors.DifflabError``
+through ``difflab.run.sampling.prepare`` and ``execute``. Errors are ``difflab.errors.DifflabError``
 with the one-line messages the CLI prints.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from difflab.errors import ConfigError
-from difflab.io import Run
+from difflab.run.io import Run
 
 
 def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = None, seed: int = 0,
@@ -31,8 +31,8 @@ def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = 
     a mapping, or a target from ``load_target``. ``options``: the sampler's own options by key
     (``step_size=0.05``, ``solver="heun"``, ``class_="left"`` or ``**{"class": "left"}``).
     """
-    from difflab import sampling as sample_mod
     from difflab.contracts import SamplerEntry
+    from difflab.run import sampling as sample_mod
 
     entry = sampler if isinstance(sampler, (str, SamplerEntry)) else _entry_of_object(sampler)
     name = entry if isinstance(entry, str) else entry.name
@@ -68,10 +68,9 @@ def _entry_of_object(obj):
 
 def _target_ref(target):
     """A target object from ``load_target`` stands for the validated file it was built from."""
-    from difflab.targets.discrete import DiscreteTarget
-    from difflab.targets.mixture import GaussianMixture
+    from difflab.contracts import DiscreteTarget, Target
 
-    if isinstance(target, (GaussianMixture, DiscreteTarget)):
+    if isinstance(target, (Target, DiscreteTarget)):
         if target.spec is None:
             raise ConfigError("target: this target object was not built from a target file; give its YAML "
                               "(text, a mapping or a path) instead, so the run file can record it")
@@ -86,7 +85,7 @@ def _target_ref(target):
 
 def load(path) -> Run:
     """Read a run file completely (samples, trajectory, series, summary arrays)."""
-    from difflab.io import read_run
+    from difflab.run.io import read_run
 
     return read_run(path, everything=True)
 
@@ -96,7 +95,7 @@ def load_target(target="gmm", **target_set):
     continuous ones, the noised law (``noised_log_prob``, ``noised_score``, ``denoiser`` at any
     (alpha, sigma)). ``target`` as in ``sample``; keyword arguments override keys by dotted path
     with ``__`` for ``.`` (``ring__radius=6``), as ``--target-set`` does."""
-    from difflab.config import load_target as load
+    from difflab.targets.files import load_target as load
 
     ref = _target_ref(target)
     overrides = tuple((k.replace("__", "."), v) for k, v in target_set.items())
@@ -107,7 +106,7 @@ def compare(runs, metrics=None, *, sort: str | None = None, as_frame: bool = Fal
     """One record per run, the numbers ``difflab compare`` prints: the parameters that differ
     between the runs and the final metrics (``metrics``: these summary keys instead). ``runs``:
     ``Run`` objects and/or run-file paths. ``as_frame``: a pandas DataFrame (pandas is optional)."""
-    from difflab import analysis as cmp
+    from difflab.results import analysis as cmp
 
     rows = [cmp.row_of(r) if isinstance(r, Run) else cmp.load_rows([r])[0] for r in runs]
     params = cmp.differing_params(rows)

@@ -1,15 +1,15 @@
-"""Plug-ins: samplers and scores that come from the user's own code.
+"""Plug-ins: samplers, target kinds and scores that come from the user's own code.
 
 Nothing here runs code the user did not name: a plug-in is an installed package's entry point
-(group ``difflab.samplers``: the user installed it), a ``--plugin FILE.py`` or ``--plugin
+(groups ``difflab.samplers`` and ``difflab.targets``: the user installed it), a ``--plugin FILE.py`` or ``--plugin
 MODULE`` they typed, or ``difflab.load_plugin(...)`` / a ``SamplerEntry`` they passed in Python.
 A target file or a run file never imports anything: a ``kind: score`` target names a function
 (``score: my_scores.py:ring_score``) that must belong to a plug-in already loaded, and is refused
 with one line saying so otherwise.
 
 Loading a plug-in module registers every ``SamplerEntry`` at its top level (``difflab sample
-NAME`` then exists, with its declared options) and makes its functions available to ``kind:
-score`` targets.
+NAME`` then exists, with its declared options) and every ``TargetKind`` (``kind: NAME`` target
+files then validate and build), and makes its functions available to ``kind: score`` targets.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ _TYPED: list = []  # the references as the user gave them, in order
 
 def load_plugin(ref: str):
     """Import the plug-in ``ref`` (a ``.py`` path or an importable module) and register its sampler
-    entries; returns the module. Loading the same reference twice is a no-op."""
-    from difflab.contracts import SamplerEntry
-    from difflab.samplers import register
+    entries and target kinds; returns the module. Loading the same reference twice is a no-op."""
+    from difflab import samplers, targets
+    from difflab.contracts import SamplerEntry, TargetKind
+    from difflab.targets.score import remember
 
     ref = str(ref)
     if ref in _LOADED:
@@ -50,11 +51,15 @@ def load_plugin(ref: str):
         raise
     except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
         raise ConfigError(f"--plugin {ref}: importing it raised {type(exc).__name__}: {exc}") from None
-    for entry in vars(module).values():
-        if isinstance(entry, SamplerEntry):
-            register(entry, f"--plugin {ref}")
+    for record in vars(module).values():
+        if isinstance(record, SamplerEntry):
+            samplers.register(record, f"--plugin {ref}")
+        elif isinstance(record, TargetKind):
+            targets.register(record, f"--plugin {ref}")
     # Known by what the user typed and by its module name (a file's stem): a target's score: names it either way.
-    _LOADED[ref] = _LOADED[Path(ref).stem if ref.endswith(".py") else ref] = module
+    names = (ref, Path(ref).stem if ref.endswith(".py") else ref)
+    _LOADED.update(dict.fromkeys(names, module))
+    remember(names, module)
     _TYPED.append(ref)
     return module
 
@@ -68,34 +73,6 @@ def load_all(refs) -> None:
     """Load each plug-in of ``refs`` (a sweep worker's initializer)."""
     for ref in refs:
         load_plugin(ref)
-
-
-def score_function(ref: str, source: str):
-    """The function ``ref`` (``FILE.py:NAME``, ``STEM:NAME`` or ``MODULE:NAME``) of a loaded plug-in."""
-    module_ref, _, name = str(ref).rpartition(":")
-    if not module_ref or not name:
-        raise ConfigError(f"{source}: score: expected FILE.py:FUNCTION or MODULE:FUNCTION, got {ref!r}")
-    module = _LOADED.get(module_ref, _LOADED.get(Path(module_ref).stem if module_ref.endswith(".py") else ""))
-    if module is None:
-        raise ConfigError(f"{source}: score: '{ref}' is code, which difflab runs only when you name it: pass "
-                          f"--plugin {module_ref} (Python: difflab.load_plugin('{module_ref}'))")
-    fn = vars(module).get(name)
-    if not callable(fn):
-        raise ConfigError(f"{source}: score: plug-in {module_ref} has no function '{name}'")
-    return fn
-
-
-def checked_entry(load, source: str, name: str):
-    """An installed plug-in's entry, loaded: a SamplerEntry named as its entry point, or one line."""
-    from difflab.contracts import SamplerEntry
-
-    try:
-        entry = load()
-    except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
-        raise ConfigError(f"sampler {name}: {source} could not be loaded: {type(exc).__name__}: {exc}") from None
-    if not isinstance(entry, SamplerEntry) or entry.name != name:
-        raise ConfigError(f"sampler {name}: {source} is not a difflab.contracts.SamplerEntry named '{name}'")
-    return entry
 
 
 def check_sampler(sampler, name: str) -> None:

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 import difflab
-from difflab.cli import app
+from difflab.cli.app import app
 from difflab.errors import DifflabError
-from difflab.io import read_run
+from difflab.run.io import read_run
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ the problem, no traceback, and nothing written.
 Cases are generated from the registry (every option of every built-in sampler against the values
 its own rule refuses: a wrong type, a value outside its range, an unknown choice) and listed by
 hand for target files, common options, --set/--spec/--target-set, sweep specs and run files. Each
-runs through the real entry point (``difflab.entry.run``: the one-line usage errors included),
+runs through the real entry point (``difflab.cli.runner.run``: the one-line usage errors included),
 in process, from an empty folder.
 """
 
@@ -190,8 +190,8 @@ def test_the_corpus_has_at_least_250_inputs():
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, monkeypatch, capsys):
-    from difflab import entry
-    from difflab.cli import app, sample_app
+    from difflab.cli import runner
+    from difflab.cli.app import app, sample_app
 
     _, argv, files = case
     monkeypatch.chdir(tmp_path)
@@ -203,7 +203,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, monkeyp
     before = sorted(p.name for p in tmp_path.iterdir())
     monkeypatch.setattr(sys, "argv", ["difflab", *argv])
     with pytest.raises(SystemExit) as stop:
-        entry.run(app, sample_app)
+        runner.run(app, sample_app)
     out = capsys.readouterr()
     lines = [ln for ln in out.err.splitlines() if ln.strip()]
     assert stop.value.code == 2, (stop.value.code, out.err[-500:], out.out[-300:])

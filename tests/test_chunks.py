@@ -4,10 +4,10 @@ sequential reference, independent streams per chunk, the target still sampled, m
 import numpy as np
 import pytest
 
-from difflab import driver
-from difflab.config import load_target
 from difflab.contracts import Capabilities
+from difflab.run import driver
 from difflab.samplers import SAMPLERS
+from difflab.targets.files import load_target
 
 RING = load_target("gmm")[1]
 GAUSS = load_target("gaussian")[1]
@@ -128,7 +128,7 @@ def test_memory_of_a_million_particles_is_a_small_multiple_of_the_state(name, li
 def test_bad_threads_variable_is_one_line_exit_2(tmp_path, monkeypatch, value):
     from typer.testing import CliRunner
 
-    from difflab.cli import app
+    from difflab.cli.app import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIFFLAB_THREADS", value)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.io import SCHEMA_VERSION, read_run
+from difflab.cli.app import app
+from difflab.run.io import SCHEMA_VERSION, read_run
 
 runner = CliRunner()
 SMALL = ["-n", "200", "--steps", "60", "-q"]
@@ -189,7 +189,7 @@ def test_interrupted_run_leaves_a_file_that_says_so(in_tmp, monkeypatch):
 
 
 def test_a_failed_write_leaves_nothing_behind(in_tmp, monkeypatch):
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     def broken(*a, **k):
         raise OSError("disk full")
@@ -254,7 +254,7 @@ def test_init_target_and_adapt_are_recorded(in_tmp):
                                   ["compare", "--help"], ["plot", "--help"]])
 def test_help_imports_no_heavy_module(argv):
     """Start-up: help never imports numpy, scipy, h5py, matplotlib or rich (measured in the README)."""
-    code = ("import sys; sys.argv = ['difflab', *sys.argv[1:]]; from difflab.cli import main\n"
+    code = ("import sys; sys.argv = ['difflab', *sys.argv[1:]]; from difflab.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "heavy = [m for m in ('numpy', 'scipy', 'h5py', 'matplotlib', 'rich') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
@@ -311,19 +311,19 @@ def _help_via(module: str, columns: str, *argv: str) -> subprocess.CompletedProc
 def test_static_top_level_help_is_typers_own_text(argv):
     """The entry point prints the top-level help without importing Typer (start-up), and the text
     is exactly what Typer renders; on a narrow terminal Typer renders it (negative control)."""
-    from difflab.entry import TOP_HELP
+    from difflab.cli.entry import TOP_HELP
 
-    fast, full = _help_via("difflab.entry", "120", *argv), _help_via("difflab.cli", "120", *argv)
+    fast, full = _help_via("difflab.cli.entry", "120", *argv), _help_via("difflab.cli.app", "120", *argv)
     assert fast.stdout == TOP_HELP == full.stdout
     assert fast.stderr.strip() == "NO-TYPER" and full.stderr.strip() == "TYPER"
-    narrow = _help_via("difflab.entry", "40", *argv)
+    narrow = _help_via("difflab.cli.entry", "40", *argv)
     assert narrow.stderr.strip() == "TYPER" and narrow.stdout != TOP_HELP and "Usage: difflab" in narrow.stdout
 
 
 def test_temporary_files_are_not_at_guessable_names(in_tmp):
     """A link planted where a temporary file used to be predictable (.<name>.tmp-<pid>) is never
     written through: the write goes to an exclusively created, unpredictable name."""
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     victim = in_tmp / "victim.txt"
     victim.write_text("keep me")
@@ -336,7 +336,7 @@ def test_temporary_files_are_not_at_guessable_names(in_tmp):
 
 
 def _tiny_run():
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     return dio.Run(path="", attrs={"seed": 7}, params={}, summary={}, samples=np.zeros((2, 1)),
                    trajectory=np.zeros((1, 1, 1)), trajectory_step=[0])
@@ -345,7 +345,7 @@ def _tiny_run():
 def test_a_write_without_replace_never_touches_an_existing_file(in_tmp):
     """write_run(replace=False) onto a name that exists raises, leaves the file byte for byte and no
     temporary file; write_run_new then writes beside it under the first free name."""
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     taken = in_tmp / "x.h5"
     taken.write_bytes(b"another writer's run")
@@ -361,7 +361,7 @@ def test_a_write_without_replace_never_touches_an_existing_file(in_tmp):
 def test_a_run_file_that_appears_while_the_run_runs_is_not_replaced(in_tmp, monkeypatch):
     """The name is free when the run starts; another writer takes it before the end: the run is
     saved beside it (x-1.h5), the other file is left as it was, and the command says so."""
-    from difflab import sampling
+    from difflab.run import sampling
 
     real = sampling.execute
 
@@ -395,7 +395,7 @@ def test_concurrent_writers_of_one_name_lose_nothing(in_tmp):
 
 def _crafted(path, how, secret):
     """A valid-looking run file whose /samples reads ``secret`` (another file) by ``how``."""
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     dio.write_run(path, _tiny_run())
     with h5py.File(path, "a") as f:
@@ -465,7 +465,7 @@ def test_compare_json_is_strict_json_even_with_non_finite_values(in_tmp):
 def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(in_tmp):
     """A writer killed with SIGKILL leaves its temporary file: the next write of that name removes
     it; a live process's temporary, another host's and another name's are kept."""
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -505,8 +505,8 @@ def test_a_late_signal_never_throws_away_a_finished_run(in_tmp, monkeypatch, whe
     signal with the deferral undone loses the run."""
     import signal
 
-    from difflab import io as dio
-    from difflab import sampling
+    from difflab.run import io as dio
+    from difflab.run import sampling
 
     def signalling(real, *signums):
         def wrapper(*a, **kw):
@@ -559,7 +559,7 @@ def test_crafted_shapes_and_pipes_are_one_line_not_a_crash_or_a_hang(in_tmp, cra
     """show, export and plot on a run file with a JSON list for params, 3-D /samples, a 2-D
     trajectory, or a named pipe called x.h5: one line, exit 2 (compare: an unreadable row), no
     traceback, no hang."""
-    import difflab.io as dio
+    import difflab.run.io as dio
 
     path = in_tmp / "x.h5"
     if craft == "named pipe":
@@ -638,7 +638,7 @@ def test_version(tmp_path):
 
     r = invoke("--version")
     assert r.exit_code == 0 and r.stdout.strip() == f"difflab {__version__}"
-    code = "import sys; sys.argv = ['difflab', '--version']; from difflab.entry import main; main()"
+    code = "import sys; sys.argv = ['difflab', '--version']; from difflab.cli.entry import main; main()"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"difflab {__version__}"
 
@@ -721,7 +721,7 @@ def test_shell_completion_completes_commands_and_options():
     """Typer's completion (difflab --install-completion): the shell's request, as bash sends it,
     gets sampler commands and their options (the entry point's fast paths step aside)."""
     env = {**os.environ, "_DIFFLAB_COMPLETE": "complete_bash", "COMP_WORDS": "difflab sample ks", "COMP_CWORD": "2"}
-    code = "import sys; sys.argv = ['difflab']; from difflab.entry import main; main()"
+    code = "import sys; sys.argv = ['difflab']; from difflab.cli.entry import main; main()"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert out.stdout.split() == ["ksampler"], out.stderr[-300:]
     env.update(COMP_WORDS="difflab sample ksampler --sol", COMP_CWORD="3")
@@ -754,7 +754,7 @@ def test_compare_fits_the_terminal_and_shows_every_requested_metric(in_tmp, monk
     assert "solver" not in ula and "step_size" not in pflow and "solver" in pflow
     with h5py.File(files[0]) as f:
         value = f["summary"].attrs["exact_w2"]
-    from difflab.analysis import fmt
+    from difflab.results.analysis import fmt
 
     assert any(fmt(float(value)) in line for line in out.splitlines())  # values in full
     wide = invoke("compare", *files, *[a for m in metrics for a in ("-m", m)], "--wide").stdout

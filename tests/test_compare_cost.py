@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.analysis import cost_rank, metric_kind
+from difflab.cli.app import app
+from difflab.results.analysis import cost_rank, metric_kind
 
 runner = CliRunner()
 
@@ -68,7 +68,7 @@ def test_ranking_real_solvers_at_equal_cost(tmp_path):
     ranked = json.loads(r.output)
     assert [s["series"]["solver"] for s in ranked["series"]] == ["rk4", "heun", "euler"]
     at80 = {s["series"]["solver"]: s["error_at"] for s in ranked["series"]}
-    from difflab.io import read_run
+    from difflab.run.io import read_run
 
     for solver, k in (("euler", 80), ("heun", 40), ("rk4", 20)):  # measured there: no interpolation
         assert at80[solver] == pytest.approx(read_run(tmp_path / f"{solver}-{k}.h5").summary["exact_w2"], rel=1e-12)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.analysis import fit_slope
+from difflab.cli.app import app
+from difflab.results.analysis import fit_slope
 
 runner = CliRunner()
 

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from difflab.config import load_target, parse_target, read_target_spec, shipped_targets
 from difflab.errors import ConfigError
+from difflab.targets import parse_target
+from difflab.targets.files import load_target, read_target_spec, shipped_targets
 
 GOOD_GAUSS = "kind: gaussian\nmean: [0.0, 1.0]\ncov: [[1.0, 0.5], [0.5, 2.0]]\n"
 
@@ -187,7 +188,7 @@ def test_deeply_nested_yaml_is_refused_in_one_line(tmp_path, depth):
     from typer.testing import CliRunner
 
     from difflab import yamlio
-    from difflab.cli import app
+    from difflab.cli.app import app
     from difflab.errors import ConfigError
 
     f = tmp_path / "deep.yaml"
@@ -222,7 +223,7 @@ def test_numbers_that_overflow_float64_are_refused_at_load(tmp_path, text, messa
 
 
 def test_a_set_value_no_float_holds_is_one_line():
-    from difflab.settings import coerce
+    from difflab.run.settings import coerce
 
     with pytest.raises(ConfigError, match="a float can hold"):
         coerce("--set", "step_size", 10**400, float)
@@ -252,7 +253,7 @@ def test_a_run_whose_mixture_evaluations_exceed_memory_is_refused(tmp_path):
     components need ~60 GiB of (K, d, n) evaluations: refused before the run (149 GiB attempted before)."""
     from typer.testing import CliRunner
 
-    from difflab.cli import app
+    from difflab.cli.app import app
 
     r = CliRunner().invoke(app, ["sample", "ula", "-t", "gmm", "--target-set", "ring.k=1000000",
                                  "-o", str(tmp_path / "x.h5")])

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from difflab.decomposition import error_terms
+from difflab.maths.decomposition import error_terms
 from difflab.samplers import SAMPLERS
 from difflab.targets import GaussianMixture
 
@@ -101,8 +101,8 @@ def _perturbed(target, kind, eps, seed=0):
 def test_score_error_term_matches_its_closed_form_for_a_scale_error():
     """scale error: s~ - s = eps s, and E_{p_t}|s_t|^2 = tr(C_t^-1), C_t = a^2 S + s^2 I, so the
     term is sum_k g^2(t_k) / 2 eps^2 tr(C_{t_k}^-1) (t_k - t_{k+1}) on the sampler's grid."""
-    from difflab.decomposition import score_error_term
-    from difflab.schedules import alpha_sigma
+    from difflab.maths.decomposition import score_error_term
+    from difflab.maths.schedules import alpha_sigma
 
     eps = 0.1
     target = GaussianMixture([1.0], [[0.5, -1.0]], [[[1.0, 0.6], [0.6, 2.0]]], kind="gaussian")
@@ -120,7 +120,7 @@ def test_score_error_term_matches_its_closed_form_for_a_scale_error():
 def _reuse_blind_se(s, seed, n_mc):
     """Negative control: the standard error that sums the per-time variances as if the times had
     independent draws, although the same clean points serve every time."""
-    from difflab.schedules import alpha_sigma
+    from difflab.maths.schedules import alpha_sigma
 
     rng = np.random.default_rng(seed)
     pert = s.target
@@ -136,7 +136,7 @@ def test_score_error_term_se_matches_the_spread_over_seeds():
     """200 seeds of 100 draws each (bias error, 40 steps): the sd of the estimates over seeds and
     the mean reported standard error agree within 18 % (the sample sd of 200 values has a relative
     sd of 5 %: 3.5 of them); the reuse-blind formula understates it by more than 2x."""
-    from difflab.decomposition import score_error_term
+    from difflab.maths.decomposition import score_error_term
 
     target = GaussianMixture([1.0], [[0.5, -1.0]], [[[1.0, 0.6], [0.6, 2.0]]], kind="gaussian")
     s = _pflow(_perturbed(target, "bias", 0.3), early_stop=1e-3, steps=40)
@@ -151,8 +151,8 @@ def test_score_error_term_se_matches_the_spread_over_seeds():
 def test_score_error_term_intervals_cover_the_closed_form():
     """scale error (closed form known): the 95 % intervals est +- 1.96 SE of 200 seeds cover it in
     90-99 % of seeds (binomial sd 1.5 %)."""
-    from difflab.decomposition import score_error_term
-    from difflab.schedules import alpha_sigma
+    from difflab.maths.decomposition import score_error_term
+    from difflab.maths.schedules import alpha_sigma
 
     eps = 0.3
     target = GaussianMixture([1.0], [[0.5, -1.0]], [[[1.0, 0.6], [0.6, 2.0]]], kind="gaussian")
@@ -170,7 +170,7 @@ def test_score_error_term_intervals_cover_the_closed_form():
 def test_exact_kl_grows_with_the_score_error():
     """scale and variance errors keep the score affine: the exact law still applies and its KL to
     the target grows with eps (from the exact-score value at eps = 0)."""
-    from difflab import exact
+    from difflab.maths import exact
 
     target = GaussianMixture([1.0], [[0.5, -1.0]], [[[1.0, 0.6], [0.6, 2.0]]], kind="gaussian")
     for kind in ("scale", "variance"):

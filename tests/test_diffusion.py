@@ -3,21 +3,24 @@
 import numpy as np
 import pytest
 
-from difflab import driver, exact
-from difflab.config import load_target
-from difflab.sampling import _initial
-from difflab.samplers import SAMPLERS
-from difflab.schedules import ddpm_grid, make_schedule, time_grid
-from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE
-from difflab.schedules import (
+from difflab.maths import exact
+from difflab.maths.schedules import (
     VE,
     VPCosine,
     VPLinear,
     alpha_sigma,
+    ddpm_grid,
     half_log_snr,
+    make_schedule,
     t_of_half_log_snr,
+    time_grid,
 )
+from difflab.run import driver
+from difflab.run.sampling import _initial
+from difflab.samplers import SAMPLERS
+from difflab.samplers.diffusion import DDPM, PFlow, ReverseSDE
 from difflab.targets import GaussianMixture
+from difflab.targets.files import load_target
 
 SCHEDS = [VPLinear(), VPCosine(), VE()]
 T = np.linspace(0.01, 0.99, 25)
@@ -285,7 +288,7 @@ def test_make_schedule_passes_parameters():
 def test_ode_likelihood_equals_the_exact_log_density(name):
     """log p_1(x_1) + int div v = log p_delta(x) to the solver's tolerance (rtol 1e-8): the error
     is far below the gap to log p_0 (the early-stopping effect, which the check must resolve)."""
-    from difflab.likelihood import ode_log_likelihood
+    from difflab.maths.likelihood import ode_log_likelihood
 
     t = load_target(name)[1]
     x = t.sample(_rng(20), 200)
@@ -300,8 +303,8 @@ def test_ode_likelihood_equals_the_exact_log_density(name):
 def test_likelihood_through_the_cli_with_points(tmp_path):
     from typer.testing import CliRunner
 
-    from difflab.cli import app
-    from difflab.io import read_run
+    from difflab.cli.app import app
+    from difflab.run.io import read_run
 
     pts = tmp_path / "pts.npy"
     np.save(pts, np.array([[-3.0], [0.0], [2.5]]))
@@ -322,7 +325,7 @@ def test_timestep_spacings_follow_diffusers():
     """diffusers' DDIMScheduler(num_train_timesteps=1000).set_timesteps(10) gives
     trailing [999, 899, ..., 99], leading [900, 800, ..., 0], linspace [999, 888, ..., 0]
     (0-based); difflab's indices are those + 1, then the clean end 0."""
-    from difflab.schedules import ddpm_indices as _indices
+    from difflab.maths.schedules import ddpm_indices as _indices
 
     assert _indices("trailing", 10, 0).tolist() == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
     assert _indices("leading", 10, 0).tolist() == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1, 0]

@@ -7,10 +7,10 @@ import pytest
 from scipy import linalg, stats
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.config import load_target, parse_target
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.io import read_run
+from difflab.maths.metrics import tv
+from difflab.run.io import read_run
 from difflab.samplers.discrete import (
     DiscreteDiffusion,
     Gibbs,
@@ -19,7 +19,8 @@ from difflab.samplers.discrete import (
     clean_part,
     noisy_states,
 )
-from difflab.metrics import tv
+from difflab.targets import parse_target
+from difflab.targets.files import load_target
 
 runner = CliRunner()
 NOISES = [("uniform", "geometric", 1e-3), ("absorbing", "linear", 0.0), ("absorbing", "geometric", 1e-3)]
@@ -226,7 +227,7 @@ def test_discretisation_error_is_first_order(method, kind, schedule, kmin):
 def test_exact_law_matches_monte_carlo():
     """tau-leaping with 4 steps is visibly wrong; its exact law still matches 100,000 particles
     (chi-square against the exact law, not the target; negative control: the target fails)."""
-    from difflab import driver
+    from difflab.run import driver
 
     tg = _target("ising6")
     nz = Noise("absorbing", 2, "linear", 0.0)
@@ -385,7 +386,7 @@ def test_default_steps_keep_the_exact_error_under_half_the_monte_carlo_floor(nam
     smallest Monte Carlo floor (floor_marginal_tv at the default 1,000 particles). Negative control:
     uniform noise at the old default of 100 steps breaks the rule."""
     import difflab
-    from difflab import metrics
+    from difflab.maths import metrics
 
     t = _target(name)
     floor = metrics.DiscreteMetricSuite(t).final(t.sample(np.random.default_rng(0), 1000))["marginal_tv"]

@@ -7,7 +7,7 @@ import h5py
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
+from difflab.cli.app import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 runner = CliRunner()

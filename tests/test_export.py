@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.io import read_run
+from difflab.cli.app import app
+from difflab.run.io import read_run
 
 h5netcdf = pytest.importorskip("h5netcdf")
 runner = CliRunner()

@@ -16,8 +16,10 @@ from scipy import special
 from typer.testing import CliRunner
 
 import difflab
-from difflab import analysis, metrics
-from difflab.cli import app
+from difflab.cli.app import app
+from difflab.maths import metrics
+from difflab.results import analysis
+from difflab.run import checks
 
 runner = CliRunner()
 
@@ -48,25 +50,25 @@ def test_floor_and_its_standard_error_match_the_chi_law_of_mean_error(d):
     # standard errors
     shifted = final(sample(np.random.default_rng(99), n) + np.eye(d)[0] * 2 * s)
     summary = {**shifted, **out, "floor_draws": R}
-    assert analysis.above_floor(summary, "mean_error") > 10
+    assert checks.above_floor(summary, "mean_error") > 10
 
 
 def test_above_floor_is_the_standardised_excess():
     summary = {"sliced_w2": 0.5, "floor_sliced_w2": 0.1, "floor_se_sliced_w2": 0.02, "floor_draws": 16}
-    assert analysis.above_floor(summary, "sliced_w2") == pytest.approx(0.4 / (0.02 * math.sqrt(1 + 1 / 16)))
+    assert checks.above_floor(summary, "sliced_w2") == pytest.approx(0.4 / (0.02 * math.sqrt(1 + 1 / 16)))
     tilted = {"tilted_energy": 0.3, "tilted_floor_energy": 0.0, "tilted_floor_se_energy": 0.01, "floor_draws": 16}
-    assert analysis.above_floor(tilted, "tilted_energy") == pytest.approx(0.3 / (0.01 * math.sqrt(17 / 16)))
+    assert checks.above_floor(tilted, "tilted_energy") == pytest.approx(0.3 / (0.01 * math.sqrt(17 / 16)))
     # no standard error (a file from before floors had one), a zero or infinite one: no verdict
-    assert analysis.above_floor({"sliced_w2": 0.5, "floor_sliced_w2": 0.1}, "sliced_w2") is None
-    assert analysis.above_floor({**summary, "floor_se_sliced_w2": 0.0}, "sliced_w2") is None
-    assert analysis.above_floor({**summary, "sliced_w2": float("inf")}, "sliced_w2") is None
-    assert analysis.far_above_floor(summary) == [("sliced_w2", analysis.above_floor(summary, "sliced_w2"))]
-    assert analysis.far_above_floor({**summary, "sliced_w2": 0.15}) == []
+    assert checks.above_floor({"sliced_w2": 0.5, "floor_sliced_w2": 0.1}, "sliced_w2") is None
+    assert checks.above_floor({**summary, "floor_se_sliced_w2": 0.0}, "sliced_w2") is None
+    assert checks.above_floor({**summary, "sliced_w2": float("inf")}, "sliced_w2") is None
+    assert checks.far_above_floor(summary) == [("sliced_w2", checks.above_floor(summary, "sliced_w2"))]
+    assert checks.far_above_floor({**summary, "sliced_w2": 0.15}) == []
     # the hint follows the run's options; a wrong score is named as such (steps cannot remove it)
-    line, = analysis.floor_warning(summary, {"steps": 100, "step_size": 0.1})
+    line, = checks.floor_warning(summary, {"steps": 100, "step_size": 0.1})
     assert "sliced_w2 0.5 against 0.1 ± 0.02 (19 SE)" in line and "a smaller --step-size" in line
     assert "score is not exact" not in line
-    line, = analysis.floor_warning({**summary, "score_mse": 1.5}, {"steps": 100})
+    line, = checks.floor_warning({**summary, "score_mse": 1.5}, {"steps": 100})
     assert "try more --steps (the score is not exact, score_mse 1.5" in line
 
 
@@ -86,15 +88,15 @@ def test_a_biased_run_is_marked_and_an_exact_one_is_not():
     """ULA with h = 0.3 on bimodal1d has a visible bias (its mode weights and spreads are wrong):
     mode_tv and energy lie tens of standard errors above their floors. MALA started at the target
     is exact at every step (the chains stay at stationarity): no metric is marked (negative control;
-    on exact draws about 2 % of runs get a mark, see analysis.FLOOR_SE_MARK; seed fixed)."""
+    on exact draws about 2 % of runs get a mark, see checks.FLOOR_SE_MARK; seed fixed)."""
     biased = difflab.sample("ula", "bimodal1d", step_size=0.3, seed=0)
-    far = dict(analysis.far_above_floor(biased.summary))
+    far = dict(checks.far_above_floor(biased.summary))
     assert far.get("mode_tv", 0) > 10 and far.get("energy", 0) > 10, far
-    lines = analysis.run_warnings(biased.summary, biased.params, biased.status)
+    lines = checks.run_warnings(biased.summary, biased.params, biased.status)
     assert any(line.startswith("warning: energy") and "smaller --step-size" in line for line in lines), lines
     exact = difflab.sample("mala", "bimodal1d", init="target", seed=0)
-    assert analysis.far_above_floor(exact.summary) == [], exact.summary
-    assert analysis.floor_warning(exact.summary, exact.params) == []
+    assert checks.far_above_floor(exact.summary) == [], exact.summary
+    assert checks.floor_warning(exact.summary, exact.params) == []
 
 
 def test_the_warning_is_printed_stored_and_shown(tmp_path):
@@ -143,7 +145,7 @@ def test_run_file_names_carry_a_label_of_the_non_default_parameters(tmp_path, mo
 
 
 def test_a_long_label_is_cut_at_a_parameter_and_unsafe_characters_replaced():
-    from difflab.sampling import LABEL_MAX, SampleOptions, resolve_params, run_label
+    from difflab.run.sampling import LABEL_MAX, SampleOptions, resolve_params, run_label
 
     opts = SampleOptions(sampler="ksampler", particles=20, steps=7, seed=5,
                          options={"solver": "heun", "grid": "uniform", "s_churn": 0.5, "s_noise": 1.003, "shift": 3.0})
@@ -178,7 +180,7 @@ def test_the_sweep_display_names_each_run_by_its_settings(tmp_path, monkeypatch)
 
 def test_plot_legends_use_the_labels(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from difflab import plot
+    from difflab.results import plot
 
     monkeypatch.chdir(tmp_path)
     seen = {}

@@ -9,11 +9,11 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.config import build_target, parse_target
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.io import read_run
-from difflab.metrics import gaussian_w2
+from difflab.maths.metrics import gaussian_w2
+from difflab.run.io import read_run
+from difflab.targets import build_target, parse_target
 from difflab.targets.guidance import Guided, TiltedByClass, guidance_gamma
 from difflab.targets.mixture import GaussianMixture
 
@@ -181,7 +181,7 @@ def _tilted_gaussian(mu_c, s_c, mu, s, gamma):
 def _guided_law(name, steps, s_c, gamma):
     """Exact law of the output of sampler ``name`` guided between N(mu_c, s_c) and N(mu, S),
     started from the noised tilted law at t = 1."""
-    from difflab import exact
+    from difflab.maths import exact
     from difflab.samplers import SAMPLERS
 
     model = Guided(GaussianMixture([1.0], [_MU_C], [s_c]), GaussianMixture([1.0], [_MU], [_S]), gamma)
@@ -226,10 +226,9 @@ def test_guided_flow_law_against_an_independent_ode():
     agrees to 1e-6."""
     from scipy.integrate import solve_ivp
 
-    from difflab import exact
+    from difflab.maths import exact
+    from difflab.maths.schedules import VPLinear, alpha_sigma, time_grid
     from difflab.samplers.diffusion import PFlow
-    from difflab.schedules import time_grid
-    from difflab.schedules import VPLinear, alpha_sigma
 
     gamma, s_c, sch = 3.0, 0.5 * _S, VPLinear()
     model = Guided(GaussianMixture([1.0], [_MU_C], [s_c]), GaussianMixture([1.0], [_MU], [_S]), gamma)

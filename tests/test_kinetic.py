@@ -10,10 +10,11 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 from typer.testing import CliRunner
 
-from difflab import driver, exact
-from difflab.cli import app
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.metrics import gaussian_w2
+from difflab.maths import exact
+from difflab.maths.metrics import gaussian_w2
+from difflab.run import driver
 from difflab.samplers.kinetic import ULD
 from difflab.targets import GaussianMixture
 
@@ -49,7 +50,7 @@ def step_matrices(h: float, gamma: float, splitting: str):
 
 @pytest.mark.parametrize("splitting", ["baoab", "obabo"])
 def test_exact_law_of_the_joint_state_matches_the_hand_recursion(splitting):
-    """difflab.exact pushes points through the sampler's own step; here the same law from the
+    """difflab.maths.exact pushes points through the sampler's own step; here the same law from the
     explicit matrices, after 25 steps from N(m0, C0) x N(0, I), to round-off."""
     h, gamma, steps = 0.3, 1.7, 25
     s = ULD(GAUSS, h, gamma, splitting)
@@ -83,7 +84,7 @@ def test_stationary_laws_of_the_two_splittings(h):
 
 
 def _stationary_w2(splitting: str, h: float) -> float:
-    """W2 of the position marginal after enough steps to forget the start, by difflab.exact."""
+    """W2 of the position marginal after enough steps to forget the start, by difflab.maths.exact."""
     s = ULD(GAUSS, h, 1.0, splitting)
     m, c, _ = exact.propagate(s, M, S, int(60 / h))
     return gaussian_w2(m, c, M, S)
@@ -131,7 +132,7 @@ def test_cli_run_reports_the_exact_law(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["sample", "uld", "-t", "gaussian", "-n", "300", "--steps", "50", "--friction", "2",
                                  "--splitting", "obabo", "-q"])
     assert r.exit_code == 0, r.output
-    from difflab.io import read_run
+    from difflab.run.io import read_run
 
     rec = read_run(r.stdout.strip())
     assert rec.params["friction"] == 2.0 and rec.params["splitting"] == "obabo"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from difflab import exact, schedules
+from difflab.maths import exact, schedules
 from difflab.samplers.diffusion import DDPM
 from difflab.samplers.ksampler import SOLVERS, KSampler, ancestral, lms_coefficients
 from difflab.targets import GaussianMixture
@@ -331,7 +331,7 @@ REF_STEPS = (16, 9)  # K >= 15 and K < 15: diffusers' lower-order rules differ
 @pytest.mark.parametrize("steps", REF_STEPS)
 @pytest.mark.parametrize("solver, kw", REF_CASES, ids=[f"{s}-{kw}" for s, kw in REF_CASES])
 def test_exact_law_matches_independent_recursion(solver, kw, steps):
-    """difflab's exact law (its own steps pushed through difflab.exact) equals the law of the
+    """difflab's exact law (its own steps pushed through difflab.maths.exact) equals the law of the
     reference algebra run on affine forms, to round-off (Karras grid, 1-D Gaussian): k-diffusion's
     samplers; for dpmpp-3m, unipc and deis diffusers' schedulers in the VE form (deis's weights by
     numerical quadrature of the Lagrange basis, not its closed-form antiderivatives)."""
@@ -394,7 +394,7 @@ Z_MAX = 4.5  # 13 cases x 5 statistics: a 4.5 SE band is passed by chance with p
 
 
 def _mc_vs_exact(ks, target, seed, law_of=None):
-    from difflab import driver
+    from difflab.run import driver
 
     law0 = _law0(ks, target)
     rng = np.random.default_rng(seed)
@@ -495,7 +495,7 @@ def test_every_solver_runs_on_every_schedule_it_allows():
 def _sample(tmp_path, *args):
     from typer.testing import CliRunner
 
-    from difflab.cli import app
+    from difflab.cli.app import app
 
     out = tmp_path / "r.h5"
     res = CliRunner().invoke(app, ["sample", "ksampler", "-t", "gaussian", "-n", "200", "-q", "-o", str(out), *args])
@@ -543,7 +543,7 @@ def test_schedule_alias(tmp_path):
 def test_early_stop_term_is_the_read_out_law():
     """kl_early_stop = KL(p0 || law of E[X | x_delta]) for every solver: the single-step ones (path
     steps, then the read-out) and the multistep ones (no path) agree, and equal the closed form."""
-    from difflab.decomposition import error_terms
+    from difflab.maths.decomposition import error_terms
 
     got = {}
     a, s, t = _grid(10, t_end=0.05)  # a late stop, so that the term is large
@@ -564,7 +564,7 @@ def test_diffusers_variance_and_schedule_names_on_ddpm(tmp_path, monkeypatch):
     import h5py
     from typer.testing import CliRunner
 
-    from difflab.cli import app
+    from difflab.cli.app import app
 
     monkeypatch.chdir(tmp_path)
     args = ["sample", "ddpm", "-t", "gaussian", "-n", "50", "--steps", "5", "-q"]

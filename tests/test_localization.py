@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from difflab import driver, exact
-from difflab.config import load_target
+from difflab.maths import exact
+from difflab.run import driver
 from difflab.samplers import SAMPLERS
 from difflab.targets import GaussianMixture
+from difflab.targets.files import load_target
 
 
 def _rng(seed):
@@ -125,8 +126,8 @@ def test_metric_series_follow_the_running_estimate(tmp_path):
     """Series are taken on E[X | y_t]: the mean error falls along the run instead of growing with t."""
     from typer.testing import CliRunner
 
-    from difflab.cli import app
-    from difflab.io import read_run
+    from difflab.cli.app import app
+    from difflab.run.io import read_run
 
     out = tmp_path / "l.h5"
     r = CliRunner().invoke(app, ["sample", "localization", "-t", "gaussian", "-n", "2000", "--steps", "40",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import linalg, stats
 
-from difflab import metrics
-from difflab.config import load_target
+from difflab.maths import metrics
+from difflab.targets.files import load_target
 
 
 def _rng(seed):
@@ -202,7 +202,7 @@ def test_pairwise_distances_match_scipy_cdist():
 def test_suite_sliced_w2_reuses_the_reference_exactly(n):
     """The suite's cached reference projections give bit for bit the plain sliced_w2 (fewer, equal
     and more particles than reference draws; more are thinned to 10,000 first)."""
-    from difflab.config import load_target
+    from difflab.targets.files import load_target
 
     _, t = load_target("gmm")
     suite = metrics.MetricSuite(t, np.random.default_rng(0))
@@ -214,7 +214,7 @@ def test_suite_sliced_w2_reuses_the_reference_exactly(n):
 
 def test_suite_final_pair_metrics_equal_the_plain_functions():
     """The suite caches the reference's own pair terms; its mmd2 and energy equal the functions'."""
-    from difflab.config import load_target
+    from difflab.targets.files import load_target
 
     _, t = load_target("gmm")
     suite = metrics.MetricSuite(t, np.random.default_rng(0), max_pairwise=500)
@@ -229,7 +229,7 @@ def test_suite_final_pair_metrics_equal_the_plain_functions():
 def test_convergence_warnings_follow_the_thresholds():
     """R-hat > 1.01 warns when bulk-ESS >= 400; with fewer effective draws only R-hat > 1.1 does,
     and the ESS warning says why; a run that passes both, or has no diagnostics, gets none."""
-    from difflab.analysis import convergence_warnings
+    from difflab.results.analysis import convergence_warnings
 
     assert convergence_warnings({"r_hat_max": 1.005, "ess_bulk_min": 900.0}) == []
     assert convergence_warnings({"exact_w2": 0.1}) == []
@@ -250,7 +250,7 @@ def test_a_stuck_mala_run_warns_and_a_mixed_one_does_not(tmp_path):
     5,000 steps and 100 frames passes both checks (negative control)."""
     from typer.testing import CliRunner
 
-    from difflab.cli import app
+    from difflab.cli.app import app
 
     runner = CliRunner()
     res = runner.invoke(app, ["sample", "mala", "-q", "-o", str(tmp_path / "a.h5")])

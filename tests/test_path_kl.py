@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from difflab import exact
-from difflab.decomposition import error_terms, exact_kl_steps, mc_kl_step, path_of
+from difflab.maths import exact
+from difflab.maths.decomposition import error_terms, exact_kl_steps, mc_kl_step, path_of
 from difflab.samplers import SAMPLERS
 from difflab.targets import GaussianMixture
 from difflab.targets.perturbed import PerturbedScore
@@ -221,7 +221,7 @@ def test_the_bound_holds_in_every_configuration_of_the_grid():
         if not terms["kl_delta"] <= terms["kl_path"] * (1 + 1e-12) + 1e-14:
             failures.append((name, given, kind, steps, terms))
         if kind == "none" and sampler.n_steps > len(path_of(sampler)):
-            from difflab.decomposition import _ideal_output
+            from difflab.maths.decomposition import _ideal_output
 
             mean, cov, _ = exact.propagate(sampler, *law0, sampler.n_steps)
             ideal = _ideal_output(sampler, GAUSS, len(path_of(sampler)), path_of(sampler)[-1].to)
@@ -326,7 +326,7 @@ def test_w2_triangle_inequality_holds_for_the_flows():
 def test_exact_flow_map_carries_p1_to_p_delta():
     """The exact flow map's push-forward of p_1 is p_delta (so w2_prior vanishes for the matched
     prior), and a fine rk4 solve of the ODE agrees with the map: the map is the flow's."""
-    from difflab.decomposition import flow_map
+    from difflab.maths.decomposition import flow_map
 
     sampler, _ = build("pflow", GAUSS, 400, solver="rk4", early_stop=0.05)
     steps = path_of(sampler)
@@ -346,7 +346,7 @@ def test_naive_reward_guidance_gets_the_exact_path_kl_and_the_bound_holds():
     target: the exact branch applies (no standard error), it equals the direct joint-path KL, and
     KL(p_delta || state) <= kl_path; the exact h-transform (the tilted target's own score) has a
     smaller kl_path."""
-    from difflab.config import build_target, parse_target
+    from difflab.targets import build_target, parse_target
     from difflab.targets.perturbed import RewardGuided
 
     text = "kind: gaussian\nmean: [0.0, 1.0]\ncov: [[1.0, 0.5], [0.5, 2.0]]\ntilt: {lambda: 1.5, b: [1.0, 0.0]}\n"

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
+from difflab.cli.app import app
 
 pytest.importorskip("matplotlib")
-from difflab.config import load_target
-from difflab.io import read_run
-from difflab.plot import _marginal2, empirical_pmf, figure_size
+from difflab.results.plot import _marginal2, empirical_pmf, figure_size
+from difflab.run.io import read_run
+from difflab.targets.files import load_target
 
 runner = CliRunner()
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
-from difflab import exact
-from difflab.io import read_run
+from difflab.maths import exact
+from difflab.run.io import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -198,8 +198,8 @@ def test_a_user_score_is_measured_against_its_reference(tmp_path):
                 "--trajectory-particles", "40", "--save-every", "1", "-q", "-o", "m.h5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rec = read_run(tmp_path / "m.h5", trajectory=True, series=True)
-    from difflab.config import load_target
-    from difflab.schedules import ddpm_grid, make_schedule
+    from difflab.maths.schedules import ddpm_grid, make_schedule
+    from difflab.targets.files import load_target
 
     exact_target = load_target("gaussian")[1]
     alphas, sigmas, _ = ddpm_grid(make_schedule(rec.params), 10)
@@ -223,7 +223,7 @@ def test_the_learned_ring_score_example(tmp_path):
     learned = dl.sample("ddpm", target=str(EXAMPLES / "learned_score" / "ring-learned.yaml"), particles=2000,
                         steps=50, trajectory_particles=2000, save_every=1, seed=3)
     exact_run = dl.sample("ddpm", target="gmm", particles=2000, steps=50, seed=3)
-    from difflab.schedules import VPLinear, ddpm_grid
+    from difflab.maths.schedules import VPLinear, ddpm_grid
 
     ring = dl.load_target("gmm")
     alphas, sigmas, _ = ddpm_grid(VPLinear(), 50)

@@ -16,9 +16,9 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from difflab import driver
-from difflab.config import load_target
+from difflab.run import driver
 from difflab.samplers import SAMPLERS
+from difflab.targets.files import load_target
 
 RING = load_target("gmm")[1]
 RAND50 = load_target("gmm50")[1]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from difflab.samplers.ksampler import KSampler
 from difflab.api import load_target
+from difflab.samplers.ksampler import KSampler
 
 pytestmark = pytest.mark.reference
 torch = pytest.importorskip("torch")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from difflab import driver
-from difflab.config import load_target
+from difflab.run import driver
 from difflab.samplers.langevin import MALA, ULA, StepSizeAdapter
 from difflab.targets import GaussianMixture
+from difflab.targets.files import load_target
 
 Z = 4.0
 M = np.array([0.0, 1.0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.io import SCHEMA_VERSION, read_run
+from difflab.cli.app import app
+from difflab.run.io import SCHEMA_VERSION, read_run
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("h5netcdf")

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.config import shipped_targets
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.io import read_run
-from difflab.settings import apply_target_sets, parse_assignment
+from difflab.run.io import read_run
+from difflab.run.settings import parse_assignment
+from difflab.targets.files import apply_target_sets, shipped_targets
 
 runner = CliRunner()
 FAST = ["--particles", "50", "-q"]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.io import read_run
-from difflab.sweep import expand
+from difflab.run.io import read_run
+from difflab.run.sweep import expand
 
 runner = CliRunner()
 SPEC = """sampler: ula
@@ -156,14 +156,14 @@ def test_dask_failures_are_listed(tmp_path, monkeypatch, dask_cluster):
 def test_dask_bad_address_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("difflab.sweep.DASK_TIMEOUT_S", 1)
+    monkeypatch.setattr("difflab.run.sweep.DASK_TIMEOUT_S", 1)
     r = _sweep(tmp_path, SPEC, "--dask", "tcp://127.0.0.1:1")
     assert r.exit_code == 2 and "--dask: cannot connect to the scheduler at 'tcp://127.0.0.1:1'" in r.output, r.output
     assert not (tmp_path / "runs").exists()
 
 
 def test_one_display_counts_every_finished_run():
-    from difflab.report import sweep_display as _sweep_display
+    from difflab.cli.report import sweep_display as _sweep_display
 
     progress, on_done = _sweep_display(3, live=True)
     with progress:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from difflab.config import load_target
 from difflab.targets import GaussianMixture
+from difflab.targets.files import load_target
 
 
 def _random_spd(rng, d):

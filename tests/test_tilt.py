@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from difflab.cli import app
-from difflab.config import build_target, load_target, parse_target
+from difflab.cli.app import app
 from difflab.errors import ConfigError
-from difflab.io import read_run
+from difflab.run.io import read_run
+from difflab.targets import build_target, parse_target
+from difflab.targets.files import load_target
 from difflab.targets.mixture import GaussianMixture, tilt_mixture
 
 BIMODAL = """kind: gmm
@@ -145,11 +146,10 @@ def test_naive_guided_pflow_law_against_an_independent_ode():
     both miss the tilted mean (the bias)."""
     from scipy.integrate import solve_ivp
 
-    from difflab import exact
+    from difflab.maths import exact
+    from difflab.maths.schedules import VPLinear, alpha_sigma, time_grid
     from difflab.samplers import SAMPLERS
     from difflab.samplers.diffusion import PFlow
-    from difflab.schedules import time_grid
-    from difflab.schedules import VPLinear, alpha_sigma
     from difflab.targets.perturbed import RewardGuided
 
     lam, b = 0.5, np.array([1.0, 0.0])
@@ -208,8 +208,8 @@ def test_naive_guidance_needs_a_tilted_target(tmp_path):
 # ------------------------------------------------------------------ SMC (twisted Feynman-Kac)
 def _smc_runs(lam, n, seeds, steps=50, proposal="base"):
     """(final means (R, d), Z estimates (R,)) of smc runs on the tilted 2-D Gaussian."""
-    from difflab import driver
-    from difflab.sampling import _initial
+    from difflab.run import driver
+    from difflab.run.sampling import _initial
     from difflab.samplers import SAMPLERS
 
     spec, tilted, _ = _tilted_gaussian(lam)
@@ -255,7 +255,7 @@ def test_smc_error_shrinks_with_particles_while_naive_guidance_stays_biased():
     assert -0.7 < slope < -0.3, (rmse, slope)
     iid = np.sqrt(np.trace(tilted.cov) / ns[-1])  # RMSE of the mean of n exact draws
     assert rmse[-1] < 3 * iid  # weights and resampling cost efficiency (measured: 1.6 x the i.i.d. RMSE)
-    from difflab import exact
+    from difflab.maths import exact
     from difflab.samplers import SAMPLERS
     from difflab.targets.perturbed import RewardGuided
 

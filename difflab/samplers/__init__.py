@@ -10,10 +10,9 @@ derived from these entries. A module is imported when its entry is first asked f
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
-
-from difflab.errors import ConfigError
+from difflab.contracts.sampler import SamplerEntry
+from difflab.errors import ConfigError, suggest
+from difflab.registry import Registry
 
 _TABLE = {  # name: (module in difflab.samplers, its entry)
     "ula": ("langevin", "ULA_ENTRY"),
@@ -28,60 +27,16 @@ _TABLE = {  # name: (module in difflab.samplers, its entry)
     "discrete": ("discrete", "DISCRETE_ENTRY"),
     "gibbs": ("discrete", "GIBBS_ENTRY"),
 }
-GROUP = "difflab.samplers"  # the entry-point group of installed plug-ins
-_REGISTERED: dict = {}  # name: entry, registered in this process
+SAMPLERS = Registry("sampler", "difflab.samplers", _TABLE, "difflab.samplers", SamplerEntry)
+register = SAMPLERS.register
+is_builtin = SAMPLERS.is_builtin
 
 
-def _installed() -> dict:
-    """Entry points of installed plug-ins, name: entry point (loaded only when asked for)."""
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group=GROUP) if ep.name not in _TABLE}
-
-
-class _Registry(Mapping):
-    """name -> SamplerEntry, importing the entry's module on first access."""
-
-    def __getitem__(self, name: str):
-        if name in _REGISTERED:
-            return _REGISTERED[name]
-        if name in _TABLE:
-            module, entry = _TABLE[name]
-            return vars(importlib.import_module(f"difflab.samplers.{module}"))[entry]
-        installed = _installed()
-        if name not in installed:
-            raise KeyError(name)  # the Mapping protocol (`in` relies on it); entry_of names unknown samplers
-        from difflab.plugins import checked_entry
-
-        entry = checked_entry(lambda: installed[name].load(), f"plug-in {installed[name].value}", name)
-        _REGISTERED[name] = entry
-        return entry
-
-    def __iter__(self):
-        return iter(dict.fromkeys([*_TABLE, *_installed(), *_REGISTERED]))
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
-
-
-SAMPLERS = _Registry()
-
-
-def register(entry, source: str = "the Python API") -> str:
-    """Make a sampler entry available by its name in this process; returns the name."""
-    from difflab.contracts import SamplerEntry
-
-    if not isinstance(entry, SamplerEntry):
-        raise ConfigError(f"sampler: {source}: expected a difflab.contracts.SamplerEntry, got "
-                          f"{type(entry).__name__}")
-    if entry.name in _TABLE:
-        raise ConfigError(f"sampler: {source}: '{entry.name}' is a built-in sampler's name; choose another")
-    known = _REGISTERED.get(entry.name)
-    if known is not None and known is not entry:
-        raise ConfigError(f"sampler: {source}: another sampler named '{entry.name}' is already registered")
-    _REGISTERED[entry.name] = entry
-    return entry.name
-
-
-def is_builtin(name: str) -> bool:
-    return name in _TABLE
+def entry_of(name):
+    """The registry entry of a sampler name (a ``SamplerEntry`` given by the Python API is its own)."""
+    if isinstance(name, SamplerEntry):
+        return name
+    if name not in SAMPLERS:
+        raise ConfigError(f"sampler: unknown sampler '{name}'{suggest(name, SAMPLERS)}; expected one of "
+                          f"{', '.join(SAMPLERS)}")
+    return SAMPLERS[name]

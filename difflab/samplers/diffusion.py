@@ -2,7 +2,7 @@
 the reverse SDE (with an optional Langevin corrector).
 
 Notation: a reverse step goes from time t to an earlier time s on a fixed grid, with
-(a_t, s_t) = (alpha_t, sigma_t) of the schedule (see ``difflab.schedules``), x0_hat = E[X | x_t]
+(a_t, s_t) = (alpha_t, sigma_t) of the schedule (see ``difflab.maths.schedules``), x0_hat = E[X | x_t]
 the target's exact denoiser and eps_hat = (x_t - a_t x0_hat) / s_t the implied noise.
 
 DDPM / DDIM (Ho et al. 2020, eqs. 6-7; Song et al. 2021 "DDIM", eq. 12), in (alpha, sigma) form:
@@ -19,7 +19,7 @@ integrated backward from t = 1 to the early-stop time by Euler, Heun, classical 
 (Lu et al. 2022, Algorithm 1 with r = 1/2, noise-prediction form) or scipy's adaptive RK45.
 
 Every step here except RK45's is affine in x when the target is Gaussian (its denoiser is affine),
-which is what ``difflab.exact`` uses to compute the law of the output exactly.
+which is what ``difflab.maths.exact`` uses to compute the law of the output exactly.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from difflab import schedules
 from difflab.contracts import (
     STEPS,
     AffineStep,
@@ -45,7 +44,8 @@ from difflab.contracts import (
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
-from difflab.schedules import (
+from difflab.maths import schedules
+from difflab.maths.schedules import (
     alpha_sigma,
     half_log_snr,
     reverse_drift,

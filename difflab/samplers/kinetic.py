@@ -23,7 +23,7 @@ molecular sampling"):
 One score evaluation per step: the score at the new position is the next step's first kick, kept
 in the state. The velocities start from N(0, I), drawn from the step stream at the first step.
 With an affine score (a Gaussian target) the step is affine in (x, v) with Gaussian noise, so the
-exact law of the joint state is propagated by ``difflab.exact`` and its position marginal reported.
+exact law of the joint state is propagated by ``difflab.maths.exact`` and its position marginal reported.
 """
 
 from __future__ import annotations

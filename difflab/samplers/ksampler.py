@@ -45,7 +45,7 @@ solver): no K < 15 rule, and its second-order warm-up step is phi_2(h) D1, not t
 
 On a Gaussian target every step is affine in the stacked state plus Gaussian noise independent of
 it (EDM's churn noise enters before the step's affine map, so its covariance is c^2 A A^T), which
-is what ``difflab.exact`` propagates: every fixed-grid solver here reports ``exact_kl`` and
+is what ``difflab.maths.exact`` propagates: every fixed-grid solver here reports ``exact_kl`` and
 ``exact_w2``.
 """
 
@@ -55,7 +55,6 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from difflab import schedules
 from difflab.contracts import (
     STEPS,
     Capabilities,
@@ -70,6 +69,7 @@ from difflab.contracts import (
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
+from difflab.maths import schedules
 from difflab.samplers.diffusion import (
     MODEL_OPTIONS,
     PRIOR_INIT,

@@ -49,8 +49,8 @@ from difflab.contracts import (
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
+from difflab.maths.schedules import localization_grid
 from difflab.samplers.diffusion import DiffusionState, _as_state
-from difflab.schedules import localization_grid
 
 np = lazy("numpy", globals(), "np")
 TRANSITIONS, OUTPUTS = ("gaussian", "em"), ("mean", "y")

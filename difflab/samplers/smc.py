@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab import schedules
 from difflab.contracts import (
     STEPS,
     Capabilities,
@@ -46,6 +45,7 @@ from difflab.contracts import (
 )
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
+from difflab.maths import schedules
 from difflab.samplers.diffusion import PRIOR_INIT
 
 np = lazy("numpy", globals(), "np")
@@ -122,7 +122,7 @@ class TiltSMC:
 
     # -- the sampler interface
     def init(self, x0: np.ndarray) -> SMCState:
-        from difflab.exact import gaussian_log_pdf
+        from difflab.maths.exact import gaussian_log_pdf
 
         xt = np.ascontiguousarray(np.asarray(x0, dtype=np.float64).T)
         log_gamma, x0_hat, _ = self._evaluate(xt, 0)

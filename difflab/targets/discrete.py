@@ -11,10 +11,17 @@ spins. The mask state of absorbing noise is code K, written as NaN.
 
 from __future__ import annotations
 
+import hashlib
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import logsumexp
 
+from difflab.contracts.target import TargetKind
 from difflab.errors import ConfigError
+from difflab.errors import suggest as _suggest
+from difflab.targets.fields import Where, integer, number, require
 
 MAX_STATES = 2**16
 
@@ -60,12 +67,12 @@ class DiscreteTarget:
 
     discrete = True
 
-    def __init__(self, log_weights, alphabet: int, dim: int, *, name: str, kind: str, labels=None):
+    def __init__(self, log_weights, alphabet: int, dim: int, *, name: str, kind: str, labels=None, spec=None):
         logw = np.asarray(log_weights, dtype=np.float64)
         if logw.shape != (alphabet**dim,):
             raise ConfigError(f"log_weights: expected {alphabet**dim} values, got shape {logw.shape}")
         self.name, self.kind = name, kind
-        self.spec = None  # the validated target file it was built from (config.build_target)
+        self.spec = spec  # the validated target file it was built from (difflab.targets.build_target)
         self.K, self.dim = alphabet, dim
         self.n_states = alphabet**dim
         self.log_probs = logw - logsumexp(logw)
@@ -111,3 +118,116 @@ class DiscreteTarget:
         ok = codes < self.K
         out[ok] = self.labels[codes[ok]]
         return out
+
+
+# ---------------------------------------------------------------- the families: kind: ising, potts and pmf
+GRAPHS = ("chain", "ring", "grid", "complete")
+
+
+@dataclass(frozen=True)
+class DiscreteSpec:
+    """A validated discrete target file: the log weights of every state of {0..K-1}^d."""
+
+    name: str
+    kind: str  # 'ising' | 'potts' | 'pmf'
+    alphabet: int
+    dim: int
+    log_weights: tuple  # (K^d,) row-major, coordinate 0 most significant; -inf = probability 0
+    labels: tuple  # (K,) the value written for each code (Ising: -1, +1)
+    source: str
+    text: str
+
+    discrete = True
+
+    def key(self) -> list:
+        digest = hashlib.sha256(np.asarray(self.log_weights, dtype=np.float64).tobytes()).hexdigest()
+        return [self.name, self.kind, self.alphabet, self.dim, digest]
+
+
+def _graph(ctx: Where, doc: dict) -> tuple[int, list]:
+    """(n, edges) of an ising or potts file: n sites on a chain, ring, grid (rows x cols) or
+    complete graph; for a grid n may be omitted (= rows x cols)."""
+    graph = doc.get("graph", "chain")
+    if graph not in GRAPHS:
+        raise ctx.fail("graph", f"unknown graph{_suggest(graph, GRAPHS)}; expected one of {', '.join(GRAPHS)}", graph)
+    rows = cols = 0
+    if graph == "grid":
+        rows = integer(ctx, "rows", require(ctx, doc, "rows", ""), 1)
+        cols = integer(ctx, "cols", require(ctx, doc, "cols", ""), 1)
+        n = integer(ctx, "n", doc.get("n", rows * cols), 1)
+        if n != rows * cols:
+            raise ctx.fail("n", f"must equal rows x cols = {rows * cols} for a grid", n)
+    else:
+        for key in ("rows", "cols"):
+            if key in doc:
+                raise ctx.fail(key, "only for graph: grid", doc[key])
+        n = integer(ctx, "n", require(ctx, doc, "n", ""), 1)
+    _state_space(ctx, "n", 2, n)  # at least two values a site: checked before the edges are built
+    return n, graph_edges(graph, n, rows, cols)
+
+
+def _state_space(ctx: Where, key: str, alphabet: int, dim: int) -> None:
+    if dim * math.log2(max(alphabet, 1)) > math.log2(MAX_STATES):  # without forming a huge integer
+        count = f" = {alphabet**dim}" if dim * math.log2(max(alphabet, 1)) < 64 else ""
+        raise ctx.fail(key, f"the state space has {alphabet}^{dim}{count} states; difflab enumerates "
+                       f"at most {MAX_STATES}", show_got=False)
+
+
+def _discrete(ctx: Where, kind: str, doc: dict):
+    """(alphabet, dim, log_weights, labels) of an ising, potts or pmf file."""
+    if kind == "pmf":
+        k = integer(ctx, "alphabet", require(ctx, doc, "alphabet", ""), 2)
+        d = integer(ctx, "dim", require(ctx, doc, "dim", ""), 1)
+        _state_space(ctx, "dim", k, d)
+        present = [key for key in ("probs", "log_weights") if key in doc]
+        if len(present) != 1:
+            raise ctx.fail("", "a pmf needs exactly one of 'probs' or 'log_weights'", present or None)
+        key = present[0]
+        values = doc[key]
+        if not isinstance(values, list) or len(values) != k**d:
+            got = len(values) if isinstance(values, list) else values
+            raise ctx.fail(key, f"expected a list of alphabet^dim = {k}^{d} = {k**d} numbers (row-major)", got)
+        if key == "probs":
+            p = np.array([number(ctx, f"probs[{i}]", v) for i, v in enumerate(values)])
+            if (p < 0).any():
+                i = int(np.argmax(p < 0))
+                raise ctx.fail(f"probs[{i}]", "must be >= 0", float(p[i]))
+            if abs(p.sum() - 1.0) > 1e-6:
+                raise ctx.fail("probs", "must sum to 1 (use log_weights for unnormalised weights)", float(p.sum()))
+            with np.errstate(divide="ignore"):
+                logw = np.log(p)
+        else:
+            logw = np.array([number(ctx, f"log_weights[{i}]", v) for i, v in enumerate(values)])
+        return k, d, logw, tuple(float(a) for a in range(k))
+    n, edges = _graph(ctx, doc)
+    beta = number(ctx, "beta", doc.get("beta", 1.0))
+    coupling = number(ctx, "coupling", require(ctx, doc, "coupling", ""))
+    if kind == "ising":
+        _state_space(ctx, "n", 2, n)
+        field = number(ctx, "field", doc.get("field", 0.0))
+        return 2, n, ising_log_weights(n, edges, coupling, field, beta), (-1.0, 1.0)
+    q = integer(ctx, "q", require(ctx, doc, "q", ""), 2)
+    _state_space(ctx, "n", q, n)
+    return q, n, potts_log_weights(q, n, edges, coupling, beta), tuple(float(a) for a in range(q))
+
+
+def parse(ctx: Where, doc: dict, name: str, source: str, text: str) -> DiscreteSpec:
+    """A ``kind: ising``, ``potts`` or ``pmf`` file."""
+    k, d, logw, labels = _discrete(ctx, doc["kind"], doc)
+    return DiscreteSpec(name=name, kind=doc["kind"], alphabet=k, dim=d, log_weights=tuple(logw.tolist()),
+                        labels=labels, source=source, text=text)
+
+
+def build(spec: DiscreteSpec) -> DiscreteTarget:
+    return DiscreteTarget(spec.log_weights, spec.alphabet, spec.dim, name=spec.name, kind=spec.kind,
+                          labels=spec.labels, spec=spec)
+
+
+ISING_KIND = TargetKind("ising", "An Ising model on a chain, ring, grid or complete graph (spins -1/+1).",
+                        frozenset({"n", "graph", "rows", "cols", "coupling", "field", "beta"}), parse, build,
+                        discrete=True)
+POTTS_KIND = TargetKind("potts", "A q-state Potts model on a chain, ring, grid or complete graph.",
+                        frozenset({"q", "n", "graph", "rows", "cols", "coupling", "beta"}), parse, build,
+                        discrete=True)
+PMF_KIND = TargetKind("pmf", "An explicit pmf on {0..K-1}^d: probs or log_weights, row-major.",
+                      frozenset({"alphabet", "dim", "probs", "log_weights"}), parse, build, discrete=True)

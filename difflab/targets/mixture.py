@@ -41,11 +41,27 @@ Identities implemented (p_{alpha,sigma} is the law of Y):
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from difflab.contracts.target import TargetKind
 from difflab.errors import DifflabError
+from difflab.targets.fields import (
+    Where,
+    check_keys,
+    check_size,
+    covariance,
+    integer,
+    mapping,
+    normalised_weights,
+    number,
+    require,
+    vector,
+)
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -69,11 +85,15 @@ class GaussianMixture:
     means : (K, d) array.
     covs : (K, d, d) array of symmetric positive definite matrices.
     name, kind : labels ('gaussian' for K = 1 built from a ``kind: gaussian`` file, else 'gmm').
+    untilted, reward, tilt_log_z : a reward-tilted target's untilted mixture, its reward
+        (lambda, b, A) and log E exp(lambda r(X)) (the target contract's declarations).
+    classes : {name: component indices} (guidance); spec : the target file it was built from.
 
     All methods take batches ``x`` of shape (n, d) (a single point (d,) is also accepted).
     """
 
-    def __init__(self, weights, means, covs, *, name: str = "target", kind: str = "gmm"):
+    def __init__(self, weights, means, covs, *, name: str = "target", kind: str = "gmm", untilted=None,
+                 reward: tuple = (), tilt_log_z: float | None = None, classes: dict | None = None, spec=None):
         w = np.asarray(weights, dtype=np.float64)
         self.weights = w / w.sum()
         self.means = np.atleast_2d(np.asarray(means, dtype=np.float64))
@@ -97,9 +117,10 @@ class GaussianMixture:
         self._centre = self.weights @ self.means  # (d,): the diagonal hot path works relative to it
         self._off_centre = bool(np.any(self._centre != 0.0))
         self._diag_cache = self._prec_cache = None
-        # Declarations of the target contract (difflab.contracts); a tilted or classed file sets the last three.
-        self.untilted, self.reward, self.tilt_log_z, self.classes = None, (), None, {}
-        self.spec = None  # the validated target file it was built from (config.build_target)
+        # Declarations of the target contract (difflab.contracts.target)
+        self.untilted, self.reward, self.tilt_log_z = untilted, reward, tilt_log_z
+        self.classes = dict(classes or {})
+        self.spec = spec
         if self._diagonal:
             self.eigvals = np.diagonal(self.covs, axis1=1, axis2=2).copy()
             self.eigvecs = np.broadcast_to(np.eye(d), (K, d, d)).copy()
@@ -108,9 +129,21 @@ class GaussianMixture:
 
     discrete = False
     has_noised_law = True  # every noise level in closed form
+    has_marginals = True  # a mixture's marginals are mixtures
     has_log_prob = True
     exact = True  # exact posterior and noised densities
     exact_score = True
+
+    @property
+    def components(self) -> GaussianMixture:
+        """The component view of the target contract: a mixture is its own."""
+        return self
+
+    def marginal(self, coords) -> GaussianMixture:
+        """The exact law of the coordinates ``coords`` (a mixture of the components' marginals)."""
+        idx = np.asarray(coords, dtype=np.int64)
+        return GaussianMixture(self.weights, self.means[:, idx], self.covs[:, idx][:, :, idx], name=self.name,
+                               kind=self.kind)
 
     @property
     def is_gaussian(self) -> bool:
@@ -480,3 +513,193 @@ def tilt_mixture(weights, means, covs, lam: float, b, a):
     logw = np.array(logw)
     log_z = float(logsumexp(logw))
     return np.exp(logw - log_z), out_m, out_c, log_z
+
+
+# ---------------------------------------------------------------- the families: kind: gaussian and kind: gmm
+@dataclass(frozen=True)
+class MixtureSpec:
+    """A validated ``kind: gaussian`` or ``kind: gmm`` file: everything needed to rebuild the target."""
+
+    name: str
+    kind: str  # 'gaussian' | 'gmm'
+    weights: tuple  # (K,) normalised
+    means: tuple  # (K, d)
+    covs: tuple  # (K, d, d)
+    source: str  # the path or shipped name it was read from
+    text: str  # the file's YAML text, stored in run files
+    # With a tilt: block the fields above are the tilted target; these keep the untilted one and
+    # the reward (lambda, b, A), for samplers that steer the untilted process (reward guidance).
+    untilted: tuple = ()  # (weights, means, covs) or ()
+    reward: tuple = ()  # (lambda, b or None, A or None) or ()
+    log_z: float = 0.0  # with a tilt: log E_p[exp(lambda r(X))], the exact normaliser
+    classes: tuple = ()  # ((name, (component indices...)), ...): labelled groups of components
+
+    discrete = False
+
+    def key(self) -> list:
+        """What identifies the target in a run's hash."""
+        key = [self.name, self.weights, self.means, self.covs]
+        return key + [self.classes] if self.classes else key
+
+
+_BLOCK_KEYS = {
+    "components[]": {"weight", "mean", "cov"},
+    "ring": {"k", "radius", "std"},
+    "random": {"k", "dim", "seed"},
+    "tilt": {"lambda", "b", "A"},
+}
+
+
+def _gaussian(ctx: Where, doc: dict):
+    mean = vector(ctx, "mean", require(ctx, doc, "mean", ""))
+    check_size(ctx, "mean", 1, len(mean))
+    cov = covariance(ctx, "cov", require(ctx, doc, "cov", ""), len(mean))
+    return [1.0], [mean], [cov.tolist()]
+
+
+def _components(ctx: Where, comps: Any):
+    if not isinstance(comps, list) or not comps:
+        raise ctx.fail("components", "expected a non-empty list of {weight, mean, cov}", comps)
+    means, covs, raw_w = [], [], []
+    dim = None
+    for i, comp in enumerate(comps):
+        p = f"components[{i}]"
+        comp = mapping(ctx, p, comp)
+        check_keys(ctx, comp, _BLOCK_KEYS["components[]"], p)
+        raw_w.append((f"{p}.weight", require(ctx, comp, "weight", p)))
+        mean = vector(ctx, f"{p}.mean", require(ctx, comp, "mean", p))
+        if dim is None:
+            dim = len(mean)
+            check_size(ctx, "components", len(comps), dim)
+        elif len(mean) != dim:
+            raise ctx.fail(f"{p}.mean", f"expected dimension {dim} like components[0].mean", len(mean))
+        covs.append(covariance(ctx, f"{p}.cov", require(ctx, comp, "cov", p), dim).tolist())
+        means.append(mean)
+    return normalised_weights(ctx, raw_w), means, covs
+
+
+def _ring(ctx: Where, block: Any):
+    block = mapping(ctx, "ring", block)
+    check_keys(ctx, block, _BLOCK_KEYS["ring"], "ring")
+    k = integer(ctx, "ring.k", require(ctx, block, "k", "ring"), 1)
+    check_size(ctx, "ring.k", k, 2)
+    radius = number(ctx, "ring.radius", require(ctx, block, "radius", "ring"))
+    std = number(ctx, "ring.std", require(ctx, block, "std", "ring"))
+    if radius < 0:
+        raise ctx.fail("ring.radius", "must be >= 0", radius)
+    if std <= 0:
+        raise ctx.fail("ring.std", "must be > 0", std)
+    angles = [2.0 * math.pi * j / k for j in range(k)]
+    means = [[radius * math.cos(a), radius * math.sin(a)] for a in angles]
+    covs = [[[std * std, 0.0], [0.0, std * std]] for _ in range(k)]
+    return [1.0 / k] * k, means, covs
+
+
+def _random(ctx: Where, block: Any):
+    """The benchmark recipe: default_rng(seed); per component mu = N(0, I),
+    A = N(0, 1)^(d x d), Sigma = 0.5 (I + A A^T / d); weights proportional to 1, 2, ..., k."""
+    block = mapping(ctx, "random", block)
+    check_keys(ctx, block, _BLOCK_KEYS["random"], "random")
+    k = integer(ctx, "random.k", require(ctx, block, "k", "random"), 1)
+    d = integer(ctx, "random.dim", require(ctx, block, "dim", "random"), 1)
+    seed = integer(ctx, "random.seed", require(ctx, block, "seed", "random"), 0)
+    check_size(ctx, "random", k, d)
+    rng = np.random.default_rng(seed)
+    means, covs = [], []
+    for _ in range(k):
+        means.append(rng.standard_normal(d).tolist())
+        a = rng.standard_normal((d, d))
+        covs.append((0.5 * (np.eye(d) + a @ a.T / d)).tolist())
+    total = k * (k + 1) / 2
+    return [(j + 1) / total for j in range(k)], means, covs
+
+
+def _tilt(ctx: Where, block: Any, weights, means, covs):
+    """The target times exp(lambda r(x)), r(x) = b^T x - x^T A x / 2: again a mixture (closed form)."""
+    block = mapping(ctx, "tilt", block)
+    check_keys(ctx, block, _BLOCK_KEYS["tilt"], "tilt")
+    lam = number(ctx, "tilt.lambda", require(ctx, block, "lambda", "tilt"))
+    d = len(means[0])
+    if "b" not in block and "A" not in block:
+        raise ctx.fail("tilt", "needs a reward: b (linear part) and/or A (quadratic part)", show_got=False)
+    b = None
+    if "b" in block:
+        b = vector(ctx, "tilt.b", block["b"])
+        if len(b) != d:
+            raise ctx.fail("tilt.b", f"expected {d} entries to match the target's dimension", len(b))
+    a = covariance(ctx, "tilt.A", block["A"], d, positive=False) if "A" in block else None
+    try:
+        tilted = tilt_mixture(weights, means, covs, lam, b, a)
+    except NotPositiveDefinite as exc:
+        k, lowest = exc.args
+        raise ctx.fail("tilt.A", f"the tilted precision Sigma^-1 + lambda A of component {k} is not positive "
+                       f"definite (smallest eigenvalue {lowest:.3g}); lower lambda or A", show_got=False) from None
+    weights, means, covs, log_z = tilted
+    reward = (lam, b, None if a is None else a.tolist())
+    return ([float(w) for w in weights], [np.asarray(m).tolist() for m in means],
+            [np.asarray(c).tolist() for c in covs], reward, log_z)
+
+
+def _classes(ctx: Where, block: Any, n_components: int) -> tuple:
+    """``classes: {name: [component indices]}``: non-empty, disjoint groups of components (they
+    need not cover every component)."""
+    block = mapping(ctx, "classes", block)
+    if not block:
+        raise ctx.fail("classes", "expected at least one class, e.g. {left: [0, 1], right: [2]}", block)
+    seen: dict[int, str] = {}
+    out = []
+    for name, members in block.items():
+        key = f"classes.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise ctx.fail("classes", "class names must be words of letters, digits, '_', '.', '+' or '-'", name)
+        if isinstance(members, int) and not isinstance(members, bool):
+            members = [members]
+        if not isinstance(members, list) or not members:
+            raise ctx.fail(key, "expected a non-empty list of component indices", members)
+        for i, m in enumerate(members):
+            if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < n_components:
+                raise ctx.fail(f"{key}[{i}]", f"expected a component index in 0..{n_components - 1}", m)
+            if m in seen:
+                raise ctx.fail(f"{key}[{i}]", f"component {m} is already in class '{seen[m]}'; classes must be "
+                               "disjoint", show_got=False)
+            seen[m] = name
+        out.append((name, tuple(members)))
+    return tuple(out)
+
+
+def parse(ctx: Where, doc: dict, name: str, source: str, text: str) -> MixtureSpec:
+    """A ``kind: gaussian`` (``mean``, ``cov``) or ``kind: gmm`` file (exactly one of
+    ``components``, ``ring``, ``random``; ``classes``), either with an optional ``tilt``."""
+    kind = doc["kind"]
+    if kind == "gaussian":
+        weights, means, covs = _gaussian(ctx, doc)
+    else:
+        present = [k for k in ("components", "ring", "random") if k in doc]
+        if len(present) != 1:
+            raise ctx.fail("", "a gmm needs exactly one of 'components', 'ring' or 'random'", present or None)
+        builder = {"components": _components, "ring": _ring, "random": _random}[present[0]]
+        weights, means, covs = builder(ctx, doc[present[0]])
+    untilted, reward, log_z = (), (), 0.0
+    if "tilt" in doc:
+        untilted = (tuple(weights), tuple(map(tuple, means)), tuple(tuple(map(tuple, c)) for c in covs))
+        weights, means, covs, reward, log_z = _tilt(ctx, doc["tilt"], weights, means, covs)
+    classes = _classes(ctx, doc["classes"], len(weights)) if "classes" in doc else ()
+    return MixtureSpec(
+        name=name, kind=kind, weights=tuple(weights), means=tuple(map(tuple, means)),
+        covs=tuple(tuple(map(tuple, c)) for c in covs), source=source, text=text,
+        untilted=untilted, reward=reward, log_z=log_z, classes=classes,
+    )
+
+
+def build(spec: MixtureSpec) -> GaussianMixture:
+    """The target of a validated file; a tilted one knows its untilted law, reward and normaliser."""
+    untilted = GaussianMixture(*spec.untilted, name=spec.name, kind=spec.kind) if spec.reward else None
+    return GaussianMixture(spec.weights, spec.means, spec.covs, name=spec.name, kind=spec.kind, untilted=untilted,
+                           reward=spec.reward, tilt_log_z=spec.log_z if spec.reward else None,
+                           classes={name: list(members) for name, members in spec.classes}, spec=spec)
+
+
+GAUSSIAN_KIND = TargetKind("gaussian", "One Gaussian N(mean, cov) (exact output laws apply).",
+                           frozenset({"mean", "cov", "tilt"}), parse, build)
+GMM_KIND = TargetKind("gmm", "A Gaussian mixture: components, a ring or a random recipe; tilt, classes.",
+                      frozenset({"components", "ring", "random", "tilt", "classes"}), parse, build)

@@ -52,12 +52,13 @@ class UserScore(ScoreWrapper):
     and every metric its exact law. The function takes x as (n, d) (with ``noised``, also alpha and
     sigma: the score of alpha X + sigma Z) and returns (n, d): one call per step, all particles."""
 
+    kind = "score"
     has_log_prob = False  # MALA needs a log density
     exact = False  # no exact posterior or noised density (localization, smc, --likelihood)
 
-    def __init__(self, reference, fn, noised: bool, ref: str):
+    def __init__(self, reference, fn, noised: bool, ref: str, spec=None):
         super().__init__(reference, affine_score=False)
-        self.fn, self.has_noised_law, self.ref = fn, noised, ref
+        self.fn, self.has_noised_law, self.ref, self.spec = fn, noised, ref, spec
 
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         from difflab.errors import PluginError

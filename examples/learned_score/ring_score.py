@@ -40,7 +40,7 @@ def _skip(y: np.ndarray, alpha, sigma) -> np.ndarray:
 
 def _fit():
     import difflab
-    from difflab.schedules import VPLinear, alpha_sigma
+    from difflab.maths.schedules import VPLinear, alpha_sigma
 
     rng = np.random.Generator(np.random.SFC64(SEED))
     target = difflab.load_target("gmm")

@@ -31,8 +31,9 @@ from pathlib import Path
 
 from difflab import yamlio
 from difflab.errors import ConfigError, DifflabError, suggest
-from difflab.settings import NOT_SETTABLE, options_of, parse_target_sets
-from difflab.settings import coerce as _coerce
+from difflab.run.io import is_finished
+from difflab.run.settings import NOT_SETTABLE, options_of, parse_target_sets
+from difflab.run.settings import coerce as _coerce
 
 SPEC_KEYS = ("sampler", "set", "grid", "zip")
 TARGET = "target_set"  # target_set: {path: value} in set; target_set.PATH: [values] in grid and zip
@@ -159,7 +160,7 @@ def _run_in_worker(sampler: str, args: dict) -> tuple[str, str, str]:
     """``run_one`` in a worker process, interruptible by SIGINT while it runs."""
     import signal
 
-    from difflab import sampling as sample_mod
+    from difflab.run import sampling as sample_mod
 
     _WORKER["busy"] = True
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -178,7 +179,7 @@ def _run_in_worker(sampler: str, args: dict) -> tuple[str, str, str]:
 
 def run_one(sampler: str, args: dict) -> tuple[str, str, str]:
     """Prepare and execute one run in this process: (path, status, error message or '')."""
-    from difflab import sampling as sample_mod
+    from difflab.run import sampling as sample_mod
 
     opts = sample_mod.options_from_args(sampler, args)
     try:
@@ -233,7 +234,7 @@ def run_until_stopped(todo: list, on_done, *, jobs: int = 1, dask: str | None = 
 
 
 def _run_serial(todo: list, on_done) -> None:
-    from difflab import sampling as sample_mod
+    from difflab.run import sampling as sample_mod
 
     for run, _ in todo:
         try:
@@ -331,7 +332,7 @@ def _run_dask(todo: list, on_done, address) -> None:
 
 def preflight(runs: list[Run]):
     """Validate every run before any starts: (to_run, skipped paths, errors, duplicate count)."""
-    from difflab import sampling as sample_mod
+    from difflab.run import sampling as sample_mod
 
     todo, skipped, errors, seen = [], [], [], set()
     for run in runs:
@@ -344,7 +345,7 @@ def preflight(runs: list[Run]):
         if path in seen:  # the same settings twice (e.g. a repeated value): one run
             continue
         if path.is_file():
-            if _finished(path):
+            if is_finished(path):
                 skipped.append(str(path))
                 continue
             run = replace(run, args={**run.args, "force": True})  # an interrupted run: do it again
@@ -352,16 +353,6 @@ def preflight(runs: list[Run]):
         todo.append((run, path))
     return todo, skipped, errors
 
-
-def _finished(path: Path) -> bool:
-    """A run file that holds a finished run (complete or diverged: re-running gives the same)."""
-    from difflab.errors import RunFileError
-    from difflab.io import read_run
-
-    try:
-        return read_run(path).attrs.get("status") in ("complete", "diverged")
-    except RunFileError:
-        return False
 
 
 def describe(run: Run) -> str:

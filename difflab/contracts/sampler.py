@@ -1,4 +1,4 @@
-"""The contracts every part of difflab is written against: samplers, their options, targets.
+"""The sampler contract: what a sampler provides and declares, its options and registry entry.
 
 Everything else reads these declarations; nothing probes objects with ``hasattr``. The module
 imports no numpy, so declarations (and ``--help``) are read without loading the numerical stack.
@@ -23,7 +23,7 @@ Sampler
 * ``affine``: on a target with an affine score (a Gaussian), step k is
   ``deterministic(xt, k) + noise`` with ``deterministic`` affine in ``xt`` and the noise Gaussian,
   independent of the state, with covariance ``noise_cov(k)`` (a float v for v I, or a (d, d)
-  array). ``difflab.exact`` then propagates the exact law of the state.
+  array). ``difflab.maths.exact`` then propagates the exact law of the state.
 * ``diffusion``: a reverse diffusion on a schedule, with ``schedule``, ``times``, ``start`` and
   ``end`` ((alpha, sigma) at the first and last grid time), ``output`` ('sample': x at the end;
   'denoised': E[X | x_end]) and ``start_law(prior)``, the Gaussian (mean, cov) it starts from.
@@ -33,18 +33,6 @@ Sampler
 * ``adapts_step_size``: a ``step_size`` field and ``with_step_size(h)`` (warm-up adaptation).
 * discrete samplers: ``law_step(q, k)`` (the exact law, one step on), ``noised_law(k)``,
   ``timed``, ``n_noisy``.
-
-Target
-------
-Continuous: ``dim``, ``mean``, ``cov``, ``sample(rng, n)``, ``log_prob_and_score_t(xt)``,
-``score_t(xt, alpha=1, sigma=0)``, and the declarations ``is_gaussian`` (one Gaussian: exact laws
-apply), ``has_noised_law`` (``score_t``, ``log_prob_and_score_t``, ``denoiser``, ``noised_log_prob``
-at any (alpha, sigma): diffusion samplers need it), ``affine_score`` and ``exact_score`` (False for
-a deliberately wrong score, which then offers ``score_error_sq(xt, alpha, sigma)`` and ``base``, the
-exact target), ``has_log_prob`` (MALA needs it), ``exact`` (exact posteriors and noised densities:
-localization, smc and ``--likelihood`` need them; False for a user's ``kind: score``), ``reward``
-(the tilt (lambda, b, A) or ``()``), ``classes`` ({name: components}).
-Discrete: ``discrete = True``, ``K``, ``dim``, ``n_states``, ``probs``, ``sample(rng, n)``.
 """
 
 from __future__ import annotations
@@ -94,7 +82,7 @@ class AffineStep:
 @dataclass(frozen=True)
 class PathStep:
     """What one step of a reverse sampler approximates: the optional ``path_step(k)`` of a sampler
-    (``difflab.decomposition``'s KL telescoping and flow split read it).
+    (``difflab.maths.decomposition``'s KL telescoping and flow split read it).
 
     ``frm`` and ``to`` are the (alpha, sigma) of the forward process x = alpha X + sigma Z at the
     step's start and end state (SNR(to) >= SNR(frm); (0, 0) is localization's y_0 = 0). With
@@ -295,57 +283,3 @@ STEPS = Option("steps", 1000, int, "Number of sampler steps (after any warm-up).
 
 def init_option(*choices: str, help: str) -> Option:
     return Option("init", choices[0], str, help, choices=choices)
-
-
-# ---------------------------------------------------------------- which sampler runs on which target
-@dataclass(frozen=True)
-class TargetFeatures:
-    """What a target file offers, for the compatibility check (from its validated spec)."""
-
-    source: str
-    kind: str
-    discrete: bool
-    noised_law: bool
-    reward: bool
-    classes: tuple = field(default=())
-    log_prob: bool = True  # a log density (MALA's accept/reject)
-    exact: bool = True  # exact posterior and noised densities: not a user's score
-
-
-def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> None:
-    """Refuse, with one line naming the target, a sampler that may not run on it. The one place
-    this is decided: the entry's target kind and needs, and the needs of its parameters
-    (naive reward guidance needs a reward, guidance a class)."""
-    wants_discrete = entry.target_kind == "discrete"
-    if wants_discrete != t.discrete:
-        kind = "discrete" if t.discrete else "continuous"
-        wanted = "discrete targets (ising, potts, pmf)" if wants_discrete else "continuous targets (gaussian, gmm)"
-        raise ConfigError(f"--target: {t.source} is a {kind} target (kind: {t.kind}); {entry.name} runs on "
-                          f"{wanted}, not on it")
-    if "noised_law" in entry.needs and not t.noised_law:
-        raise ConfigError(f"--target: {entry.name} needs a target with a closed-form noised law; {t.source} has none")
-    if "log_prob" in entry.needs and not t.log_prob:
-        raise ConfigError(f"--target: {entry.name} needs a log density; {t.source} gives a score alone")
-    if "exact" in entry.needs and not t.exact:
-        raise ConfigError(f"--target: {entry.name} needs the exact posterior of a closed-form target; {t.source} "
-                          f"is a score of your own")
-    if not t.exact:
-        clash = [f for f, on in (("--score-error", params.get("score_error", 0) > 0),
-                                 ("--reward-guidance naive", params.get("reward_guidance") == "naive"),
-                                 ("--guidance", params.get("guidance", "none") != "none"),
-                                 ("--likelihood", bool(params.get("likelihood")))) if on]
-        if clash:
-            raise ConfigError(f"{clash[0]}: not with {t.source}, a score of your own (it is the score error measured)")
-    if "reward" in entry.needs and not t.reward:
-        raise ConfigError(f"--target: {entry.name} samples a reward-tilted target; {t.source} has no tilt: block")
-    if params.get("reward_guidance") == "naive" and not t.reward:
-        raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
-                          f"{t.source} has none")
-    if params.get("guidance", "none") != "none":
-        names = [name for name, _ in t.classes]
-        if not names:
-            raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
-                              f"{t.source} has none (the shipped gmm-classes has one)")
-        if params["class"] not in names:
-            raise ConfigError(f"--class: {t.source} has no class '{params['class']}'"
-                              f"{suggest(params['class'], names)}; expected one of {', '.join(names)}")

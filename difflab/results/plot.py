@@ -41,16 +41,16 @@ def default_kind(records, by: str | None) -> str:
 def _is_discrete(rec) -> bool:
     """A run on a discrete target, by the kind of the target file stored in the run (whatever the
     sampler, a plug-in's included)."""
-
-    from difflab.config import DISCRETE_KINDS
+    from difflab.targets import is_discrete
 
     doc = yamlio.load(rec.target_yaml, f"{rec.path}: /config target_yaml") if rec.target_yaml else None
-    return isinstance(doc, dict) and doc.get("kind") in DISCRETE_KINDS
+    return isinstance(doc, dict) and isinstance(doc.get("kind"), str) and is_discrete(doc["kind"])
 
 
 def _target(rec):
     """The run's exact target (for a score of the user's own, its reference: no code is run)."""
-    from difflab.config import ScoreSpec, build_target, parse_target
+    from difflab.targets import build_target, parse_target
+    from difflab.targets.score import ScoreSpec
 
     spec = parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target"))
     return build_target(spec.reference if isinstance(spec, ScoreSpec) else spec)
@@ -69,7 +69,7 @@ def figure_size(kind: str, n_runs: int, n_metrics: int = 1, dpi: int = 100) -> t
 
 
 def load(paths):
-    from difflab.io import read_run
+    from difflab.run.io import read_run
 
     return [read_run(p, samples=True, series=True, trajectory=True) for p in paths]
 
@@ -197,7 +197,7 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
     if kind == "fit":
         if len(metric) != 1:
             raise ConfigError("--kind fit: needs exactly one --metric (the error to fit)")
-        from difflab.analysis import fit_slope, group_by, load_rows
+        from difflab.results.analysis import fit_slope, group_by, load_rows
 
         groups = group_by(load_rows(paths), by, metric[0])
         fits = [fit_slope(g["points"]) for g in groups]
@@ -227,7 +227,7 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
         flat = axes.ravel()
         for ax in flat[panels:]:
             ax.set_visible(False)
-        from difflab.analysis import labels, row_of
+        from difflab.results.analysis import labels, row_of
 
         legend = labels([row_of(r) for r in records])  # each run's k=v label among the plotted runs
         if kind == "fit":
@@ -291,7 +291,7 @@ def _fit(ax, groups, fits, by, metric):
 
 def _save(fig, out: Path, dpi: int) -> None:
     """Write atomically: a temporary file beside ``out``, then a rename."""
-    from difflab.io import atomic_path
+    from difflab.run.io import atomic_path
 
     with atomic_path(out, out.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi, format=out.suffix[1:].lower())

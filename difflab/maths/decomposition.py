@@ -64,9 +64,9 @@ import itertools
 
 import numpy as np
 
-from difflab import exact
-from difflab.metrics import gaussian_w2
-from difflab.schedules import alpha_sigma
+from difflab.maths import exact
+from difflab.maths.metrics import gaussian_w2
+from difflab.maths.schedules import alpha_sigma
 
 N_PRIOR = 20_000  # exact draws for the Monte Carlo kl_prior and kl_early_stop on a mixture
 PATH_BUDGET = 100_000  # exact joint draws over all steps for the Monte Carlo kl_step

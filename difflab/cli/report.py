@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from difflab.errors import DifflabError
+from difflab.run import checks
 
 
 def progress(total: int):
@@ -39,7 +40,8 @@ def run_summary(path, run) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.analysis import FLOOR_SE_MARK, METRICS, above_floor, floor_keys, fmt
+    from difflab.results.analysis import METRICS
+    from difflab.run.checks import FLOOR_SE_MARK, above_floor, floor_keys, fmt
 
     summary = run.summary
     z = {m: above_floor(summary, m) for m in METRICS if m in summary}
@@ -96,7 +98,8 @@ def compare(cmp, rows, o: dict) -> None:
 def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
     """What sample prints when a run is saved: its path (-q), the run as JSON (--json) or its
     summary table, then on stderr the run's warnings (analysis.run_warnings)."""
-    from difflab.analysis import run_warnings, to_json
+    from difflab.results.analysis import to_json
+    from difflab.run.checks import run_warnings
 
     warn = run_warnings(run.summary, run.params, run.status)
     if as_json:
@@ -157,7 +160,7 @@ def compare_table(cmp, rows, metrics=None, sort: str | None = None, wide: bool =
     print(textwrap.fill("metric kinds: exact = from exact laws; of the run = an exact property of this run; MC = a "
                         "Monte Carlo estimate (see its floor_<metric> in difflab show)", width))
     if marked:
-        print(textwrap.fill(f"* more than {cmp.FLOOR_SE_MARK:g} standard errors above its exact-draw floor: not "
+        print(textwrap.fill(f"* more than {checks.FLOOR_SE_MARK:g} standard errors above its exact-draw floor: not "
                             f"Monte Carlo noise (difflab show RUN gives the floor and its standard error)", width))
 
 
@@ -166,7 +169,7 @@ def _mark_above_floor(cmp, cells: dict, metrics: list, runs: list) -> bool:
     floors (the other cells of such a column get a space, so the numbers stay aligned)."""
     marked = False
     for c in metrics:
-        far = [(cmp.above_floor(r["summary"], c) or 0.0) > cmp.FLOOR_SE_MARK for r in runs]
+        far = [(checks.above_floor(r["summary"], c) or 0.0) > checks.FLOOR_SE_MARK for r in runs]
         if any(far):
             cells[c] = [x + ("*" if f else " ") for x, f in zip(cells[c], far)]
             marked = True
@@ -338,7 +341,8 @@ def sweep_outcome(sw, todo, results, stopped: bool = False) -> bool:
 
 def targets_table(as_json: bool = False) -> None:
     """The shipped targets: name, kind, dimension, components (or states), the file's first comment."""
-    from difflab.config import build_target, parse_target, shipped_targets
+    from difflab.targets import build_target, parse_target
+    from difflab.targets.files import shipped_targets
 
     rows = []
     for name, text in shipped_targets().items():
@@ -346,10 +350,11 @@ def targets_table(as_json: bool = False) -> None:
         t = build_target(spec)
         first = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
         rows.append({"name": name, "kind": spec.kind, "dim": int(t.dim),
-                     **({"states": int(t.n_states)} if spec.discrete else {"components": int(t.n_components)}),
+                     **({"states": int(t.n_states)} if t.discrete else
+                        {"components": int(t.components.n_components)} if t.components is not None else {}),
                      "description": first})
     if as_json:
-        from difflab.analysis import to_json
+        from difflab.results.analysis import to_json
 
         return print(to_json(rows))
     from rich.console import Console
@@ -359,7 +364,7 @@ def targets_table(as_json: bool = False) -> None:
     for c in ("name", "kind", "dim", "components / states", "description"):
         table.add_column(c)
     for r in rows:
-        size = f"{r['states']} states" if "states" in r else str(r["components"])
+        size = f"{r['states']} states" if "states" in r else str(r.get("components", "-"))
         table.add_row(r["name"], r["kind"], str(r["dim"]), size, r["description"])
     Console().print(table)
 
@@ -368,7 +373,8 @@ def run_table(run, rec, as_json: bool = False) -> None:
     """``difflab show``: a run's identity, parameters and summary (a table, or JSON), then on stderr
     the run's warnings (analysis.run_warnings)."""
     if as_json:
-        from difflab.analysis import run_warnings, to_json
+        from difflab.results.analysis import to_json
+        from difflab.run.checks import run_warnings
 
         warn = run_warnings(rec.summary, rec.params, rec.status)
         return print(to_json({"run": str(run), "attrs": rec.attrs, "params": rec.params, "summary": rec.summary,
@@ -376,7 +382,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from difflab.analysis import floor_keys, fmt
+    from difflab.run.checks import floor_keys, fmt
     table = Table(title=str(run), show_header=False)
     table.add_column("key")
     table.add_column("value", justify="right")
@@ -387,7 +393,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
     for k, v in sorted(rec.params.items()):
         table.add_row(f"param {k}", fmt(v))
     table.add_section()
-    from difflab.analysis import METRICS
+    from difflab.results.analysis import METRICS
 
     shown = {*METRICS, *(k for m in METRICS for k in floor_keys(m))}  # in the metric table below
     for k, v in sorted(rec.summary.items()):
@@ -395,7 +401,7 @@ def run_table(run, rec, as_json: bool = False) -> None:
             table.add_row(k, fmt(v))
     Console().print(table)
     run_summary(run, rec)
-    from difflab.analysis import run_warnings
+    from difflab.run.checks import run_warnings
 
     for line in run_warnings(rec.summary, rec.params, rec.status):
         print(line, file=sys.stderr)

@@ -4,11 +4,13 @@
 the CLI framework (Typer and its dependencies take 0.1-0.2 s to import, most of the start-up that
 many short processes of a sweep would pay just to ask for help). The text is Typer's own rendering
 of ``difflab --help`` at 80 columns; a test keeps the two identical. On a terminal narrower than
-80 columns, and for everything else, ``difflab.cli.main`` runs, through ``run`` below.
+80 columns, and for everything else, ``difflab.cli.app.main`` runs, through ``difflab.cli.runner.run``.
 """
 
 import os
 import sys
+
+from difflab.cli import runner
 
 TOP_HELP = """\
 Usage: difflab [OPTIONS] COMMAND [ARGS]...
@@ -34,12 +36,8 @@ Commands:
 """
 
 
-ONLY = None  # `difflab sample NAME ...`: NAME, the one sampler command the CLI builds; "" for another
-# command (no sampler commands at all); None (all of them) for `difflab sample` itself and in tests
-
 
 def main() -> None:
-    global ONLY
     argv = sys.argv[1:]
     completing = "_DIFFLAB_COMPLETE" in os.environ  # the shell asks for completions: the CLI answers
     if argv in ([], ["--help"]) and _columns() >= 80 and not completing:
@@ -47,23 +45,16 @@ def main() -> None:
         sys.stdout.flush()
         return
     if argv == ["--version"]:  # as the CLI's --version prints it, without importing the CLI
-        return print_version()
+        return runner.print_version()
     argv = _load_plugins(argv)
     sys.argv[1:] = argv
     if argv and argv[0] != "sample":
-        ONLY = ""
+        runner.ONLY = ""
     elif len(argv) > 1:
-        ONLY = argv[1]
-    from difflab.cli import main as cli_main
+        runner.ONLY = argv[1]
+    from difflab.cli.app import main as cli_main
 
     cli_main()
-
-
-def print_version() -> None:
-    from difflab import __version__
-
-    sys.stdout.write(f"difflab {__version__}\n")
-    sys.stdout.flush()
 
 
 def _load_plugins(argv: list) -> list:
@@ -103,51 +94,3 @@ def _columns() -> int:
         return os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError):
         return 80
-
-
-def _is(exc: BaseException, name: str) -> bool:
-    """Match the CLI framework's exceptions by class name (Typer vendors click in recent versions)."""
-    return any(c.__name__ == name for c in type(exc).__mro__)
-
-
-def run(app, sample_app) -> None:
-    """Run the Typer app. Usage errors (unknown command or option, unparsable value) become one
-    line, exit 2; a closed pipe ends quietly."""
-    argv = sys.argv[1:]
-    samplers = sample_app.registered_commands
-    # Typer turns every registered command into a click command on each call: the samplers' are not
-    # built for the other commands (for `difflab sample NAME` the CLI registered NAME's alone: ONLY).
-    if (not argv or argv[0] != "sample") and "_DIFFLAB_COMPLETE" not in os.environ:  # completion: all of them
-        sample_app.registered_commands = []
-    try:
-        code = _run(app)
-    except BrokenPipeError:  # e.g. `difflab compare runs/* | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
-    finally:
-        sample_app.registered_commands = samplers
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _run(app):
-    import typer
-
-    try:
-        return app(standalone_mode=False)
-    except Exception as exc:
-        if _is(exc, "NoArgsIsHelpError"):
-            typer.echo(exc.format_message())
-            code = 0
-        elif _is(exc, "UsageError"):
-            ctx = getattr(exc, "ctx", None)
-            where = ctx.command_path if ctx is not None else "difflab"
-            typer.echo(f"error: {where}: {exc.format_message()} (see '{where} --help')", err=True)
-            code = 2
-        elif _is(exc, "Exit"):
-            code = exc.exit_code
-        elif _is(exc, "Abort"):
-            code = 130
-        else:
-            raise
-        return code
-

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from difflab.metrics import gaussian_w2
+from difflab.maths.metrics import gaussian_w2
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:

@@ -34,7 +34,8 @@ EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
 
 def _print_version(value: bool) -> None:
     if value:
-        from difflab.entry import print_version
+        from difflab.cli.runner import print_version
+
         raise typer.Exit(print_version())
 
 
@@ -60,8 +61,8 @@ def _sample_group(
         return
     if spec is None:
         raise typer.Exit(typer.echo(ctx.get_help()) or 0)
+    from difflab.run.settings import read_run_spec
     from difflab.samplers import SAMPLERS
-    from difflab.settings import read_run_spec
 
     sampler = _or_fail(read_run_spec, spec)[0]
     if sampler not in SAMPLERS:
@@ -129,19 +130,19 @@ def _command(entry):
 def _register_samplers() -> None:
     """Every sampler's command, or only the one the entry point was asked to run (its module alone
     is imported then)."""
-    from difflab import entry
+    from difflab.cli import runner
 
-    if entry.ONLY == "":  # another command: no sampler is read
+    if runner.ONLY == "":  # another command: no sampler is read
         return
     from difflab.samplers import SAMPLERS
 
-    for name in [entry.ONLY] if entry.ONLY in SAMPLERS else SAMPLERS:
+    for name in [runner.ONLY] if runner.ONLY in SAMPLERS else SAMPLERS:
         sample_app.command(name)(_command(SAMPLERS[name]))
 
 
 def main() -> None:
-    """Run the CLI (``difflab.entry.run`` turns usage errors into one line and exit 2)."""
-    from difflab.entry import run
+    """Run the CLI (``difflab.cli.runner.run`` turns usage errors into one line and exit 2)."""
+    from difflab.cli.runner import run
 
     run(app, sample_app)
 
@@ -168,8 +169,9 @@ def _typed(ctx, sampler: str, key: str) -> bool:
 def _sample(sampler: str, ctx, args: dict) -> None:
     """Run one sampler command: ``args`` are its options by key; the common ones become
     SampleOptions fields, the rest the sampler's own options."""
-    from difflab import report, settings
-    from difflab import sampling as sample_mod
+    from difflab.cli import report
+    from difflab.run import sampling as sample_mod
+    from difflab.run import settings
 
     quiet, if_exists, as_json = args["quiet"], args.pop("if_exists", "error"), args.pop("json", False)
     try:
@@ -233,8 +235,8 @@ def compare(
     vary: Annotated[str, typer.Option("--vary", help="With --at/--tol: the parameter that sets the cost within a series.")] = "steps",
 ) -> None:
     """One row per run: the parameters that differ between the runs and the final metrics."""
-    from difflab import analysis as cmp
-    from difflab import report
+    from difflab.cli import report
+    from difflab.results import analysis as cmp
 
     paths = [p for p in paths if not (p.name == ".gitkeep" or p.name.startswith("."))]
     missing = [p for p in paths if not os.path.lexists(p)]
@@ -263,8 +265,8 @@ def sweep(
 
     Every run is validated first; runs whose file exists are skipped (an interrupted sweep resumes);
     failures are listed at the end. Exit 0 if every run completed (or existed), 1 if any failed."""
-    from difflab import report
-    from difflab import sweep as sw
+    from difflab.cli import report
+    from difflab.run import sweep as sw
 
     if jobs < 1:
         _fail(f"--jobs: must be positive, got {jobs}")
@@ -307,7 +309,7 @@ def plot(
 ) -> None:
     """Figures of runs against the exact target: samples over the density, trajectories, metric
     series, a discrete pmf, or error against a parameter with its fitted slope (extra difflab[plot])."""
-    from difflab import plot as plot_mod
+    from difflab.results import plot as plot_mod
 
     _write_from_runs(paths, lambda: plot_mod.render(paths, kind, out, by=by, metric=tuple(metric or ()), dpi=dpi),
                      out or "plots/")
@@ -336,7 +338,7 @@ def export(
     force: Force = False,
 ) -> None:
     """Write a run in another format: netCDF in ArviZ's InferenceData layout."""
-    from difflab import export as export_mod
+    from difflab.results import export as export_mod
 
     _write_from_runs([run], lambda: export_mod.export(run, out, to, force=force), out or export_mod.default_out(run))
 
@@ -344,7 +346,7 @@ def export(
 @app.command()
 def targets(as_json: Json = False) -> None:
     """List the shipped targets (use them by name with --target)."""
-    from difflab import report
+    from difflab.cli import report
 
     report.targets_table(as_json)
 
@@ -352,7 +354,7 @@ def targets(as_json: Json = False) -> None:
 @app.command()
 def show(run: Annotated[Path, typer.Argument(help="A run file.")], as_json: Json = False) -> None:
     """Print one run's identity, parameters and final metrics."""
-    from difflab import report
-    from difflab.io import read_run
+    from difflab.cli import report
+    from difflab.run.io import read_run
 
     report.run_table(run, _or_fail(read_run, run), as_json)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from difflab.errors import ConfigError, DifflabError, RunExistsError, suggest
+from difflab.errors import ConfigError, DifflabError, RunExistsError
+from difflab.samplers import entry_of
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,6 @@ def options_from_args(sampler: str, args: dict) -> SampleOptions:
     common = {k: args.pop(k) for k in COMMON if k in args}
     return SampleOptions(sampler=sampler, **common, options=args)
 
-
-def entry_of(name):
-    """The registry entry of a sampler name (a ``SamplerEntry`` given by the Python API is its own)."""
-    from difflab.contracts import SamplerEntry
-    from difflab.samplers import SAMPLERS
-
-    if isinstance(name, SamplerEntry):
-        return name
-    if name not in SAMPLERS:
-        raise ConfigError(f"sampler: unknown sampler '{name}'{suggest(name, SAMPLERS)}; expected one of "
-                          f"{', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
 
 
 def resolve_params(opts: SampleOptions) -> dict:
@@ -118,11 +107,11 @@ def prepare_if_exists(opts: SampleOptions, if_exists: str = "error"):
     except RunExistsError:
         if if_exists != "skip":
             raise
-    from difflab.sweep import _finished
+    from difflab.run.io import is_finished
 
     opts = dataclasses.replace(opts, force=True)
     spec, target, params, path = prepare(opts)
-    return opts, spec, target, params, path, _finished(path)
+    return opts, spec, target, params, path, is_finished(path)
 
 
 LABEL_MAX = 80  # characters of a run-file name's label: the hash after it tells runs apart anyway
@@ -237,7 +226,7 @@ def load_points(path: str, dim: int):
         if path.endswith(".npy"):
             x = np.load(path, allow_pickle=False)
         else:
-            from difflab.io import read_run
+            from difflab.run.io import read_run
 
             x = read_run(path, samples=True).samples
     except (OSError, ValueError, DifflabError) as exc:
@@ -254,9 +243,9 @@ def prepare(opts: SampleOptions, default_path: bool = True):
     """Validate everything (target, options, points, output path) before any work:
     (spec, target, params, path). Without ``--out`` the path is runs/<name>.h5, or None (nothing
     to write) with ``default_path`` off (the Python API)."""
-    from difflab.config import load_target
     from difflab.contracts import TargetFeatures, check_compatible
-    from difflab.driver import check_threads_env
+    from difflab.run.driver import check_threads_env
+    from difflab.targets.files import load_target
 
     check_threads_env()
     params = resolve_params(opts)
@@ -264,15 +253,11 @@ def prepare(opts: SampleOptions, default_path: bool = True):
     # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).
     params.update({f"target.{k}": v if isinstance(v, (int, float, str)) else json.dumps(v)
                    for k, v in opts.target_set})
-    continuous = not spec.discrete
-    features = TargetFeatures(source=spec.source, kind=spec.kind, discrete=spec.discrete,
-                              noised_law=continuous and target.has_noised_law,
-                              reward=bool(continuous and spec.reward), classes=spec.classes if continuous else (),
-                              log_prob=continuous and target.has_log_prob, exact=continuous and target.exact)
-    check_compatible(entry_of(opts.sampler), params, features)
+    check_compatible(entry_of(opts.sampler), params, TargetFeatures.of(target, spec.source))
     if params.get("points"):
         load_points(params["points"], target.dim)
-    check_memory(params, target.dim, 1 if spec.discrete else target.n_components)
+    components = None if target.discrete else target.components
+    check_memory(params, target.dim, 1 if components is None else components.n_components)
     path = output_path(opts, spec, params) if opts.out is not None or default_path else None
     return spec, target, params, path
 
@@ -317,7 +302,7 @@ def _initial(params: dict, target, sampler, rng, n: int):
 
 def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | None = None, progress=None,
             argv: list | None = None):
-    """Run, and write the run file if ``path`` is given; returns the ``Run`` (``difflab.io``).
+    """Run, and write the run file if ``path`` is given; returns the ``Run`` (``difflab.run.io``).
 
     ``progress``, if given, is called with the number of steps and returns (context manager,
     on_step callback). ``argv``: what the run file records as the command (default sys.argv).
@@ -325,9 +310,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
 
     import numpy as np
 
-    from difflab import driver, metrics
-    from difflab.io import Run, write_run, write_run_new
+    from difflab.maths import metrics
     from difflab.plugins import check_sampler
+    from difflab.run import driver
+    from difflab.run.io import Run, write_run, write_run_new
     from difflab.samplers import is_builtin
     from difflab.samplers.langevin import StepSizeAdapter
 
@@ -369,7 +355,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             if guided is not None:
                 _guidance_summary(summary, result.samples, *guided, rng_metric, rng_floor, n)
             if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
-                from difflab.decomposition import error_terms, score_error_term
+                from difflab.maths.decomposition import error_terms, score_error_term
 
                 terms, series = error_terms(sampler, target, law0, rng_path)
                 summary.update(terms)
@@ -397,7 +383,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             per_step={"step": np.arange(1, result.steps_done + 1), **result.per_step} if result.per_step else {},
             summary_arrays=summary_arrays, groups=groups,
         )
-        from difflab.analysis import run_warnings
+        from difflab.run.checks import run_warnings
 
         run.attrs["warnings"] = json.dumps(run_warnings(summary, params, result.status))
         if path is not None:
@@ -464,7 +450,7 @@ def _model(target, params: dict, rng_metric, rng_score):
     None): the exact target; a deliberately wrong score (--score-error); naive reward guidance
     against the tilted target; or guidance, judged against p(x | c) (the guided score is its score
     error) and against the tilted law q."""
-    from difflab import metrics
+    from difflab.maths import metrics
 
     if not target.exact_score:  # a kind: score target: the user's score, judged against its reference
         return target, target.base, None
@@ -490,7 +476,7 @@ def _guidance_summary(summary, samples, tilted, suite, unconditional, members, g
     """Guided runs: the distance to the tilted law q ∝ p(x | c)^gamma p(x)^(1 - gamma) (tilted_*,
     against exact rejection draws, with their floor and its standard error), and the exact
     classifier's mean confidence p(c | x) on the samples next to its value on exact draws of p(x | c)."""
-    from difflab.metrics import floor_stats
+    from difflab.maths.metrics import floor_stats
 
     summary["guidance_gamma"] = gamma
     summary["class_weight"] = float(unconditional.weights[members].sum())
@@ -509,7 +495,7 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
     target for gibbs), where the sampler has a time grid."""
     import numpy as np
 
-    from difflab.metrics import kl, tv
+    from difflab.maths.metrics import kl, tv
     from difflab.samplers.discrete import MAX_EXACT_LAW, clean_part
 
     if len(law0) > MAX_EXACT_LAW or result.steps_done == 0:
@@ -536,7 +522,7 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
 
 def _summarise(suite, result, target, rng_floor, params: dict, mcmc: bool):
     """Final metrics, their exact-draw floors, per-step totals or means, MCMC diagnostics."""
-    from difflab import metrics
+    from difflab.maths import metrics
 
     summary = suite.final(result.samples)
     # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each, with its
@@ -574,7 +560,7 @@ def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -
     """On a Gaussian target, the exact law of the output: exact_kl, exact_w2 (final and series)."""
     import numpy as np
 
-    from difflab import exact
+    from difflab.maths import exact
 
     if not exact.has_exact_law(sampler, target) or result.steps_done == 0:
         return
@@ -592,7 +578,7 @@ def _likelihood(sampler, target, law0, params: dict, rng, summary: dict) -> dict
     """pflow --likelihood: ODE log-likelihoods of the points next to the exact log densities."""
     import numpy as np
 
-    from difflab.likelihood import ode_log_likelihood
+    from difflab.maths.likelihood import ode_log_likelihood
 
     if params["points"]:
         x = load_points(params["points"], target.dim)

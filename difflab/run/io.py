@@ -244,7 +244,7 @@ def variable(group, name: str, values, dims: tuple, description: str, **create):
 def _fill(f, run: Run) -> None:
     import numpy as np
 
-    from difflab import __version__
+    from difflab._version import __version__
 
     f.attrs["difflab_version"] = __version__
     f.attrs["schema_version"] = SCHEMA_VERSION
@@ -510,3 +510,11 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise RunFileError(f"{path}: not a readable difflab run file ({type(exc).__name__}: {exc})") from None
+
+
+def is_finished(path) -> bool:
+    """A run file that holds a finished run (complete or diverged: re-running gives the same)."""
+    try:
+        return read_run(path).attrs.get("status") in ("complete", "diverged")
+    except RunFileError:
+        return False

@@ -19,8 +19,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from difflab.errors import DifflabError
-from difflab.exact import gaussian_log_pdf
-from difflab.schedules import alpha_sigma, reverse_drift
+from difflab.maths.exact import gaussian_log_pdf
+from difflab.maths.schedules import alpha_sigma, reverse_drift
 
 
 def ode_log_likelihood(target, schedule, x: np.ndarray, t_end: float, prior_law, rtol=1e-8, atol=1e-10) -> dict:

@@ -24,7 +24,7 @@ from difflab.errors import ConfigError, suggest
 
 def options_of(sampler: str) -> dict:
     """{key: (default, type)} of the settable options of ``difflab sample <sampler>``."""
-    from difflab.sampling import entry_of
+    from difflab.samplers import entry_of
 
     return {o.name: (o.default, o.typ) for o in entry_of(sampler).all_options if o.name not in NOT_SETTABLE}
 
@@ -102,38 +102,6 @@ def parse_target_sets(flag: str, items) -> tuple:
             raise ConfigError(f"{flag} {path!r}: expected a dotted path into the target YAML, e.g. ring.radius")
         out[str(path)] = value
     return tuple(out.items())
-
-
-def apply_target_sets(doc: Any, sets: tuple, source: str) -> Any:
-    """The target mapping with each (dotted path, value) set; lists are indexed by number.
-
-    Intermediate mappings that do not exist are created (``tilt.lambda`` on an untilted target):
-    the target's own validation then names whatever is missing or unknown, with a suggestion."""
-    import copy
-
-    doc = copy.deepcopy(doc)
-    for path, value in sets:
-        parts = path.split(".")
-        node = doc
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if isinstance(node, list):
-                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-                    raise ConfigError(f"--target-set {path}: {source}: {'.'.join(parts[:depth]) or 'the file'} "
-                                      f"is a list of {len(node)}; expected an index 0..{len(node) - 1}, got {part!r}")
-                idx = int(part)
-            elif isinstance(node, dict):
-                idx = part
-                if not last and idx not in node:
-                    node[idx] = {}
-            else:
-                raise ConfigError(f"--target-set {path}: {source}: {'.'.join(parts[:depth])} is a "
-                                  f"{type(node).__name__} ({node!r}), not a mapping or list")
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
-    return doc
 
 
 SPEC_TARGET_KEY = "target_set"

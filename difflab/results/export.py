@@ -1,6 +1,6 @@
 """``difflab export RUN --to netcdf``: a run as an ArviZ InferenceData netCDF file.
 
-Written by the run files' own writer (``difflab.io``: h5py, netCDF-4's dimension scales and
+Written by the run files' own writer (``difflab.run.io``: h5py, netCDF-4's dimension scales and
 ``description``/``units`` on every dataset), so it needs nothing beyond difflab's core;
 ``arviz.from_netcdf`` and ``xarray.open_datatree(path, engine="h5netcdf")`` read it.
 
@@ -31,7 +31,7 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
         raise ConfigError(f"--to: expected one of {', '.join(FORMATS)}, got '{to}'")
     import h5py
 
-    from difflab.io import atomic_path, h5_writing, read_run
+    from difflab.run.io import atomic_path, h5_writing, read_run
 
     rec = read_run(run, samples=True, series=True, trajectory=True)
     out = out or default_out(run)
@@ -47,7 +47,7 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
 def _fill(f, rec, run) -> None:
     import numpy as np
 
-    from difflab.io import scale, variable
+    from difflab.run.io import scale, variable
 
     attrs = {k: v for k, v in rec.attrs.items() if isinstance(v, (str, int, float, bool))}
     attrs.update(params_json=json.dumps(rec.params), summary_json=json.dumps(rec.summary),
