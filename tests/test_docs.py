@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from difflab.cli.app import app
+from difflab.samplers import SAMPLERS
+from difflab.targets import KINDS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 runner = CliRunner()
@@ -25,19 +27,19 @@ def _help_options(*cmd) -> set[str]:
     return set(re.findall(r"(--[a-z][a-z-]+)", out)) - {"--help"}
 
 
-SECTIONS = {  # README subsections of the CLI reference that document each sampler's options
-    "ula": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
-    "mala": ["### Common options", "### `difflab sample ula` and `difflab sample mala`"],
-    "uld": ["### Common options", "### `difflab sample uld`"],
-    "ddpm": ["### Common options", "### Schedules", "### `difflab sample ddpm`"],
-    "pflow": ["### Common options", "### Schedules", "### `difflab sample pflow`"],
-    "sde": ["### Common options", "### Schedules", "### `difflab sample sde`"],
-    "ksampler": ["### Common options", "### Schedules", "### `difflab sample ksampler`"],
-    "localization": ["### Common options", "### `difflab sample localization`"],
-    "smc": ["### Common options", "### `difflab sample smc`"],
-    "discrete": ["### Common options", "### `difflab sample discrete`"],
-    "gibbs": ["### Common options", "### `difflab sample gibbs`"],
-}
+def _sections_of(name: str) -> list[str]:
+    """The CLI reference's subsections documenting ``difflab sample NAME``: Common options, Schedules
+    where the command has every option that section lists (the diffusion samplers'), and the one
+    whose heading names it (a sampler with none fails)."""
+    sec = _section("CLI reference")
+    own = [ln for ln in sec.splitlines() if ln.startswith("### ") and f"`difflab sample {name}`" in ln]
+    assert own, f"the README's CLI reference has no '### `difflab sample {name}`' section"
+    shared = set(re.findall(r"`(--[a-z][a-z-]+)`", _subsection(sec, "### Schedules")))
+    flags = {o.flag for o in SAMPLERS[name].all_options}
+    return ["### Common options", *(["### Schedules"] if shared <= flags else []), own[0]]
+
+
+BUILTIN = [name for name in SAMPLERS if SAMPLERS.is_builtin(name)]
 
 
 def _subsection(sec: str, title: str) -> str:
@@ -46,10 +48,10 @@ def _subsection(sec: str, title: str) -> str:
     return sec[start:end if end > 0 else None]
 
 
-@pytest.mark.parametrize("sampler", list(SECTIONS))
+@pytest.mark.parametrize("sampler", BUILTIN)
 def test_cli_reference_lists_exactly_each_samplers_options(sampler):
     sec = _section("CLI reference")
-    text = "\n".join(_subsection(sec, t) for t in SECTIONS[sampler])
+    text = "\n".join(_subsection(sec, t) for t in _sections_of(sampler))
     lines = [ln for ln in text.splitlines() if not (sampler == "ula" and "(mala only)" in ln)]
     doc = set(re.findall(r"`(--[a-z][a-z-]+)`", "\n".join(lines)))
     code = _help_options("sample", sampler)
@@ -84,19 +86,23 @@ def run_file(tmp_path_factory):
     return _run(tmp_path_factory, "mala")
 
 
+# Runs beyond each sampler's default one: options that add parameters, series or summary keys.
+VARIANTS = (["uld", "-t", "gaussian"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
+            ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
+            ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
+            ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
+            ["localization", "-t", "gaussian"], ["discrete", "--noise", "uniform", "-t", "xor3"],
+            ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"],
+            ["ddpm", "-t", "gmm-classes", "--guidance", "cfg", "--class", "right"],
+            ["ksampler", "-t", "gaussian", "--solver", "unipc", "--steps", "5"],
+            ["ksampler", "--solver", "heun", "--s-churn", "1", "--s-tmax", "10", "--steps", "5"],
+            ["ksampler", "--solver", "dpmpp-3m-sde", "--steps", "5"])
+
+
 @pytest.fixture(scope="module")
 def all_runs(tmp_path_factory):
-    return [_run(tmp_path_factory, *a) for a in (["mala"], ["uld", "-t", "gaussian"], ["ddpm", "-t", "gaussian"], ["pflow", "-t", "gaussian"],
-                                                  ["pflow", "--schedule", "ve"], ["sde", "-t", "gaussian"],
-                                                  ["ddpm", "-t", "bimodal1d", "--early-stop", "0.01", "--steps", "20"],
-                                                  ["pflow", "--likelihood", "--likelihood-points", "5", "--steps", "5"],
-                                                  ["localization", "-t", "gaussian"], ["discrete"],
-                                                  ["discrete", "--noise", "uniform", "-t", "xor3"], ["gibbs"], ["smc"],
-                                                  ["ddpm", "-t", "gmm-tilted", "--reward-guidance", "naive"],
-                                                  ["ddpm", "-t", "gmm-classes", "--guidance", "cfg", "--class", "right"],
-                                                  ["ksampler", "-t", "gaussian", "--solver", "unipc", "--steps", "5"],
-                                                  ["ksampler", "--solver", "heun", "--s-churn", "1", "--s-tmax", "10", "--steps", "5"],
-                                                  ["ksampler", "--solver", "dpmpp-3m-sde", "--steps", "5"])]
+    """One run of every registered sampler on its default target, and the variants."""
+    return [_run(tmp_path_factory, *a) for a in ([[name] for name in BUILTIN] + list(VARIANTS))]
 
 
 def test_schema_root_attributes_match(run_file):
@@ -162,3 +168,20 @@ def test_the_python_api_walkthrough_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md (Python API)", "exec"), namespace)
     assert namespace["run"].status == "complete" and len(namespace["rows"]) == 3
     assert list(namespace["frame"].columns)[:1] == ["run"]
+
+
+def test_the_target_reference_documents_every_kind_and_key():
+    """Every registered target kind has a YAML example (``kind: NAME``) in the Target YAML
+    reference, and each of its keys appears there."""
+    sec = _section("Target YAML reference")
+    for name in KINDS:
+        assert re.search(rf"^kind: {re.escape(name)}\b", sec, re.MULTILINE), name
+        for key in KINDS[name].keys:
+            assert re.search(rf"(`{key}\b|^\s*-?\s*{key}:|[{{ ]{key}[:,}}])", sec, re.MULTILINE), (name, key)
+
+
+def test_the_docs_checks_can_fail():
+    """Negative controls: an undocumented sampler and an undocumented kind key are caught."""
+    with pytest.raises(AssertionError, match="no '### `difflab sample nosuch`' section"):
+        _sections_of("nosuch")
+    assert not re.search(r"^kind: nosuch\b", _section("Target YAML reference"), re.MULTILINE)

@@ -229,7 +229,7 @@ def test_suite_final_pair_metrics_equal_the_plain_functions():
 def test_convergence_warnings_follow_the_thresholds():
     """R-hat > 1.01 warns when bulk-ESS >= 400; with fewer effective draws only R-hat > 1.1 does,
     and the ESS warning says why; a run that passes both, or has no diagnostics, gets none."""
-    from difflab.results.analysis import convergence_warnings
+    from difflab.run.checks import convergence_warnings
 
     assert convergence_warnings({"r_hat_max": 1.005, "ess_bulk_min": 900.0}) == []
     assert convergence_warnings({"exact_w2": 0.1}) == []

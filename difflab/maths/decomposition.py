@@ -179,19 +179,20 @@ def mc_kl_step(sampler, target, k: int, step, n: int, rng: np.random.Generator) 
     d = target.dim
     x0 = target.sample(rng, n)
     xs = a_s * x0 + s_s * rng.standard_normal(x0.shape)
-    lam, u, means = target.eigvals, target.eigvecs, target.means  # (K, d), (K, d, d), (K, d)
+    mix = target.components
+    lam, u, means = mix.eigvals, mix.eigvecs, mix.means  # (K, d), (K, d, d), (K, d)
     lam_s = a_s * a_s * lam + s_s * s_s
     if a_t == 0.0 and s_t == 0.0:
         xt = np.zeros_like(xs)
         gain, r_var = np.zeros_like(lam), lam_s
-        w_t = np.broadcast_to(target.weights, (n, len(lam)))
+        w_t = np.broadcast_to(mix.weights, (n, len(lam)))
     else:
         r = a_t / a_s
         v = s_t * s_t - r * r * s_s * s_s
         xt = r * xs + np.sqrt(v) * rng.standard_normal(xs.shape)
         lam_t = r * r * lam_s + v
         gain, r_var = r * lam_s / lam_t, v * lam_s / lam_t
-        w_t = target.posterior_weights(xt, a_t, s_t)
+        w_t = mix.posterior_weights(xt, a_t, s_t)
     # component j's reverse conditional mean a_s m_j + U_j diag(gain_j) U_j^T (x_t - a_t m_j), (K, n, d)
     # (batched GEMMs: rows x^T U_j are (U_j^T x)^T)
     rot = np.matmul(xt[None, :, :] - a_t * means[:, None, :], u) * gain[:, None, :]
@@ -209,7 +210,7 @@ def mc_kl_step(sampler, target, k: int, step, n: int, rng: np.random.Generator) 
         logdet_q = 2.0 * np.log(np.diag(chol)).sum()
         maha = (solve_triangular(chol, gap.reshape(-1, d).T, lower=True) ** 2).sum(axis=0).reshape(len(lam), n)
     kl_j = 0.5 * ((trace - d + logdet_q - np.log(r_var).sum(axis=1))[:, None] + maha)  # (K, n)
-    w_s = target.posterior_weights(xs, a_s, s_s)
+    w_s = mix.posterior_weights(xs, a_s, s_s)
     tiny = np.finfo(np.float64).tiny
     info = np.where(w_s > 0, w_s * (np.log(np.maximum(w_s, tiny)) - np.log(np.maximum(w_t, tiny))), 0.0)
     return np.einsum("nk,kn->n", w_t, kl_j) - info.sum(axis=1)
@@ -328,7 +329,7 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
         mean, cov, _ = exact.propagate(sampler, *law0, n_path)
         a, s = level
         out["kl_delta"] = exact.gaussian_kl(a * target.mean, a * a * target.cov + s * s * np.eye(d), mean, cov)
-    elif any(step.langevin > 0 for step in steps) or any(q is None for q in noises):
+    elif any(step.langevin > 0 for step in steps) or any(q is None for q in noises) or target.components is None:
         return out, {}
     else:
         n = int(np.clip(PATH_BUDGET // n_path, *PER_STEP))

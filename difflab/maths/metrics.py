@@ -224,8 +224,11 @@ def kl(q: np.ndarray, p: np.ndarray) -> float:
 
 
 def mode_tv(x: np.ndarray, target) -> float:
-    occupancy = target.posterior_weights(x).mean(axis=0)
-    return float(0.5 * np.abs(occupancy - target.weights).sum())
+    """Total variation between the samples' soft occupancy of a mixture's components (the mean of
+    p(k | x)) and the components' weights."""
+    mix = target.components
+    occupancy = mix.posterior_weights(x).mean(axis=0)
+    return float(0.5 * np.abs(occupancy - mix.weights).sum())
 
 
 def _split_chains(draws: np.ndarray) -> np.ndarray:
@@ -404,7 +407,8 @@ class MetricSuite:
             "w2_gaussian": w2_gaussian(x, self.mean, self.cov),
             "sliced_w2": self._sliced_w2(self._thin(x, self.max_points)),
         }
-        if self.target.n_components > 1:
+        mix = self.target.components
+        if mix is not None and mix.n_components > 1:
             out["mode_tv"] = mode_tv(x, self.target)
         return out
 

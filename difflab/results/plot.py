@@ -74,27 +74,34 @@ def load(paths):
     return [read_run(p, samples=True, series=True, trajectory=True) for p in paths]
 
 
-def _marginal2(target):
-    """The exact marginal of the first two coordinates (a mixture is closed under marginals)."""
-    from difflab.targets.mixture import GaussianMixture
+BOX_DRAWS = 4000  # exact draws that set a panel's box (with the samples shown): seeded, so figures repeat
 
-    return GaussianMixture(target.weights, target.means[:, :2], target.covs[:, :2, :2], name=target.name)
+
+def _box(target, xs, coords):
+    """The plotting box of the coordinates ``coords``: the 0.5 % and 99.5 % quantiles of the shown
+    points together with exact target draws, widened to hold the central 99 % of the target."""
+    import numpy as np
+
+    exact = target.sample(np.random.default_rng(0), BOX_DRAWS)[:, coords]
+    pts = np.concatenate([xs[np.isfinite(xs).all(1)], exact])
+    lo, hi = np.quantile(pts, 0.005, axis=0), np.quantile(pts, 0.995, axis=0)
+    return np.minimum(lo, np.quantile(exact, 0.005, axis=0)), np.maximum(hi, np.quantile(exact, 0.995, axis=0))
 
 
 def _contours(ax, target, xs):
-    """Contours of the exact (marginal) density over the box holding the points ``xs`` (n, 2)."""
+    """Contours of the exact marginal density of the first two coordinates (where the target
+    declares marginals) over the box holding the points ``xs`` (n, 2)."""
     import numpy as np
 
-    m = _marginal2(target)
-    sd = np.sqrt(np.max(np.diagonal(m.covs, axis1=1, axis2=2)))
-    pts = np.concatenate([xs[np.isfinite(xs).all(1)], m.means - 3 * sd, m.means + 3 * sd])
-    lo, hi = np.quantile(pts, 0.005, axis=0), np.quantile(pts, 0.995, axis=0)
-    lo, hi = np.minimum(lo, (m.means - 3 * sd).min(0)), np.maximum(hi, (m.means + 3 * sd).max(0))
+    lo, hi = _box(target, xs, [0, 1])
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    if not target.has_marginals:
+        return
+    m = target.marginal([0, 1])
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 160), np.linspace(lo[1], hi[1], 160))
     dens = np.exp(m.log_prob(np.stack([gx.ravel(), gy.ravel()], axis=1))).reshape(gx.shape)
     ax.contour(gx, gy, dens, levels=8, cmap="viridis", linewidths=0.8)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
 
 
 def _title(rec, label: str) -> str:
@@ -109,8 +116,8 @@ def _samples(ax, rec):
     if target.dim == 1:
         xs = x[np.isfinite(x[:, 0]), 0]
         ax.hist(xs, bins=60, density=True, alpha=0.5, label=f"samples (n = {len(xs)})")
-        lo, hi = np.quantile(xs, [0.001, 0.999]) if len(xs) else (-3, 3)
-        grid = np.linspace(min(lo, target.means.min() - 3), max(hi, target.means.max() + 3), 400)
+        lo, hi = _box(target, xs[:, None], [0])
+        grid = np.linspace(lo[0], hi[0], 400)
         ax.plot(grid, np.exp(target.log_prob(grid[:, None])), color="k", lw=1.2, label="exact density")
         ax.legend(fontsize=7)
     else:

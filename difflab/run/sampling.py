@@ -479,7 +479,7 @@ def _guidance_summary(summary, samples, tilted, suite, unconditional, members, g
     from difflab.maths.metrics import floor_stats
 
     summary["guidance_gamma"] = gamma
-    summary["class_weight"] = float(unconditional.weights[members].sum())
+    summary["class_weight"] = float(unconditional.components.weights[members].sum())
     summary.update({f"tilted_{k}": v for k, v in suite.final(samples).items()})
     summary.update({f"tilted_{k}": v for k, v in floor_stats(suite.final, tilted.sample, rng_floor, n).items()})
     summary["tilted_acceptance"] = tilted.acceptance

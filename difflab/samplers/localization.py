@@ -77,13 +77,13 @@ class Localization(AffineStep):
 
     def _posterior(self, yt: np.ndarray, t: float):
         """(resp (K, n), component means (K, d, n), component variances (K, d)) of X | y_t."""
-        tgt = self.target
+        mix = self.target.components
         if t == 0.0:  # nothing observed yet: the posterior is the target itself
             n = yt.shape[1]
-            resp = np.broadcast_to(tgt.weights[:, None], (tgt.n_components, n))
-            means = np.broadcast_to(tgt.means[:, :, None], (tgt.n_components, tgt.dim, n))
-            return resp, means, tgt.eigvals
-        return tgt.posterior_t(yt, t, np.sqrt(t))
+            resp = np.broadcast_to(mix.weights[:, None], (mix.n_components, n))
+            means = np.broadcast_to(mix.means[:, :, None], (mix.n_components, self.target.dim, n))
+            return resp, means, mix.eigvals
+        return mix.posterior_t(yt, t, np.sqrt(t))
 
     def _readout(self, yt: np.ndarray) -> np.ndarray:
         T = float(self.times[-1])
@@ -122,7 +122,7 @@ class Localization(AffineStep):
         """Covariance of the step's noise; None for ``gaussian`` on a mixture, where it depends on
         y (the posterior covariance does not on a one-component target)."""
         d = self.target.dim
-        if self.transition == "gaussian" and self.target.n_components > 1:
+        if self.transition == "gaussian" and self.target.components.n_components > 1:
             return None
         if k == len(self.times) - 1:
             return np.zeros((d, d))
@@ -131,7 +131,7 @@ class Localization(AffineStep):
         cov = delta * np.eye(d)
         if self.transition == "gaussian":
             _, _, var = self._posterior(np.zeros((d, 1)), t)
-            u = self.target.eigvecs[0]
+            u = self.target.components.eigvecs[0]
             cov += delta * delta * (u * var[0]) @ u.T
         return cov
 
@@ -152,7 +152,7 @@ class Localization(AffineStep):
             sqrt_r = np.sqrt(resp)
             xi = rng.standard_normal(means.shape)  # (K, d, n)
             xi *= np.sqrt(var)[:, :, None]
-            within = np.matmul(self.target.eigvecs, xi)  # U_k (sqrt(v_k) * xi_k)
+            within = np.matmul(self.target.components.eigvecs, xi)  # U_k (sqrt(v_k) * xi_k)
             eta = rng.standard_normal(resp.shape)  # (K, n)
             draw = np.einsum("kn,kdn->dn", sqrt_r, within) + np.einsum("kn,kdn->dn", sqrt_r * eta, spread)
             out += delta * draw
@@ -177,7 +177,7 @@ LOCALIZATION_ENTRY = SamplerEntry(
              Option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
     build=lambda target, p: Localization(target, localization_grid(p["t_min"], p["t_max"], p["steps"], p["grid"]),
                                          transition=p["transition"], output=p["output"]),
-    resolve=_resolve, needs=("noised_law", "exact"),
+    resolve=_resolve, needs=("noised_law", "exact", "components"),
     init=init_option("zero", help="Localization starts at y_0 = 0."),
     steps=with_default(STEPS, 500, "Moves on the time grid (then one read-out)."),
 )

@@ -80,7 +80,7 @@ class TiltedByClass:
     estimate of log E_{proposal}[p(c | X)^e], e the exponent used.
     """
 
-    n_components = 1  # no component structure to report (mode_tv) against
+    components = None  # no component structure to report (mode_tv) against
 
     def __init__(self, target, members, gamma: float, rng: np.random.Generator, *, n_moments: int = 100_000,
                  min_acceptance: float = 1e-3):
