@@ -26,6 +26,7 @@ _TABLE = {  # kind: (module in difflab.targets, its TargetKind)
     "potts": ("discrete", "POTTS_KIND"),
     "pmf": ("discrete", "PMF_KIND"),
     "score": ("score", "SCORE_KIND"),
+    "student_t": ("student_t", "STUDENT_T_KIND"),
 }
 KINDS = Registry("target kind", "difflab.targets", _TABLE, "difflab.targets", TargetKind)
 register = KINDS.register
