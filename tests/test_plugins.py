@@ -242,3 +242,50 @@ def test_a_sweep_runs_a_plugin_sampler_on_worker_processes(tmp_path):
     assert r.returncode == 0, r.stderr
     files = sorted((tmp_path / "runs").glob("drift-gaussian-*.h5"))
     assert len(files) == 3 and all(read_run(f).attrs["status"] == "complete" for f in files)
+
+
+def test_the_installed_package_adds_a_target_kind(installed, tmp_path):
+    """kind: banana, from the example package's entry point (group difflab.targets), runs through
+    difflab sample, compare and plot (no marginals declared: samples without contours) and the Python
+    API; its closed forms hold (score by central differences, exact draws' moments within 4 SE)."""
+    banana = EXAMPLES / "difflab-extras" / "banana.yaml"
+    r = difflab("sample", "mala", "-t", banana, "-n", "300", "--steps", "50", "-q", "-o", "b.h5", cwd=tmp_path,
+                path=installed)
+    assert r.returncode == 0, r.stderr
+    rec = read_run(tmp_path / "b.h5")
+    assert rec.attrs["target"] == "banana" and rec.attrs["status"] == "complete" and "floor_mean_error" in rec.summary
+    assert difflab("compare", "b.h5", "--csv", cwd=tmp_path, path=installed).returncode == 0
+    r = difflab("plot", "b.h5", "-o", "b.png", cwd=tmp_path, path=installed)
+    assert r.returncode == 0 and (tmp_path / "b.png").stat().st_size > 0, r.stderr
+    refused = difflab("sample", "ddpm", "-t", banana, "-o", "d.h5", cwd=tmp_path, path=installed)
+    assert refused.returncode == 2 and "closed-form noised law" in refused.stderr and not (tmp_path / "d.h5").exists()
+    unknown = difflab("sample", "mala", "-t", banana, "-o", "u.h5", cwd=tmp_path)  # without the package
+    assert unknown.returncode == 2 and "kind: unknown kind" in unknown.stderr and "got 'banana'" in unknown.stderr
+    code = f"""
+import numpy as np, difflab
+t = difflab.load_target({str(banana)!r})
+x = np.random.default_rng(0).standard_normal((20, 2)) * 2
+h = 1e-5
+fd = np.stack([(t.log_prob(x + h * e) - t.log_prob(x - h * e)) / (2 * h) for e in np.eye(2)], axis=1)
+assert np.abs(t.score(x) - fd).max() < 1e-6
+n = 100_000
+y = t.sample(np.random.default_rng(1), n)
+se_mean, se_var = np.sqrt(np.diag(t.cov) / n), np.diag(t.cov) * np.sqrt(2 / n)
+assert np.all(np.abs(y.mean(0)) < 4 * se_mean)
+assert abs(y[:, 0].var() - t.cov[0, 0]) < 4 * se_var[0]
+run = difflab.sample("mala", target={{"kind": "banana", "b": 0.3}}, particles=200, steps=30)
+print(run.status, run.attrs["target"])
+"""
+    env = dict(os.environ, PYTHONPATH=str(installed))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["complete", "target"], r.stderr[-2000:]
+
+
+def test_a_target_kind_from_a_plugin_file(tmp_path):
+    """--plugin FILE registers the file's TargetKind records as it does its SamplerEntry records."""
+    plugin = EXAMPLES / "difflab-extras" / "difflab_extras" / "banana.py"
+    (tmp_path / "t.yaml").write_text("kind: banana\nb: 0.2\n")
+    r = difflab("--plugin", plugin, "sample", "ula", "-t", "t.yaml", "-n", "100", "--steps", "20", "-q", "-o", "u.h5",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read_run(tmp_path / "u.h5").attrs["target"] == "t"

@@ -54,7 +54,8 @@ def parse_target(text: str, source: str, default_name: str):
     if not isinstance(kind, str):
         raise ctx.fail("kind", f"expected one of {', '.join(KINDS)}", kind)
     if kind not in KINDS:
-        raise ctx.fail("kind", f"unknown kind{_suggest(kind, KINDS)}; expected one of {', '.join(KINDS)}", kind)
+        raise ctx.fail("kind", f"unknown kind{_suggest(kind, KINDS)}; expected one of {', '.join(KINDS)} (a plug-in's "
+                       "kind needs its package installed, or --plugin)", kind)
     family = KINDS[kind]
     check_keys(ctx, doc, COMMON_KEYS | family.keys, "")
     # the file's stem names it unless it says otherwise ('my target.yaml' -> my_target)
