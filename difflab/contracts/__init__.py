@@ -14,9 +14,11 @@ from difflab.contracts.sampler import (
     Capabilities,
     Info,
     Option,
+    OptionNeed,
     PathStep,
     Sampler,
     SamplerEntry,
+    Steered,
     at_least_one,
     at_least_zero,
     check_argument,
@@ -41,8 +43,8 @@ from difflab.contracts.target import (
 
 __all__ = [
     "CONTINUOUS_TARGET", "DISCRETE_TARGET", "OUTPUT_OPTIONS", "STEPS", "AffineStep", "Capabilities", "Components",
-    "DiscreteTarget", "Info", "Option", "PathStep", "Sampler", "SamplerEntry", "Target", "TargetFeatures",
-    "TargetFile", "TargetKind", "at_least_one", "at_least_zero", "check_argument", "check_compatible",
+    "DiscreteTarget", "Info", "Option", "OptionNeed", "PathStep", "Sampler", "SamplerEntry", "Steered", "Target",
+    "TargetFeatures", "TargetFile", "TargetKind", "at_least_one", "at_least_zero", "check_argument", "check_compatible",
     "common_options", "init_option", "non_negative", "positive", "seed_range", "step_count", "unit_interval",
     "with_default",
 ]

@@ -213,13 +213,43 @@ DISCRETE_TARGET = Option("target", "ising6", str, "Discrete target YAML path or 
 
 
 @dataclass(frozen=True)
+class OptionNeed:
+    """A target declaration an option's value relies on (a SamplerEntry's ``option_needs``):
+    ``need`` is 'exact' (not a user's score), 'reward' (a tilt) or 'classes' (with ``value`` the
+    class asked for); ``message`` is the refusal, with ``{source}`` for the target file."""
+
+    need: str
+    message: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Steered:
+    """What a SamplerEntry's ``steer`` hook returns: ``model``, the score the sampler sees;
+    ``judged``, the target the run's metrics measure against; ``summary(samples, rng, rng_floor,
+    n) -> dict``, extra summary keys computed after the run (or None)."""
+
+    model: Any
+    judged: Any
+    summary: Callable | None = None
+
+
+@dataclass(frozen=True)
 class SamplerEntry:
     """A sampler as the registry knows it: its options, how to build it, what it runs on.
 
     ``resolve(params) -> params`` adds the checks that involve several options (one option's own
     rule is its ``Option.check``) and derived values; ``build(target, params) -> sampler``.
     ``target_kind``: 'continuous' or 'discrete'; ``needs``: the target declarations it relies on
-    ('noised_law', 'log_prob', 'exact', 'reward'); ``mcmc``: chains of a stationary kernel (ESS and R-hat apply)."""
+    ('noised_law', 'log_prob', 'exact', 'reward', 'components'); ``mcmc``: chains of a stationary kernel (ESS and
+    R-hat apply).
+
+    Hooks by which a sampler's own options act on the run (the run code reads no option by name):
+    ``option_needs(params) -> (OptionNeed, ...)``: what the options' values need of the target;
+    ``steer(target, params, rng_metric, rng_score) -> Steered``: the score the sampler sees and the
+    target it is judged against (default: the exact target, both); ``warmup(params) -> (steps,
+    adapter or None)``: warm-up steps before the kept ones, and the step-size adapter the driver
+    feeds during them (``adapter.update(acceptance)``, ``adapter.step_size``)."""
 
     name: str
     help: str
@@ -233,6 +263,9 @@ class SamplerEntry:
     needs: tuple[str, ...] = ()
     mcmc: bool = False
     steps_for: Callable[[dict], int | None] | None = None  # a default step count that depends on options
+    option_needs: Callable[[dict], tuple] | None = None
+    steer: Callable | None = None
+    warmup: Callable[[dict], tuple] | None = None
 
     @property
     def all_options(self) -> tuple[Option, ...]:

@@ -203,8 +203,8 @@ class TargetFeatures:
 
 def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> None:
     """Refuse, with one line naming the target, a sampler that may not run on it. The one place
-    this is decided: the entry's target kind and needs, and the needs of its parameters
-    (naive reward guidance needs a reward, guidance a class)."""
+    this is decided: the entry's target kind and needs, and what its options' values need
+    (``entry.option_needs(params)``: naive reward guidance needs a reward, guidance a class)."""
     wants_discrete = entry.target_kind == "discrete"
     if wants_discrete != t.discrete:
         kind = "discrete" if t.discrete else "continuous"
@@ -221,23 +221,21 @@ def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> No
     if "exact" in entry.needs and not t.exact:
         raise ConfigError(f"--target: {entry.name} needs the exact posterior of a closed-form target; {t.source} "
                           f"is a score of your own")
-    if not t.exact:
-        clash = [f for f, on in (("--score-error", params.get("score_error", 0) > 0),
-                                 ("--reward-guidance naive", params.get("reward_guidance") == "naive"),
-                                 ("--guidance", params.get("guidance", "none") != "none"),
-                                 ("--likelihood", bool(params.get("likelihood")))) if on]
-        if clash:
-            raise ConfigError(f"{clash[0]}: not with {t.source}, a score of your own (it is the score error measured)")
+    option_needs = entry.option_needs(params) if entry.option_needs is not None else ()
+    for need in option_needs:
+        if need.need == "exact" and not t.exact:
+            raise ConfigError(need.message.format(source=t.source))
     if "reward" in entry.needs and not t.reward:
         raise ConfigError(f"--target: {entry.name} samples a reward-tilted target; {t.source} has no tilt: block")
-    if params.get("reward_guidance") == "naive" and not t.reward:
-        raise ConfigError(f"--reward-guidance: naive needs a target with a tilt: block (the reward); "
-                          f"{t.source} has none")
-    if params.get("guidance", "none") != "none":
+    for need in option_needs:
+        if need.need == "reward" and not t.reward:
+            raise ConfigError(need.message.format(source=t.source))
+    for need in option_needs:
+        if need.need != "classes":
+            continue
         names = [name for name, _ in t.classes]
         if not names:
-            raise ConfigError(f"--guidance: needs a target with a classes: block (groups of components); "
-                              f"{t.source} has none (the shipped gmm-classes has one)")
-        if params["class"] not in names:
-            raise ConfigError(f"--class: {t.source} has no class '{params['class']}'"
-                              f"{suggest(params['class'], names)}; expected one of {', '.join(names)}")
+            raise ConfigError(need.message.format(source=t.source))
+        if need.value not in names:
+            raise ConfigError(f"--class: {t.source} has no class '{need.value}'"
+                              f"{suggest(need.value, names)}; expected one of {', '.join(names)}")

@@ -315,24 +315,23 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     from difflab.run import driver
     from difflab.run.io import Run, write_run, write_run_new
     from difflab.samplers import is_builtin
-    from difflab.samplers.langevin import StepSizeAdapter
 
     entry = entry_of(opts.sampler)
     name = entry.name
     rng_init, rng_step, rng_metric, rng_score, rng_path, rng_floor = _streams(opts.seed)
     n = params["particles"]
-    model, guided = target, None  # model: what the sampler sees, the exact target or a wrong score
+    model, extra_summary = target, None  # model: what the sampler sees, the exact target or a wrong score
     if target.discrete:
         suite = metrics.DiscreteMetricSuite(target)
     else:
-        model, target, guided = _model(target, params, rng_metric, rng_score)
+        model, target, extra_summary = _model(entry, target, params, rng_metric, rng_score)
         suite = metrics.MetricSuite(target, rng_metric)
     plugin = not is_builtin(name)
     sampler = _guarded(plugin, name, "build", lambda: entry.build(model, params))
     if plugin:
         check_sampler(sampler, name)
     x0, law0 = _initial(params, target, sampler, rng_init, n)
-    adapter = StepSizeAdapter(params["step_size"], params["warmup"]) if params.get("adapt") else None
+    warmup, adapter = entry.warmup(params) if entry.warmup is not None else (0, None)
     steps = sampler.n_steps or params["steps"]
     # Monte Carlo series only where the state lives on the target's space: on a discrete target
     # for the Markov kernel (gibbs), not for the noisy states of discrete diffusion.
@@ -342,7 +341,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
         result = _guarded(plugin, name, "run", lambda: driver.run(
             sampler, x0, rng_step, steps=steps, save_every=params["save_every"],
             trajectory_particles=params["trajectory_particles"], metrics_every=every,
-            metric_fn=suite.series if every else None, warmup=params.get("warmup", 0), adapter=adapter,
+            metric_fn=suite.series if every else None, warmup=warmup, adapter=adapter,
             on_step=on_step))
     with _signals_deferred() as late:  # the run is over: a Ctrl-C or SIGTERM now waits for the file
         groups = {}
@@ -352,8 +351,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
                 _discrete_exact_law(sampler, target, law0, result, params, summary)
             else:
                 _add_exact_law(sampler, target, law0, result, params, summary)
-            if guided is not None:
-                _guidance_summary(summary, result.samples, *guided, rng_metric, rng_floor, n)
+            if extra_summary is not None:
+                summary.update(extra_summary(result.samples, rng_metric, rng_floor, n))
             if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
                 from difflab.maths.decomposition import error_terms, score_error_term
 
@@ -445,47 +444,16 @@ def _guarded(plugin: bool, name: str, what: str, fn):
         raise PluginError(f"sampler {name} (plug-in): its {what} raised {type(exc).__name__}: {exc}") from None
 
 
-def _model(target, params: dict, rng_metric, rng_score):
-    """(the score the sampler sees, the target the run is judged against, the guidance judges or
-    None): the exact target; a deliberately wrong score (--score-error); naive reward guidance
-    against the tilted target; or guidance, judged against p(x | c) (the guided score is its score
-    error) and against the tilted law q."""
-    from difflab.maths import metrics
-
+def _model(entry, target, params: dict, rng_metric, rng_score):
+    """(the score the sampler sees, the target the run is judged against, extra summary keys or
+    None): a user's score against its reference; else what the entry's own options make of the
+    exact target (its ``steer`` hook: a wrong score, guidance, naive reward guidance)."""
     if not target.exact_score:  # a kind: score target: the user's score, judged against its reference
         return target, target.base, None
-    if params.get("guidance", "none") != "none":
-        from difflab.targets.guidance import TiltedByClass, guided_model
-
-        model, conditional, members, gamma = guided_model(target, params)
-        tilted = TiltedByClass(target, members, gamma, rng_metric)
-        return model, conditional, (tilted, metrics.MetricSuite(tilted, rng_metric, stein=False), target, members,
-                                    gamma)
-    if params.get("score_error", 0.0) > 0.0:
-        from difflab.targets.perturbed import PerturbedScore
-
-        return PerturbedScore(target, params["score_error_kind"], params["score_error"], rng_score), target, None
-    if params.get("reward_guidance") == "naive":
-        from difflab.targets.perturbed import RewardGuided
-
-        return RewardGuided(target, target.untilted, *target.reward), target, None
-    return target, target, None
-
-
-def _guidance_summary(summary, samples, tilted, suite, unconditional, members, gamma, rng, rng_floor, n) -> None:
-    """Guided runs: the distance to the tilted law q ∝ p(x | c)^gamma p(x)^(1 - gamma) (tilted_*,
-    against exact rejection draws, with their floor and its standard error), and the exact
-    classifier's mean confidence p(c | x) on the samples next to its value on exact draws of p(x | c)."""
-    from difflab.maths.metrics import floor_stats
-
-    summary["guidance_gamma"] = gamma
-    summary["class_weight"] = float(unconditional.components.weights[members].sum())
-    summary.update({f"tilted_{k}": v for k, v in suite.final(samples).items()})
-    summary.update({f"tilted_{k}": v for k, v in floor_stats(suite.final, tilted.sample, rng_floor, n).items()})
-    summary["tilted_acceptance"] = tilted.acceptance
-    summary["class_confidence"] = float(unconditional.class_probability(samples, members).mean())
-    exact = tilted.conditional.sample(rng, n)
-    summary["floor_class_confidence"] = float(unconditional.class_probability(exact, members).mean())
+    if entry.steer is None:
+        return target, target, None
+    steered = entry.steer(target, params, rng_metric, rng_score)
+    return steered.model, steered.judged, steered.summary
 
 
 def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: dict) -> None:

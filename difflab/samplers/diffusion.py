@@ -32,6 +32,7 @@ from difflab.contracts import (
     AffineStep,
     Capabilities,
     Option,
+    OptionNeed,
     PathStep,
     SamplerEntry,
     at_least_one,
@@ -51,6 +52,7 @@ from difflab.maths.schedules import (
     reverse_drift,
     t_of_half_log_snr,
 )
+from difflab.samplers import steering
 
 np = lazy("numpy", globals(), "np")
 
@@ -485,6 +487,7 @@ DDPM_ENTRY = SamplerEntry(
                     "leading or linspace.", choices=schedules.SPACINGS),
              *MODEL_OPTIONS),
     build=_build_ddpm, resolve=_resolve_ddpm, needs=("noised_law",), init=PRIOR_INIT,
+    option_needs=steering.needs, steer=steering.steer,
     steps=with_default(STEPS, 1000, "K reverse steps on K of the schedule's 1000 (<= 1000)."),
 )
 
@@ -499,6 +502,13 @@ def _resolve_pflow(p: dict) -> dict:
     else:
         p["points"] = p["points"] or ""
     return _resolve_model(p)
+
+
+def _pflow_needs(p: dict) -> tuple:
+    """The score options' needs, and --likelihood's: the exact noised densities of a closed-form target."""
+    likelihood = (OptionNeed("exact", "--likelihood: not with {source}, a score of your own (it is the score error "
+                                      "measured)"),) if p.get("likelihood") else ()
+    return steering.needs(p) + likelihood
 
 
 def _build_pflow(target, p: dict) -> PFlow:
@@ -523,6 +533,7 @@ PFLOW_ENTRY = SamplerEntry(
                     "instead."),
              *MODEL_OPTIONS),
     build=_build_pflow, resolve=_resolve_pflow, needs=("noised_law",), init=PRIOR_INIT,
+    option_needs=_pflow_needs, steer=steering.steer,
     steps=with_default(STEPS, 100, "Solver steps (ignored by rk45)."),
 )
 
@@ -543,5 +554,6 @@ SDE_ENTRY = SamplerEntry(
                     check=positive),
              *MODEL_OPTIONS),
     build=_build_sde, resolve=_resolve_model, needs=("noised_law",), init=PRIOR_INIT,
+    option_needs=steering.needs, steer=steering.steer,
     steps=with_default(STEPS, 1000, "Predictor (Euler-Maruyama) steps."),
 )

@@ -70,6 +70,7 @@ from difflab.contracts import (
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.maths import schedules
+from difflab.samplers import steering
 from difflab.samplers.diffusion import (
     MODEL_OPTIONS,
     PRIOR_INIT,
@@ -696,6 +697,7 @@ KSAMPLER_ENTRY = SamplerEntry(
              Option("s_noise", 1.0, float, "EDM's S_noise: the churn noise's scale.", check=non_negative),
              *MODEL_OPTIONS),
     build=_build, resolve=_resolve, needs=("noised_law",), init=PRIOR_INIT,
+    option_needs=steering.needs, steer=steering.steer,
     steps=with_default(STEPS, 20, "Grid steps K (K + 1 levels, the last sigma = 0); NFE = K for the first-order "
                        "and multistep solvers, 2K - 1 for heun and dpmpp-2s."),
 )

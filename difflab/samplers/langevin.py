@@ -219,5 +219,6 @@ MALA_ENTRY = SamplerEntry(
              Option("adapt", False, bool, "Tune h during a warm-up toward acceptance 0.574."),
              Option("warmup", 500, int, "Warm-up steps with --adapt (not kept).")),
     build=lambda target, p: MALA(target, p["step_size"]), resolve=_adaptation, needs=("log_prob",),
+    warmup=lambda p: (p["warmup"], StepSizeAdapter(p["step_size"], p["warmup"]) if p["adapt"] else None),
     steps=STEPS, init=INIT, mcmc=True,
 )
