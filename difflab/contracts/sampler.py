@@ -249,7 +249,11 @@ class SamplerEntry:
     ``steer(target, params, rng_metric, rng_score) -> Steered``: the score the sampler sees and the
     target it is judged against (default: the exact target, both); ``warmup(params) -> (steps,
     adapter or None)``: warm-up steps before the kept ones, and the step-size adapter the driver
-    feeds during them (``adapter.update(acceptance)``, ``adapter.step_size``)."""
+    feeds during them (``adapter.update(info)``, ``adapter.final()``); ``preflight(target, params,
+    load_points)``: checks of the options against the target before any work (``load_points(path,
+    dim)`` reads a points file as the run would); ``after(sampler, target, law0, params, rng,
+    summary, load_points) -> {group: {name: array}}``: extra results after the run (summary keys
+    added to ``summary``, arrays as groups of the run file)."""
 
     name: str
     help: str
@@ -266,6 +270,8 @@ class SamplerEntry:
     option_needs: Callable[[dict], tuple] | None = None
     steer: Callable | None = None
     warmup: Callable[[dict], tuple] | None = None
+    preflight: Callable | None = None
+    after: Callable | None = None
 
     @property
     def all_options(self) -> tuple[Option, ...]:

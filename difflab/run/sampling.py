@@ -253,9 +253,10 @@ def prepare(opts: SampleOptions, default_path: bool = True):
     # Overrides are recorded as parameters too, so compare can group by them (--by target.ring.radius).
     params.update({f"target.{k}": v if isinstance(v, (int, float, str)) else json.dumps(v)
                    for k, v in opts.target_set})
-    check_compatible(entry_of(opts.sampler), params, TargetFeatures.of(target, spec.source))
-    if params.get("points"):
-        load_points(params["points"], target.dim)
+    entry = entry_of(opts.sampler)
+    check_compatible(entry, params, TargetFeatures.of(target, spec.source))
+    if entry.preflight is not None:
+        entry.preflight(target, params, load_points)
     components = None if target.discrete else target.components
     check_memory(params, target.dim, 1 if components is None else components.n_components)
     path = output_path(opts, spec, params) if opts.out is not None or default_path else None
@@ -361,8 +362,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
                 result.per_step.update({k: v[: result.steps_done] for k, v in series.items() if result.steps_done})
                 if sampler.capabilities.diffusion:
                     summary.update(score_error_term(sampler, rng_path))
-        if params.get("likelihood"):
-            groups["likelihood"] = _likelihood(sampler, target, law0, params, rng_metric, summary)
+        if entry.after is not None:
+            groups.update(entry.after(sampler, target, law0, params, rng_metric, summary, load_points))
         samples, trajectory = result.samples, result.trajectory
         if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
             samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
@@ -540,20 +541,3 @@ def _add_exact_law(sampler, target, law0, result, params: dict, summary: dict) -
     if not sampler.capabilities.estimate and [k for k, _, _ in history] == result.metrics_step.tolist():
         for key in rows[-1]:
             result.metrics[key] = np.array([r[key] for r in rows])
-
-
-def _likelihood(sampler, target, law0, params: dict, rng, summary: dict) -> dict:
-    """pflow --likelihood: ODE log-likelihoods of the points next to the exact log densities."""
-    import numpy as np
-
-    from difflab.maths.likelihood import ode_log_likelihood
-
-    if params["points"]:
-        x = load_points(params["points"], target.dim)
-    else:
-        x = target.sample(rng, params["likelihood_points"])
-    out = ode_log_likelihood(target, sampler.schedule, x, params["early_stop"], law0)
-    summary["likelihood_max_err"] = float(np.abs(out["loglik_ode"] - out["exact_log_p_delta"]).max())
-    summary["likelihood_prior_max_err"] = float(np.abs(out["loglik_prior"] - out["exact_log_p_delta"]).max())
-    summary["likelihood_nfe"] = float(out.pop("nfe"))
-    return {"points": x, **out}

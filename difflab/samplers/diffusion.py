@@ -511,6 +511,27 @@ def _pflow_needs(p: dict) -> tuple:
     return steering.needs(p) + likelihood
 
 
+def _points_readable(target, p: dict, load_points) -> None:
+    """--points: the file is read (and its shape checked) before the run."""
+    if p.get("points"):
+        load_points(p["points"], target.dim)
+
+
+def _likelihood(sampler, target, law0, p: dict, rng, summary: dict, load_points) -> dict:
+    """pflow --likelihood: ODE log-likelihoods of the points next to the exact log densities (the
+    run file's group ``likelihood``); the largest errors in the summary."""
+    if not p["likelihood"]:
+        return {}
+    from difflab.maths.likelihood import ode_log_likelihood
+
+    x = load_points(p["points"], target.dim) if p["points"] else target.sample(rng, p["likelihood_points"])
+    out = ode_log_likelihood(target, sampler.schedule, x, p["early_stop"], law0)
+    summary["likelihood_max_err"] = float(np.abs(out["loglik_ode"] - out["exact_log_p_delta"]).max())
+    summary["likelihood_prior_max_err"] = float(np.abs(out["loglik_prior"] - out["exact_log_p_delta"]).max())
+    summary["likelihood_nfe"] = float(out.pop("nfe"))
+    return {"likelihood": {"points": x, **out}}
+
+
 def _build_pflow(target, p: dict) -> PFlow:
     schedule = schedules.make_schedule(p)
     times = schedules.time_grid(schedule, p["steps"], p["early_stop"], p["grid"])
@@ -533,7 +554,7 @@ PFLOW_ENTRY = SamplerEntry(
                     "instead."),
              *MODEL_OPTIONS),
     build=_build_pflow, resolve=_resolve_pflow, needs=("noised_law",), init=PRIOR_INIT,
-    option_needs=_pflow_needs, steer=steering.steer,
+    option_needs=_pflow_needs, steer=steering.steer, preflight=_points_readable, after=_likelihood,
     steps=with_default(STEPS, 100, "Solver steps (ignored by rk45)."),
 )
 
