@@ -52,6 +52,7 @@ is what ``difflab.maths.exact`` propagates: every fixed-grid solver here reports
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -82,54 +83,7 @@ from difflab.samplers.diffusion import (
 
 np = lazy("numpy", globals(), "np")
 
-SOLVERS = ("euler", "euler-ancestral", "heun", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde", "dpmpp-2s",
-           "unipc", "deis", "lms")
-# Other names users know for the same solver (k-diffusion's function names, diffusers' and
-# ComfyUI's sampler names); the run file records the canonical name.
-SOLVER_ALIASES = {
-    "ddim": "euler", "euler_ancestral": "euler-ancestral", "euler_a": "euler-ancestral",
-    "dpmpp_2m": "dpmpp-2m", "dpmpp_3m": "dpmpp-3m", "dpmpp_2m_sde": "dpmpp-2m-sde", "dpmpp_3m_sde": "dpmpp-3m-sde",
-    "dpmpp_2s": "dpmpp-2s", "dpmpp_2s_ancestral": "dpmpp-2s", "uni_pc": "unipc", "uni_pc_bh2": "unipc",
-    "k_lms": "lms",
-}
-ORDERS = {"dpmpp-2m": 2, "dpmpp-3m": 3, "dpmpp-2m-sde": 2, "dpmpp-3m-sde": 3}  # DPM-Solver++ multistep orders
-DEFAULT_ORDER = {"unipc": 2, "deis": 2, "lms": 4}  # diffusers' defaults (LMS: its step's order=4)
-MAX_ORDER = {"unipc": 3, "deis": 3, "lms": 4}
-DEFAULT_ETA = {"euler-ancestral": 1.0, "dpmpp-2m-sde": 1.0, "dpmpp-3m-sde": 1.0, "dpmpp-2s": 0.0}
-CHURN = ("euler", "heun")  # EDM's stochastic churn applies to these
-# Solvers written in the VE form x / a, which needs a > 0 at every level (not the flow schedule's
-# start, a = 0: only euler without churn, euler-ancestral, dpmpp-2m(-sde) and unipc start there).
-NEEDS_FINITE_START = ("heun", "lms", "dpmpp-2s", "deis", "dpmpp-3m", "dpmpp-3m-sde")
 WEIGHTS = ("diffusers", "taylor")
-NFE = {"heun": 2, "dpmpp-2s": 2}  # denoiser evaluations per step (1 for the others; 1 on a last step to 0)
-
-
-def history_slots(solver: str, order: int) -> int:
-    """How many (d,)-blocks of history the solver keeps under x."""
-    if solver in ORDERS:
-        return ORDERS[solver] - 1
-    if solver == "unipc":
-        return order + 1  # the last sample, then the last `order` denoiser outputs
-    if solver in ("deis", "lms"):
-        return order - 1
-    return 0
-
-
-def multistep_orders(solver: str, order: int, K: int, final_zero: bool) -> list[int]:
-    """The order of each of the K steps (diffusers' warm-up and lower-order-final rules)."""
-    if solver == "unipc":
-        return [min(order, K - i, i + 1) for i in range(K)]
-    if solver == "dpmpp-3m-sde":  # k-diffusion's: warm-up, then the read-out to 0
-        return [min(order, i + 1) if i < K - 1 or not final_zero else 1 for i in range(K)]
-    out = []
-    for i in range(K):
-        o = min(order, i + 1)
-        if i == K - 1 and (K < 15 or (final_zero and solver != "deis")):
-            o = 1
-        elif i == K - 2 and K < 15:
-            o = min(o, 2)
-        out.append(o)
-    return out
 
 
 def ancestral(r0: float, r1: float, eta: float) -> tuple[float, float]:
@@ -231,7 +185,8 @@ class KSampler(_Reverse):
     capabilities = Capabilities(per_particle=True, affine=True, diffusion=True)
 
     def __post_init__(self):
-        check_argument("solver", self.solver, SOLVERS)
+        check_argument("solver", self.solver, tuple(SOLVER_TABLE))
+        rec = SOLVER_TABLE[self.solver]
         a, s = np.asarray(self.alphas, dtype=np.float64), np.asarray(self.sigmas, dtype=np.float64)
         if a.ndim != 1 or a.shape != s.shape or len(a) < 2:
             raise ConfigError("grid: alphas and sigmas must be (K + 1,) arrays with K >= 1")
@@ -239,22 +194,22 @@ class KSampler(_Reverse):
             raise ConfigError("grid: levels must have alpha, sigma >= 0 and a strictly decreasing sigma / alpha")
         if s[-2] == 0:
             raise ConfigError("grid: only the last level may have sigma = 0")
-        order = self.order or DEFAULT_ORDER.get(self.solver, 0)
-        if self.solver in MAX_ORDER and not 1 <= order <= MAX_ORDER[self.solver]:
-            raise ConfigError(f"order: {self.solver} runs orders 1..{MAX_ORDER[self.solver]}, got {order}")
+        order = self.order or (rec.order_range[0] if rec.order_range else 0)
+        if rec.order_range and not 1 <= order <= rec.order_range[1]:
+            raise ConfigError(f"order: {self.solver} runs orders 1..{rec.order_range[1]}, got {order}")
         object.__setattr__(self, "order", order)
         if self.eta is None:
-            object.__setattr__(self, "eta", DEFAULT_ETA.get(self.solver, 0.0))
+            object.__setattr__(self, "eta", 0.0 if rec.eta is None else rec.eta)
         check_argument("eta", self.eta, non_negative)
-        if self.s_churn and self.solver not in CHURN:
+        if self.s_churn and rec.churn_step is None:
             raise ConfigError(f"s_churn: EDM's churn is for euler and heun, not {self.solver}")
         check_argument("s_churn", self.s_churn, non_negative)
         check_argument("s_noise", self.s_noise, non_negative)
         check_argument("weight", self.weight, WEIGHTS)
-        if a[0] == 0 and (self.solver in NEEDS_FINITE_START or self.s_churn):
+        if a[0] == 0 and (rec.ve_form or self.s_churn):
             raise ConfigError(f"solver: {self.solver}{' with churn' if self.s_churn else ''} works in the VE form "
-                              "x / alpha, infinite at the flow schedule's start (alpha = 0); use euler, "
-                              "euler-ancestral, dpmpp-2m, dpmpp-2m-sde or unipc there")
+                              "x / alpha, infinite at the flow schedule's start (alpha = 0); use "
+                              f"{_names(r for r in SOLVER_RECORDS if not r.ve_form).replace(' and ', ' or ')} there")
         object.__setattr__(self, "alphas", a)
         object.__setattr__(self, "sigmas", s)
 
@@ -288,30 +243,40 @@ class KSampler(_Reverse):
         return float(self.alphas[0]), float(self.sigmas[0])
 
     @property
+    def record(self) -> Solver:
+        """The solver's record: everything difflab knows of it, stated once."""
+        return SOLVER_TABLE[self.solver]
+
+    @property
     def output(self) -> str:
         """'denoised': the last step returns D at the last noisy level; lms integrates to s = 0."""
-        return "sample" if self.solver == "lms" else "denoised"
+        return "sample" if self.record.to_zero else "denoised"
 
     @property
     def end(self) -> tuple[float, float]:
         """(alpha, sigma) of the last noisy level (lms: the output's level, sigma = 0)."""
-        i = self.K if self.solver == "lms" else self.K - 1
+        i = self.K if self.record.to_zero else self.K - 1
         return float(self.alphas[i]), float(self.sigmas[i])
 
     @property
     def slots(self) -> int:
-        return history_slots(self.solver, self.order)
+        """How many (d,)-blocks of history the solver keeps under x."""
+        return self.record.history(self.record.order or self.order)
 
     @cached_property  # read at every step: computed once per sampler
     def orders(self) -> list[int]:
-        p = ORDERS.get(self.solver, self.order)
-        return multistep_orders(self.solver, p, self.K, self.sigmas[-1] == 0)
+        """The order of each of the K steps (the record's warm-up and final-order rule)."""
+        return self.record.orders(self.record.order or self.order, self.K, self.sigmas[-1] == 0)
 
     def gamma(self, i: int) -> float:
         """EDM's churn factor at level i."""
         if not self.s_churn or not (self.s_tmin <= self.r[i] <= self.s_tmax):
             return 0.0
         return min(self.s_churn / self.K, math.sqrt(2.0) - 1.0)
+
+    def levels(self, k: int) -> tuple[float, float, float, float]:
+        """(a_k, s_k, a_{k+1}, s_{k+1}) as floats: step k's two levels."""
+        return tuple(float(v) for v in (self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]))
 
     def level(self, r: float) -> tuple[float, float]:
         """(alpha, sigma) of the schedule at VE level r (between grid points)."""
@@ -333,14 +298,15 @@ class KSampler(_Reverse):
         """(c_pre, c_post): std of the noise added to x before the step's map (EDM's churn) and
         after it (ancestral and SDE solvers), in x's units."""
         a, s, r = self.alphas, self.sigmas, self.r
-        if self.solver in CHURN:
+        noise = self.record.noise
+        if self.record.churn_step is not None:
             g = self.gamma(k)
             return (a[k] * self.s_noise * r[k] * math.sqrt((1 + g) ** 2 - 1), 0.0) if g > 0 else (0.0, 0.0)
         if s[k + 1] == 0.0 or self.eta == 0.0:
             return 0.0, 0.0
-        if self.solver in ("euler-ancestral", "dpmpp-2s"):
+        if noise == "ancestral":
             return 0.0, float(a[k + 1] * ancestral(r[k], r[k + 1], self.eta)[1])
-        if self.solver in ("dpmpp-2m-sde", "dpmpp-3m-sde"):
+        if noise == "sde":
             h = self.lam[k + 1] - self.lam[k]
             return 0.0, float(s[k + 1] * math.sqrt(-math.expm1(-2.0 * self.eta * h)))
         return 0.0, 0.0
@@ -350,34 +316,15 @@ class KSampler(_Reverse):
         by ``noise_std`` (None: none). Returns the new stacked state. Affine in z on a Gaussian target."""
         d = self.target.dim
         x, hist = z[:d], [z[d * (j + 1): d * (j + 2)] for j in range(self.slots)]
-        a0, s0, a1, s1 = (float(v) for v in (self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]))
+        rec = self.record
         if pre is not None:
             x = x + pre
-        name = self.solver
-        if name in CHURN and self.gamma(k) > 0:
-            x, hist = self._edm(x, k, heun=name == "heun"), []
-        elif name == "lms":
-            x, hist = self._lms(x, hist, k)
-        elif s1 == 0.0:  # the read-out: x0_hat (the history is not read again)
-            x = self.denoise(x, a0, s0)
-        elif name == "euler":
-            D = self.denoise(x, a0, s0)
-            x = a1 * D + (s1 / s0) * (x - a0 * D)
-        elif name == "heun":
-            x = self._edm(x, k, heun=True)
-        elif name == "euler-ancestral":
-            D = self.denoise(x, a0, s0)
-            down = ancestral(self.r[k], self.r[k + 1], self.eta)[0]
-            eps = (x - a0 * D) / s0
-            x = a1 * D + (a1 * down) * eps
-        elif name == "dpmpp-2s":
-            x = self._dpmpp_2s(x, k)
-        elif name in ORDERS:
-            x, hist = self._dpmpp(x, hist, k)
-        elif name == "unipc":
-            x, hist = self._unipc(x, hist, k)
-        elif name == "deis":
-            x, hist = self._deis(x, hist, k)
+        if rec.churn_step is not None and self.gamma(k) > 0:
+            x, hist = rec.churn_step(self, x, k), []
+        elif self.sigmas[k + 1] == 0.0 and not rec.to_zero:  # the read-out: x0_hat (the history is not read again)
+            x = self.denoise(x, float(self.alphas[k]), float(self.sigmas[k]))
+        else:
+            x, hist = rec.step(self, x, hist, k)
         if post is not None:
             x = x + post
         return np.ascontiguousarray(np.concatenate([x, *hist])) if hist else np.ascontiguousarray(x)
@@ -417,9 +364,10 @@ class KSampler(_Reverse):
         D2 = self.denoise(am * x2, am, sm)
         return a1 * ((down / r[k]) * xv - math.expm1(-h) * D2)
 
-    def _dpmpp(self, x, hist, k):
+    def _dpmpp(self, x, hist, k, phi2_warmup: bool = False):
         """DPM-Solver++ multistep (orders 1-3) with the SDE share eta (diffusers' midpoint 2M, its
-        3M; for eta > 0 k-diffusion's 2M/3M SDE). hist = [D_{k-1}, D_{k-2}]."""
+        3M; for eta > 0 k-diffusion's 2M/3M SDE; ``phi2_warmup``: k-diffusion's 3M SDE second-order
+        warm-up step phi_2(h) D1). hist = [D_{k-1}, D_{k-2}]."""
         a0, s0, a1, s1 = (float(v) for v in (self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]))
         lam = self.lam
         D = self.denoise(x, a0, s0)
@@ -433,7 +381,7 @@ class KSampler(_Reverse):
         if order >= 2:
             r0 = float(lam[k] - lam[k - 1]) / h
             D1_0 = (D - hist[0]) / r0
-            if order == 2 and self.solver == "dpmpp-3m-sde":  # k-diffusion's warm-up: phi_2 D1
+            if order == 2 and phi2_warmup:  # k-diffusion's warm-up: phi_2 D1
                 x_new += (a1 * (math.expm1(-he) / he + 1.0)) * D1_0
             elif order == 2:
                 x_new -= (0.5 * a1 * math.expm1(-he)) * D1_0
@@ -565,15 +513,15 @@ class KSampler(_Reverse):
     def path_step(self, k: int) -> PathStep | None:
         """Single-step solvers without churn are Markov in x: step k stands for p(x_{k+1} | x_k). The
         read-out to sigma = 0 and the multistep solvers (whose steps read the history) have none."""
-        if self.slots or self.s_churn or self.solver == "lms" or self.sigmas[k + 1] == 0.0:
+        if self.slots or self.s_churn or self.record.to_zero or self.sigmas[k + 1] == 0.0:
             return None
         return PathStep((float(self.alphas[k]), float(self.sigmas[k])),
                         (float(self.alphas[k + 1]), float(self.sigmas[k + 1])))
 
     def nfe(self, k: int) -> float:
         """Denoiser evaluations of step k: one on the read-out to sigma = 0."""
-        last = self.sigmas[k + 1] == 0.0 and self.solver != "lms"
-        return 1.0 if last else float(NFE.get(self.solver, 1))
+        last = self.sigmas[k + 1] == 0.0 and not self.record.to_zero
+        return 1.0 if last else float(self.record.nfe)
 
     def step(self, rng: np.random.Generator, state: KState):
         k = state.k
@@ -586,42 +534,155 @@ class KSampler(_Reverse):
         return KState(xt=self.advance(state.xt, k, pre, post), k=k + 1, d=state.d), info
 
 
+# ---------------------------------------------------------------- the solvers: one record each
+def _diffusers_orders(p: int, K: int, final_zero: bool, *, last_to_zero: bool = True) -> list[int]:
+    """diffusers' warm-up and lower-order-final rules: step i runs min(p, i + 1); the last step
+    first order (K < 15, or a step to sigma = 0 where ``last_to_zero``), the one before at most
+    second order for K < 15."""
+    out = []
+    for i in range(K):
+        o = min(p, i + 1)
+        if i == K - 1 and (K < 15 or (final_zero and last_to_zero)):
+            o = 1
+        elif i == K - 2 and K < 15:
+            o = min(o, 2)
+        out.append(o)
+    return out
+
+
+def _kdiffusion_3m_sde_orders(p: int, K: int, final_zero: bool) -> list[int]:
+    """k-diffusion's 3M SDE: warm-up, then the read-out to 0 (no K < 15 rule)."""
+    return [min(p, i + 1) if i < K - 1 or not final_zero else 1 for i in range(K)]
+
+
+def _unipc_orders(p: int, K: int, final_zero: bool) -> list[int]:
+    return [min(p, K - i, i + 1) for i in range(K)]
+
+
+def _euler(ks, x, hist, k):
+    """DDIM: x' = a' D + (s' / s) (x - a D)."""
+    a0, s0, a1, s1 = ks.levels(k)
+    D = ks.denoise(x, a0, s0)
+    return a1 * D + (s1 / s0) * (x - a0 * D), hist
+
+
+def _euler_ancestral(ks, x, hist, k):
+    """x' = a' (D + r_down eps), the noise a' r_up xi added after (``noise_std``)."""
+    a0, s0, a1, _ = ks.levels(k)
+    D = ks.denoise(x, a0, s0)
+    down = ancestral(ks.r[k], ks.r[k + 1], ks.eta)[0]
+    eps = (x - a0 * D) / s0
+    return a1 * D + (a1 * down) * eps, hist
+
+
+@dataclass(frozen=True)
+class Solver:
+    """One solver, stated once (k-diffusion's style: its step function and what it needs).
+
+    ``step(ks, x, hist, k) -> (x, hist)``: step k between two noisy levels (x (d, n), hist its
+    history blocks); ``aliases``: other names users know; ``order``: a fixed multistep order
+    (DPM-Solver++ 2M/3M), or ``order_range`` (default, max) of a settable ``--order``;
+    ``history(order)``: the history blocks kept; ``orders(order, K, final_zero)``: each step's
+    order; ``eta``: the default ancestral/SDE share (None: no ``--eta``); ``noise``: what is added
+    after the step ('none', 'ancestral', 'sde'); ``churn_step(ks, x, k)``: EDM's churned step
+    (None: no churn); ``ve_form``: written on x / alpha (not at the flow schedule's start);
+    ``nfe``: denoiser evaluations a step; ``weight``: has the D2 weight option; ``to_zero``:
+    integrates to sigma = 0 itself (no read-out step)."""
+
+    name: str
+    step: Callable
+    aliases: tuple = ()
+    order: int = 0
+    order_range: tuple | None = None
+    history: Callable[[int], int] = lambda order: 0
+    orders: Callable = _diffusers_orders
+    eta: float | None = None
+    noise: str = "none"
+    churn_step: Callable | None = None
+    ve_form: bool = False
+    nfe: int = 1
+    weight: bool = False
+    to_zero: bool = False
+
+
+def _multistep(order: int = 0):
+    return {"order": order, "history": lambda p: p - 1}
+
+
+SOLVER_RECORDS = (
+    Solver("euler", _euler, aliases=("ddim",), churn_step=lambda ks, x, k: ks._edm(x, k, heun=False)),
+    Solver("euler-ancestral", _euler_ancestral, aliases=("euler_ancestral", "euler_a"), eta=1.0, noise="ancestral"),
+    Solver("heun", lambda ks, x, hist, k: (ks._edm(x, k, heun=True), hist), ve_form=True, nfe=2,
+           churn_step=lambda ks, x, k: ks._edm(x, k, heun=True)),
+    Solver("dpmpp-2m", KSampler._dpmpp, aliases=("dpmpp_2m",), **_multistep(2)),
+    Solver("dpmpp-3m", KSampler._dpmpp, aliases=("dpmpp_3m",), ve_form=True, weight=True, **_multistep(3)),
+    Solver("dpmpp-2m-sde", KSampler._dpmpp, aliases=("dpmpp_2m_sde",), eta=1.0, noise="sde", **_multistep(2)),
+    Solver("dpmpp-3m-sde", lambda ks, x, hist, k: ks._dpmpp(x, hist, k, phi2_warmup=True), aliases=("dpmpp_3m_sde",),
+           eta=1.0, noise="sde", ve_form=True, weight=True, orders=_kdiffusion_3m_sde_orders, **_multistep(3)),
+    Solver("dpmpp-2s", lambda ks, x, hist, k: (ks._dpmpp_2s(x, k), hist), aliases=("dpmpp_2s", "dpmpp_2s_ancestral"),
+           eta=0.0, noise="ancestral", ve_form=True, nfe=2),
+    Solver("unipc", KSampler._unipc, aliases=("uni_pc", "uni_pc_bh2"), order_range=(2, 3),
+           history=lambda p: p + 1, orders=_unipc_orders),
+    Solver("deis", KSampler._deis, order_range=(2, 3), ve_form=True, history=lambda p: p - 1,
+           orders=lambda p, K, final_zero: _diffusers_orders(p, K, final_zero, last_to_zero=False)),
+    Solver("lms", KSampler._lms, aliases=("k_lms",), order_range=(4, 4), ve_form=True, history=lambda p: p - 1,
+           to_zero=True),
+)
+SOLVER_TABLE = {rec.name: rec for rec in SOLVER_RECORDS}
+SOLVERS = tuple(SOLVER_TABLE)
+# Other names users know for the same solver (k-diffusion's function names, diffusers' and
+# ComfyUI's sampler names); the run file records the canonical name.
+SOLVER_ALIASES = {alias: rec.name for rec in SOLVER_RECORDS for alias in rec.aliases}
+
+
+def _names(recs) -> str:
+    """'a, b and c' of the records' names."""
+    names = [rec.name for rec in recs]
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+
+
 # ---------------------------------------------------------------- options and construction
 KGRIDS = ("karras", "exponential", "uniform", "trailing", "leading", "linspace")
 GRID_ALIASES = {"logsnr": "exponential"}
 
 
-def _resolve(p: dict) -> dict:
-    if p["grid"] is None:
-        p["grid"] = "uniform" if p["schedule"] == "flow" else "karras"
-    solver, grid = p["solver"], p["grid"]
-    if solver in MAX_ORDER:
-        p["order"] = p["order"] or DEFAULT_ORDER[solver]
-        if p["order"] > MAX_ORDER[solver]:
-            raise ConfigError(f"--order: {solver} runs orders 1..{MAX_ORDER[solver]}, got {p['order']}")
+def _resolve_solver(p: dict) -> None:
+    """The solver's own options: set only where the solver's record has them, defaults filled in."""
+    rec = SOLVER_TABLE[p["solver"]]
+    solver = rec.name
+    if rec.order_range:
+        p["order"] = p["order"] or rec.order_range[0]
+        if p["order"] > rec.order_range[1]:
+            raise ConfigError(f"--order: {solver} runs orders 1..{rec.order_range[1]}, got {p['order']}")
     elif p["order"] is not None:
-        raise ConfigError(f"--order: only for unipc, deis and lms (the others have a fixed order), got {p['order']}")
+        raise ConfigError(f"--order: only for {_names(r for r in SOLVER_RECORDS if r.order_range)} (the others have "
+                          f"a fixed order), got {p['order']}")
     else:
         p.pop("order")
-    if solver in DEFAULT_ETA:
-        p["eta"] = DEFAULT_ETA[solver] if p["eta"] is None else p["eta"]
+    if rec.eta is not None:
+        p["eta"] = rec.eta if p["eta"] is None else p["eta"]
     elif p["eta"] is not None:
-        raise ConfigError(f"--eta: only for euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde and dpmpp-2s, not {solver}")
+        raise ConfigError(f"--eta: only for {_names(r for r in SOLVER_RECORDS if r.eta is not None)}, not {solver}")
     else:
         p.pop("eta")
-    if solver not in CHURN or not p["s_churn"]:
+    if rec.churn_step is None or not p["s_churn"]:
         if p["s_churn"]:
-            raise ConfigError(f"--s-churn: EDM's churn is for euler and heun, not {solver}")
+            raise ConfigError(f"--s-churn: EDM's churn is for {_names(r for r in SOLVER_RECORDS if r.churn_step)}, "
+                              f"not {solver}")
         for key in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
             p.pop(key)
     elif p["s_tmax"] is None:
         p.pop("s_tmax")
-    if solver not in ("dpmpp-3m", "dpmpp-3m-sde"):
+    if not rec.weight:
         if p["weight"] != "diffusers":
-            raise ConfigError(f"--weight: only for dpmpp-3m and dpmpp-3m-sde, not {solver}")
+            raise ConfigError(f"--weight: only for {_names(r for r in SOLVER_RECORDS if r.weight)}, not {solver}")
         p.pop("weight")
-    discrete = grid in schedules.SPACINGS
-    if discrete:
+
+
+def _resolve_grid(p: dict) -> None:
+    """The grid against the schedule: chain spacings on a vp chain, the flow schedule's rules."""
+    grid = p["grid"]
+    if grid in schedules.SPACINGS:
         if p["schedule"] not in ("vp-linear", "vp-cosine"):
             raise ConfigError(f"--grid: {grid} picks levels of DDPM's 1000-step chain, a vp schedule's; "
                               f"not {p['schedule']}")
@@ -639,13 +700,21 @@ def _resolve(p: dict) -> dict:
         raise ConfigError(f"--grid: {grid} spaces sigma / alpha, infinite at the flow schedule's start; use uniform")
     if grid != "karras":
         p.pop("rho")
+
+
+def _resolve(p: dict) -> dict:
+    if p["grid"] is None:
+        p["grid"] = "uniform" if p["schedule"] == "flow" else "karras"
+    _resolve_solver(p)
+    _resolve_grid(p)
     if p["steps"] < 2:
         raise ConfigError("--steps: at least 2 (the last step is the read-out to sigma = 0)")
     p = _resolve_model(p)
-    if p["schedule"] == "flow" and (solver in NEEDS_FINITE_START or p.get("s_churn")):
+    solver = p["solver"]
+    if p["schedule"] == "flow" and (SOLVER_TABLE[solver].ve_form or p.get("s_churn")):
         raise ConfigError(f"--solver: {solver}{' with --s-churn' if p.get('s_churn') else ''} works in the VE form "
-                          "x / alpha, infinite at the flow schedule's start; use euler, euler-ancestral, dpmpp-2m, "
-                          "dpmpp-2m-sde or unipc")
+                          "x / alpha, infinite at the flow schedule's start; use "
+                          f"{_names(r for r in SOLVER_RECORDS if not r.ve_form).replace(' and ', ' or ')}")
     return p
 
 
