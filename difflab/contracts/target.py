@@ -201,6 +201,17 @@ class TargetFeatures:
                    log_prob=target.has_log_prob, exact=target.exact, components=target.components is not None)
 
 
+# An entry's needs, in the order they are checked: (need, the feature, the refusal).
+_ENTRY_NEEDS = (
+    ("noised_law", "noised_law", "--target: {name} needs a target with a closed-form noised law; {source} has none"),
+    ("log_prob", "log_prob", "--target: {name} needs a log density; {source} gives a score alone"),
+    ("components", "components", ("--target: {name} needs a Gaussian mixture's exact posterior; {source} (kind: "
+                                  "{kind}) is not a mixture")),
+    ("exact", "exact", ("--target: {name} needs the exact posterior of a closed-form target; {source} is a score of "
+                        "your own")),
+)
+
+
 def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> None:
     """Refuse, with one line naming the target, a sampler that may not run on it. The one place
     this is decided: the entry's target kind and needs, and what its options' values need
@@ -211,31 +222,24 @@ def check_compatible(entry: SamplerEntry, params: dict, t: TargetFeatures) -> No
         wanted = "discrete targets" if wants_discrete else "continuous targets"
         raise ConfigError(f"--target: {t.source} is a {kind} target (kind: {t.kind}); {entry.name} runs on "
                           f"{wanted}, not on it")
-    if "noised_law" in entry.needs and not t.noised_law:
-        raise ConfigError(f"--target: {entry.name} needs a target with a closed-form noised law; {t.source} has none")
-    if "log_prob" in entry.needs and not t.log_prob:
-        raise ConfigError(f"--target: {entry.name} needs a log density; {t.source} gives a score alone")
-    if "components" in entry.needs and not t.components:
-        raise ConfigError(f"--target: {entry.name} needs a Gaussian mixture's exact posterior; {t.source} "
-                          f"(kind: {t.kind}) is not a mixture")
-    if "exact" in entry.needs and not t.exact:
-        raise ConfigError(f"--target: {entry.name} needs the exact posterior of a closed-form target; {t.source} "
-                          f"is a score of your own")
+    for need, feature, refusal in _ENTRY_NEEDS:
+        if need in entry.needs and not vars(t)[feature]:
+            raise ConfigError(refusal.format(name=entry.name, source=t.source, kind=t.kind))
     option_needs = entry.option_needs(params) if entry.option_needs is not None else ()
-    for need in option_needs:
-        if need.need == "exact" and not t.exact:
-            raise ConfigError(need.message.format(source=t.source))
+    _refuse(option_needs, "exact", t.exact, t)
     if "reward" in entry.needs and not t.reward:
         raise ConfigError(f"--target: {entry.name} samples a reward-tilted target; {t.source} has no tilt: block")
+    _refuse(option_needs, "reward", t.reward, t)
+    names = [name for name, _ in t.classes]
+    _refuse(option_needs, "classes", bool(names), t)
     for need in option_needs:
-        if need.need == "reward" and not t.reward:
-            raise ConfigError(need.message.format(source=t.source))
-    for need in option_needs:
-        if need.need != "classes":
-            continue
-        names = [name for name, _ in t.classes]
-        if not names:
-            raise ConfigError(need.message.format(source=t.source))
-        if need.value not in names:
+        if need.need == "classes" and need.value not in names:
             raise ConfigError(f"--class: {t.source} has no class '{need.value}'"
                               f"{suggest(need.value, names)}; expected one of {', '.join(names)}")
+
+
+def _refuse(option_needs, need: str, offered: bool, t: TargetFeatures) -> None:
+    """The first option need of this kind the target does not offer, as its one-line refusal."""
+    for n in option_needs:
+        if n.need == need and not offered:
+            raise ConfigError(n.message.format(source=t.source))
