@@ -154,3 +154,14 @@ def test_the_graph_reads_deferred_and_relative_imports(tmp_path):
     g = import_graph(pkg)
     assert g["pkg.a"] == {"pkg.sub.b"} and g["pkg.sub.b"] == {"pkg.a", "pkg.sub.c"} and g["pkg.sub.c"] == {"pkg.a"}
     assert cycles(g) == [["pkg.a", "pkg.sub.b", "pkg.sub.c"]]
+
+
+def test_the_readme_layout_lists_every_package_and_top_level_module(graph):
+    """The README's Layout names each subpackage (``difflab/run/``) and each top-level module."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):text.index("\n## ", text.index("## Layout") + 3)]
+    parts = {m.split(".")[1] for m in graph if m.count(".") >= 1}
+    for part in sorted(parts - {"__main__"}):
+        is_package = (ROOT / "difflab" / part).is_dir()
+        name = f"difflab/{part}/" if is_package else f"{part}.py"
+        assert name in layout, f"the README's Layout does not name {name}"
