@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from difflab.cli.app import app
 
 pytest.importorskip("matplotlib")
-from difflab.results.plot import _marginal2, empirical_pmf, figure_size
+from difflab.results.plot import empirical_pmf, figure_size
 from difflab.run.io import read_run
 from difflab.targets.files import load_target
 
@@ -86,12 +86,15 @@ def test_fit_plot_and_default_name(tmp_path, runs, monkeypatch):
 
 
 def test_the_contoured_density_is_the_exact_marginal():
-    """The first-two-coordinate marginal of the 50-D mixture has the target's own mean and covariance
-    blocks (moments of a mixture), and its density integrates to 1 on a grid."""
+    """The first-two-coordinate marginal of the 50-D mixture (what the plots contour) has the
+    target's own mean and covariance blocks (moments of a mixture), and its density integrates to 1
+    on a grid; any other pair of coordinates too."""
     _, t = load_target("gmm50")
-    m = _marginal2(t)
+    m = t.marginal([0, 1])
     np.testing.assert_allclose(m.mean, t.mean[:2], atol=1e-12)
     np.testing.assert_allclose(m.cov, t.cov[:2, :2], atol=1e-12)
+    other = t.marginal([7, 3])
+    np.testing.assert_allclose(other.cov, t.cov[np.ix_([7, 3], [7, 3])], atol=1e-12)
     c, s = m.mean, np.sqrt(np.diag(m.cov)).max()
     g = np.linspace(-8 * s, 8 * s, 401)
     gx, gy = np.meshgrid(g + c[0], g + c[1])

@@ -165,7 +165,10 @@ class TargetKind:
     ``where.fail(key, rule, value)`` (a ConfigError naming the file and the dotted key; see
     ``difflab.targets.fields``); ``name``, ``source`` and ``text`` belong in the result.
     ``build(spec) -> Target``: the target object of a validated file.
-    ``discrete``: a law on a finite state space (:class:`DiscreteTarget`)."""
+    ``discrete``: a law on a finite state space (:class:`DiscreteTarget`).
+    ``judged_by(spec) -> TargetFile``: the file of the exact law runs on this kind are judged
+    against, when building the kind itself would run user code (``kind: score``: its reference);
+    None: the file itself."""
 
     name: str
     help: str
@@ -173,6 +176,7 @@ class TargetKind:
     parse: Callable[..., Any]
     build: Callable[[Any], Any]
     discrete: bool = False
+    judged_by: Callable[[Any], Any] | None = None
 
 
 # ---------------------------------------------------------------- which sampler runs on which target

@@ -49,11 +49,9 @@ def _is_discrete(rec) -> bool:
 
 def _target(rec):
     """The run's exact target (for a score of the user's own, its reference: no code is run)."""
-    from difflab.targets import build_target, parse_target
-    from difflab.targets.score import ScoreSpec
+    from difflab.targets import build_exact_target, parse_target
 
-    spec = parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target"))
-    return build_target(spec.reference if isinstance(spec, ScoreSpec) else spec)
+    return build_exact_target(parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target")))
 
 
 def _grid(n: int) -> tuple[int, int]:

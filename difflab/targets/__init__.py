@@ -70,6 +70,13 @@ def build_target(spec):
     return KINDS[spec.kind].build(spec)
 
 
+def build_exact_target(spec):
+    """The exact target runs on ``spec`` are judged against, built without running user code (a
+    ``kind: score`` file: its reference)."""
+    judged_by = KINDS[spec.kind].judged_by
+    return build_target(spec if judged_by is None else judged_by(spec))
+
+
 def is_discrete(kind: str) -> bool:
     """Whether the kind is a law on a finite state space (False for a kind no one registered)."""
     return kind in KINDS and KINDS[kind].discrete
@@ -83,4 +90,4 @@ def __getattr__(name: str):  # the mixture class, without importing numpy with t
     raise AttributeError(f"module 'difflab.targets' has no attribute {name!r}")
 
 
-__all__ = ["KINDS", "GaussianMixture", "build_target", "is_discrete", "parse_target", "register"]
+__all__ = ["KINDS", "GaussianMixture", "build_exact_target", "build_target", "is_discrete", "parse_target", "register"]

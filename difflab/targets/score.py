@@ -97,4 +97,5 @@ def build(spec: ScoreSpec):
 
 
 SCORE_KIND = TargetKind("score", "Your own score function (a loaded plug-in's), judged against an exact reference.",
-                        frozenset({"score", "noised", "reference"}), parse, build)
+                        frozenset({"score", "noised", "reference"}), parse, build,
+                        judged_by=lambda spec: spec.reference)
