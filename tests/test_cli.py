@@ -643,7 +643,6 @@ def test_version(tmp_path):
     assert out.stdout.strip() == f"difflab {__version__}"
 
 
-
 def test_if_exists_error_skip_overwrite(in_tmp):
     """--if-exists: error (the default: exit 2, the file untouched), skip (a finished run is left as
     it is and its path printed, exit 0; an interrupted one is run again), overwrite (= --force)."""

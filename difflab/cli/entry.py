@@ -36,7 +36,6 @@ Commands:
 """
 
 
-
 def main() -> None:
     argv = sys.argv[1:]
     completing = "_DIFFLAB_COMPLETE" in os.environ  # the shell asks for completions: the CLI answers

@@ -16,7 +16,6 @@ def print_version() -> None:
     sys.stdout.flush()
 
 
-
 def _is(exc: BaseException, name: str) -> bool:
     """Match the CLI framework's exceptions by class name (Typer vendors click in recent versions)."""
     return any(c.__name__ == name for c in type(exc).__mro__)

@@ -291,8 +291,6 @@ def _ess_of_chains(s: np.ndarray) -> np.ndarray:
     return n * m / np.maximum(tau, 1.0 / np.log10(max(n * m, 10)))
 
 
-
-
 def rank_normalize(draws: np.ndarray) -> np.ndarray:
     """z = Phi^-1((r - 3/8) / (S - 1/4)), r the average rank of each draw among all S draws of its
     coordinate (Vehtari et al. 2021, eq. 14; ArviZ's ``_z_scale``), (T, m, d) -> same shape."""

@@ -166,8 +166,6 @@ def to_csv(cols: list[str], flat: list[dict]) -> str:
     return buf.getvalue()
 
 
-
-
 # ---------------------------------------------------------------- --by PARAM --fit
 # Parameters that follow from the others (defaults scaled with --steps) or only shape the output:
 # they never split runs into separate series.

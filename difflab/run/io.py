@@ -388,8 +388,6 @@ class Run:
                                                            "sampler": self.attrs.get("sampler", "")})
 
 
-
-
 def _plain(v):
     """HDF5 attribute -> plain Python (numpy scalars and bytes become int/float/bool/str)."""
     if isinstance(v, bytes):

@@ -56,7 +56,6 @@ def options_from_args(sampler: str, args: dict) -> SampleOptions:
     return SampleOptions(sampler=sampler, **common, options=args)
 
 
-
 def resolve_params(opts: SampleOptions) -> dict:
     """Validate the options and fill in defaults; the result is what the run file records."""
     entry = entry_of(opts.sampler)

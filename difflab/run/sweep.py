@@ -354,6 +354,5 @@ def preflight(runs: list[Run]):
     return todo, skipped, errors
 
 
-
 def describe(run: Run) -> str:
     return ", ".join(f"{k}={v}" for k, v in run.varied.items()) or "fixed settings"
