@@ -22,7 +22,7 @@ from difflab.run.io import Run
 def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = None, seed: int = 0,
            init: str | None = None, save_every: int | None = None, metrics_every: int | None = None,
            trajectory_particles: int = 100, target_set: dict | None = None, out=None, force: bool = False,
-           **options) -> Run:
+           cache=True, **options) -> Run:
     """Run a sampler on a target and return the ``Run`` in memory (written to ``out`` if given).
 
     ``sampler``: a registered name (built-in or plug-in), a ``SamplerEntry`` (its options then
@@ -30,6 +30,8 @@ def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = 
     recorded as the run's parameters; see "Extending difflab"). ``target``: a shipped name, a YAML path, a YAML string,
     a mapping, or a target from ``load_target``. ``options``: the sampler's own options by key
     (``step_size=0.05``, ``solver="heun"``, ``class_="left"`` or ``**{"class": "left"}``).
+    ``cache``: the exact-draw floor cache: True (``$DIFFLAB_CACHE_DIR``, else the user cache
+    folder), False (compute the floors afresh, store nothing) or a folder.
     """
     from difflab.contracts import SamplerEntry
     from difflab.run import sampling as sample_mod
@@ -41,7 +43,7 @@ def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = 
     opts = sample_mod.SampleOptions(
         sampler=entry, target=spec_or_ref, particles=particles, steps=steps, seed=seed, init=init,
         out=Path(out) if out is not None else None, save_every=save_every, metrics_every=metrics_every,
-        trajectory_particles=trajectory_particles, force=force, options=options,
+        trajectory_particles=trajectory_particles, force=force, options=options, cache=cache,
         target_set=tuple((target_set or {}).items()))
     spec, tgt, params, path = sample_mod.prepare(opts, default_path=False)
     argv = ["difflab.sample", name, *(f"{k}={v}" for k, v in sorted(options.items()))]

@@ -6,6 +6,7 @@ written); 3 the run diverged, 130 interrupted by Ctrl-C, 143 by SIGTERM (its fil
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import os
 import signal
@@ -85,6 +86,10 @@ _SETTINGS = (
     ("quiet", bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table; print only the path.")),
     ("force", bool, typer.Option("--force", help="Overwrite an existing run file (= --if-exists overwrite).")),
     ("json", bool, typer.Option("--json", help="Print the run (path, status, params, summary, warnings) as JSON.")),
+    ("no_cache", bool, typer.Option("--no-cache", help="Compute the exact-draw floors afresh; read and write no "
+     "floor cache (the floors are the same: their draws are seeded by the target).")),
+    ("cache_dir", Path | None, typer.Option("--cache-dir", metavar="DIR", show_default=False, help="The floor cache's "
+     "folder (default: $DIFFLAB_CACHE_DIR, else $XDG_CACHE_HOME/difflab or ~/.cache/difflab).")),
     ("if_exists", str, typer.Option("--if-exists", metavar="[error|skip|overwrite]", help="When the run file exists: "
      "error (exit 2), skip (keep a finished run, print its path; re-run an interrupted one) or overwrite.")),
 )
@@ -174,9 +179,13 @@ def _sample(sampler: str, ctx, args: dict) -> None:
     from difflab.run import settings
 
     quiet, if_exists, as_json = args["quiet"], args.pop("if_exists", "error"), args.pop("json", False)
+    no_cache, cache_dir = args.pop("no_cache", False), args.pop("cache_dir", None)
+    if no_cache and cache_dir is not None:
+        _fail("--no-cache: not with --cache-dir")
     try:
         args = settings.apply(sampler, args, typed=lambda key: _typed(ctx, sampler, key))
         opts = sample_mod.options_from_args(sampler, args)
+        opts = dataclasses.replace(opts, cache=False if no_cache else cache_dir or True)
         opts, spec, target, params, path, finished = sample_mod.prepare_if_exists(opts, if_exists)
     except DifflabError as exc:
         _fail(str(exc))
@@ -349,6 +358,20 @@ def targets(as_json: Json = False) -> None:
     from difflab.cli import report
 
     report.targets_table(as_json)
+
+
+@app.command()
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every entry (floors are recomputed when next needed).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", metavar="DIR", show_default=False,
+                                                   help="The cache's folder (default: as for sample).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Show the exact-draw floor cache (its folder, entries and size), or --clear it."""
+    from difflab.cli import report
+    from difflab.run.floors import FloorCache
+
+    report.cache_table(FloorCache.of(cache_dir or True), clear, as_json)
 
 
 @app.command()

@@ -97,11 +97,13 @@ def compare(cmp, rows, o: dict) -> None:
 
 def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
     """What sample prints when a run is saved: its path (-q), the run as JSON (--json) or its
-    summary table, then on stderr the run's warnings (analysis.run_warnings)."""
-    from difflab.results.analysis import to_json
-    from difflab.run.checks import run_warnings
+    summary table, then on stderr the warnings the run stored (a damaged floor-cache entry it
+    recomputed, ``checks.run_warnings``)."""
+    import json
 
-    warn = run_warnings(run.summary, run.params, run.status)
+    from difflab.results.analysis import to_json
+
+    warn = json.loads(run.attrs["warnings"])
     if as_json:
         print(to_json({"run": str(path), "status": run.status, "steps_done": run.steps_done, "params": run.params,
                        "summary": run.summary, "warnings": warn}), flush=True)
@@ -371,7 +373,7 @@ def targets_table(as_json: bool = False) -> None:
 
 def run_table(run, rec, as_json: bool = False) -> None:
     """``difflab show``: a run's identity, parameters and summary (a table, or JSON), then on stderr
-    the run's warnings (analysis.run_warnings)."""
+    the run's warnings (checks.run_warnings)."""
     if as_json:
         from difflab.results.analysis import to_json
         from difflab.run.checks import run_warnings
@@ -405,3 +407,32 @@ def run_table(run, rec, as_json: bool = False) -> None:
 
     for line in run_warnings(rec.summary, rec.params, rec.status):
         print(line, file=sys.stderr)
+
+
+def cache_table(cache, clear: bool, as_json: bool = False) -> None:
+    """``difflab cache``: the floor cache's folder, its entries (target, particles, size) and total
+    size; with ``clear``, what was removed."""
+    import json as _json
+
+    from difflab.results.analysis import to_json
+
+    removed = cache.clear() if clear else None
+    rows = []
+    for p in cache.entries():
+        try:
+            key = _json.loads(p.read_text())["key"]
+            what = {"target": str(key["target"][0]), "particles": int(key["n"])}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            what = {"target": "?", "particles": None}
+        rows.append({"entry": p.name, **what, "bytes": p.stat().st_size})
+    doc = {"folder": str(cache.folder), "entries": rows, "bytes": sum(r["bytes"] for r in rows),
+           **({"removed": removed} if clear else {})}
+    if as_json:
+        return print(to_json(doc))
+    if clear:
+        print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.folder}")
+        return None
+    print(f"{cache.folder}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {doc['bytes']:,} bytes")
+    for r in rows:
+        print(f"  {r['target']:<20} n={r['particles']!s:<8} {r['entry']}")
+    return None

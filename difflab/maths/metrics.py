@@ -366,18 +366,27 @@ def floor_stats(final, sample, rng: np.random.Generator, n: int, draws: int = FL
     return out
 
 
+# The metric settings (the reference's size, the projections, the subsample sizes): a floor-cache key
+# holds them, so an entry is never read by a suite that measures differently.
+SUITE_DEFAULTS = {"n_reference": 10_000, "n_proj": 64, "max_points": 10_000, "max_pairwise": 2_000,
+                  "max_matching": 500, "max_stein": 500}
+
+
 class MetricSuite:
     """The metrics of one run, against one target and one set of exact reference draws.
 
-    The random directions and the reference draws are fixed at construction (from the run's
-    metric stream), so a series along the run compares like with like and is reproducible.
+    The random directions and the reference draws are fixed at construction (from ``rng``: a run
+    gives a generator seeded by the target and these settings alone, so every run on the
+    target, and its cached floors, share them), so a series compares like with like.
     Samples larger than ``max_points`` are subsampled (evenly spaced rows) for the sample-based
     metrics; moments always use every particle.
     """
 
-    def __init__(self, target, rng: np.random.Generator, n_reference: int = 10_000,
-                 n_proj: int = 64, max_points: int = 10_000, max_pairwise: int = 2_000, max_matching: int = 500,
-                 max_stein: int = 500, stein: bool = True):
+    def __init__(self, target, rng: np.random.Generator, n_reference: int = SUITE_DEFAULTS["n_reference"],
+                 n_proj: int = SUITE_DEFAULTS["n_proj"], max_points: int = SUITE_DEFAULTS["max_points"],
+                 max_pairwise: int = SUITE_DEFAULTS["max_pairwise"], max_matching: int = SUITE_DEFAULTS["max_matching"],
+                 max_stein: int = SUITE_DEFAULTS["max_stein"], stein: bool = True, bandwidth: float | None = None,
+                 ref_self: tuple | None = None):
         self.target = target
         self.mean = target.mean
         self.cov = target.cov
@@ -386,13 +395,13 @@ class MetricSuite:
         # The reference's sorted projections, and their quantiles per sample size, computed once.
         self._ref_sorted = np.sort(self.reference @ self.directions, axis=0)
         self._ref_quantiles: dict[int, np.ndarray] = {}
-        self._ref_self = None
+        self.ref_self = ref_self  # the reference's own pair terms (computed on first use, or given: cached)
         self.max_points = max_points
         self.max_pairwise = max_pairwise
         self.max_matching = max_matching
         self.max_stein = max_stein
         self.stein = stein  # the target has an exact score (ksd2); False for a law known by its draws alone
-        self.bandwidth = median_distance(self._thin(self.reference, max_pairwise))
+        self.bandwidth = median_distance(self._thin(self.reference, max_pairwise)) if bandwidth is None else bandwidth
 
     @staticmethod
     def _thin(x: np.ndarray, k: int) -> np.ndarray:
@@ -422,11 +431,11 @@ class MetricSuite:
         out = self.series(x)
         xs = self._thin(x, self.max_pairwise)
         rs = self._thin(self.reference, self.max_pairwise)
-        if self._ref_self is None:  # the reference's own pair terms: the same for every call
-            self._ref_self = _self_terms(rs, self.bandwidth)
+        if self.ref_self is None:  # the reference's own pair terms: the same for every call
+            self.ref_self = _self_terms(rs, self.bandwidth)
         (kxx, dxx), (kxy, dxy) = _self_terms(xs, self.bandwidth), _cross_terms(xs, rs, self.bandwidth)
-        out["mmd2"] = kxx + self._ref_self[0] - 2.0 * kxy
-        out["energy"] = 2.0 * dxy - dxx - self._ref_self[1]
+        out["mmd2"] = kxx + self.ref_self[0] - 2.0 * kxy
+        out["energy"] = 2.0 * dxy - dxx - self.ref_self[1]
         k = min(len(x), self.max_matching)
         out["w2_empirical"] = w2_empirical(self._thin(x, k), self._thin(self.reference, k))
         if self.stein:

@@ -41,6 +41,7 @@ class SampleOptions:
     trajectory_particles: int = 100
     force: bool = False
     options: dict = field(default_factory=dict)
+    cache: object = True  # the floor cache: True (the default folder), False (none) or a folder
     target_set: tuple = ()  # ((dotted path, value), ...): --target-set overrides of the target file
 
 
@@ -310,9 +311,9 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
 
     import numpy as np
 
-    from difflab.maths import metrics
     from difflab.plugins import check_sampler
     from difflab.run import driver
+    from difflab.run.floors import FloorCache, Judge
     from difflab.run.io import Run, write_run, write_run_new
     from difflab.samplers import is_builtin
 
@@ -321,11 +322,10 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     rng_init, rng_step, rng_metric, rng_score, rng_path, rng_floor = _streams(opts.seed)
     n = params["particles"]
     model, extra_summary = target, None  # model: what the sampler sees, the exact target or a wrong score
-    if target.discrete:
-        suite = metrics.DiscreteMetricSuite(target)
-    else:
+    if not target.discrete:
         model, target, extra_summary = _model(entry, target, params, rng_metric, rng_score)
-        suite = metrics.MetricSuite(target, rng_metric)
+    judge = Judge(target, n, FloorCache.of(opts.cache), rng_metric)
+    suite = judge.suite
     plugin = not is_builtin(name)
     sampler = _guarded(plugin, name, "build", lambda: entry.build(model, params))
     if plugin:
@@ -346,7 +346,8 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     with _signals_deferred() as late:  # the run is over: a Ctrl-C or SIGTERM now waits for the file
         groups = {}
         with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
-            summary, summary_arrays = _summarise(suite, result, target, rng_floor, params, mcmc=entry.mcmc)
+            floors, floor_source, floor_warnings = judge.floors(target.sample, rng_floor)
+            summary, summary_arrays = _summarise(suite, result, target, params, floors, mcmc=entry.mcmc)
             if target.discrete:
                 _discrete_exact_law(sampler, target, law0, result, params, summary)
             else:
@@ -374,7 +375,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
                 "wall_time_s": result.wall_time_s,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "argv": json.dumps(sys.argv if argv is None else argv), "n_particles": params["particles"],
-                "dim": samples.shape[1],
+                "dim": samples.shape[1], "floor_source": floor_source,
             },
             params=params, summary=summary, target_yaml=spec.text, target_source=spec.source, samples=samples,
             trajectory=trajectory, trajectory_step=result.trajectory_step,
@@ -384,7 +385,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
         )
         from difflab.run.checks import run_warnings
 
-        run.attrs["warnings"] = json.dumps(run_warnings(summary, params, result.status))
+        run.attrs["warnings"] = json.dumps(floor_warnings + run_warnings(summary, params, result.status))
         if path is not None:
             if opts.force:
                 write_run(path, run)
@@ -488,14 +489,14 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
         result.metrics["exact_tv"] = np.array(series)
 
 
-def _summarise(suite, result, target, rng_floor, params: dict, mcmc: bool):
-    """Final metrics, their exact-draw floors, per-step totals or means, MCMC diagnostics."""
+def _summarise(suite, result, target, params: dict, floors: dict, mcmc: bool):
+    """Final metrics, their exact-draw floors (``floors``: the metrics on FLOOR_DRAWS sets of exact
+    i.i.d. draws of the same size, mean and standard error; see ``difflab.run.floors``), per-step
+    totals or means, MCMC diagnostics."""
     from difflab.maths import metrics
 
     summary = suite.final(result.samples)
-    # The same metrics on exact i.i.d. draws of the same size: the Monte Carlo floor of each, with its
-    # standard error (FLOOR_DRAWS independent draws, from their own stream).
-    summary.update(metrics.floor_stats(suite.final, target.sample, rng_floor, params["particles"]))
+    summary.update(floors)
     summary["floor_draws"] = metrics.FLOOR_DRAWS
     if "step_size" in params:
         summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
