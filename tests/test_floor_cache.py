@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +33,7 @@ def test_two_runs_of_a_sweep_share_one_entry(tmp_path):
     b = difflab.sample("mala", target="gmm", particles=300, steps=20, step_size=0.3, seed=7, cache=cache)
     entries = list(cache.glob("floors-*.json"))
     assert len(entries) == 1
-    assert a.attrs["floor_source"] == f"computed, cached as {entries[0]}"
-    assert b.attrs["floor_source"] == f"cache {entries[0]}"
+    assert a.attrs["floor_source"] == b.attrs["floor_source"] == f"cache {entries[0].name}"
     assert _floors(a) == _floors(b) and len(_floors(a)) >= 16
     c = difflab.sample("mala", target="gmm", particles=400, steps=20, cache=cache)  # another size: another entry
     assert len(list(cache.glob("floors-*.json"))) == 2 and _floors(c) != _floors(a)
@@ -47,7 +45,7 @@ def test_the_cached_floors_are_the_floors_of_their_own_stream(tmp_path):
     _, target = load_target("gaussian")
     judge = Judge(target, 200, FloorCache(tmp_path), np.random.default_rng(0))
     got, source, warnings = judge.floors(target.sample, np.random.default_rng(1))
-    assert source.startswith("computed, cached as") and warnings == []
+    assert source == f"cache {next(tmp_path.glob('floors-*.json')).name}" and warnings == []
     from difflab.run.floors import _generator
 
     want = metrics.floor_stats(judge.suite.final, target.sample, _generator(judge.key), 200)
@@ -105,7 +103,7 @@ def test_a_foreign_entry_under_the_name_is_not_trusted(tmp_path):
     difflab.sample("ula", target="gaussian", particles=300, steps=20, cache=cache)
     other, = cache.glob("floors-*.json")
     run = difflab.sample("ula", target="gaussian", particles=301, steps=20, cache=cache)
-    mine = Path(run.attrs["floor_source"].split(" as ")[-1])
+    mine = cache / run.attrs["floor_source"].removeprefix("cache ")
     mine.write_bytes(other.read_bytes())
     again = difflab.sample("ula", target="gaussian", particles=301, steps=20, cache=cache)
     assert _floors(again) == _floors(run)
@@ -128,7 +126,7 @@ def test_eight_concurrent_runs_leave_one_valid_entry_and_eight_run_files(tmp_pat
     assert all(r.status == "complete" for r in runs)
     assert all(_floors(r) == _floors(runs[0]) for r in runs)
     again = difflab.sample("mala", target="gmm", particles=500, steps=30, cache=tmp_path / "cache")
-    assert again.attrs["floor_source"] == f"cache {entries[0]}" and _floors(again) == _floors(runs[0])
+    assert again.attrs["floor_source"] == f"cache {entries[0].name}" and _floors(again) == _floors(runs[0])
 
 
 def test_the_cache_command_shows_and_clears(tmp_path):

@@ -213,14 +213,16 @@ class Judge:
                                              ref_self=cached.ref_self)
 
     def floors(self, sample, rng_floor) -> tuple[dict, str, list[str]]:
-        """(the floors, where they came from, warning lines)."""
+        """(the floors, where they came from, warning lines). Where they came from is the entry's
+        name whether this run read it or wrote it (the floors are the same: the run file does not
+        depend on which run came first), else 'computed (no cache)'."""
         from difflab.maths.metrics import floor_stats
 
         if self.key is None:
             return floor_stats(self.suite.final, sample, rng_floor, self.n), "computed (the run's own stream)", []
         path = self.cache.path(self.key) if self.cache.folder is not None else None
         if self.entry is not None:
-            return dict(self.entry.floors), f"cache {path}", []
+            return dict(self.entry.floors), f"cache {path.name}", []
         floors = floor_stats(self.suite.final, sample, _generator(self.key), self.n)
         warnings = [f"warning: floor cache entry {path}: {self.problem}; recomputed it"] if self.problem else []
         if path is None:
@@ -229,4 +231,4 @@ class Judge:
         failed = self.cache.store(self.key, entry)
         if failed:
             return floors, "computed (not cached)", [*warnings, f"warning: floor cache: cannot write {failed}"]
-        return floors, f"computed, cached as {path}", warnings
+        return floors, f"cache {path.name}", warnings
