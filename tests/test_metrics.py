@@ -247,7 +247,9 @@ def test_convergence_warnings_follow_the_thresholds():
 def test_a_stuck_mala_run_warns_and_a_mixed_one_does_not(tmp_path):
     """MALA on the ring from the default start does not cross modes in 1,000 steps: warnings on
     stderr (the run still exits 0); the same sampler on the Gaussian started at the target with
-    5,000 steps and 100 frames passes both checks (negative control)."""
+    5,000 steps and 100 frames passes both checks (negative control). Only the convergence
+    warnings are asserted: an exact sampler's metrics cross the 5-SE floor mark on a few percent
+    of seeds ("Reading a metric against its floor"), and this check is not about them."""
     from typer.testing import CliRunner
 
     from difflab.cli.app import app
@@ -257,7 +259,8 @@ def test_a_stuck_mala_run_warns_and_a_mixed_one_does_not(tmp_path):
     assert res.exit_code == 0 and "warning: r_hat_max" in res.stderr and "warning: ess_bulk_min" in res.stderr
     res = runner.invoke(app, ["sample", "mala", "-t", "gaussian", "--init", "target", "--steps", "5000",
                               "--step-size", "0.5", "-q", "-o", str(tmp_path / "b.h5")])
-    assert res.exit_code == 0 and "warning" not in res.stderr, res.stderr
+    assert res.exit_code == 0 and "warning: r_hat_max" not in res.stderr and "warning: ess_bulk_min" not in res.stderr, \
+        res.stderr
 
 
 # ---------------------------------------------------------------- median bandwidth, exact empirical W2, KSD
