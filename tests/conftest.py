@@ -1,18 +1,39 @@
-"""Every test process (and the processes its tests start) uses a floor cache of its own, a fresh
-temporary folder, never the user's: tests share its entries (floors once per target and size per
-session) and leave nothing behind."""
+"""One floor cache for the whole test session, a fresh temporary folder, never the user's: the
+session's processes (pytest-xdist workers, and the processes tests start, which inherit the
+environment) share its entries (floors once per target and size per session), and it is removed
+when the session ends."""
 
 import os
 import shutil
 import tempfile
 
-import pytest
 
-_CACHE = tempfile.mkdtemp(prefix="difflab-test-cache-")
-os.environ["DIFFLAB_CACHE_DIR"] = _CACHE
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller's folder, inherited
+        return
+    config.difflab_cache = tempfile.mkdtemp(prefix="difflab-test-cache-")
+    os.environ["DIFFLAB_CACHE_DIR"] = config.difflab_cache
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _floor_cache():
-    yield _CACHE
-    shutil.rmtree(_CACHE, ignore_errors=True)
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(config.difflab_cache, ignore_errors=True)
+
+
+def wait_until_handling_sigterm(pid: int, timeout: float = 300.0) -> None:
+    """Wait for the event, not a fixed time: until process ``pid`` has installed its SIGTERM handler
+    (bit 15 of SigCgt in /proc/PID/status), which difflab's sample and sweep do right before they
+    start running; a signal sent after it is handled as a user's would be."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            return  # the process has ended: the caller's assertions say how
+        caught = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:")), 16)
+        if caught & (1 << 14):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not install its SIGTERM handler within {timeout} s")

@@ -10,6 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import wait_until_handling_sigterm
 from typer.testing import CliRunner
 
 from difflab.cli.app import app
@@ -152,6 +153,7 @@ def test_bad_target_files_through_the_cli(in_tmp, text, message):
     assert not (in_tmp / "runs").exists()
 
 
+@pytest.mark.system
 def test_unknown_sampler_and_option_are_one_line_exit_2(in_tmp):
     for args, words in ((["sample", "langevin"], "No such command 'langevin'"),
                         (["sample", "ula", "--stepsize", "1"], "No such option: --stepsize")):
@@ -252,6 +254,7 @@ def test_init_target_and_adapt_are_recorded(in_tmp):
 
 @pytest.mark.parametrize("argv", [[], ["--help"], ["sample", "--help"], ["sample", "ula", "--help"], ["sweep", "--help"],
                                   ["compare", "--help"], ["plot", "--help"]])
+@pytest.mark.system
 def test_help_imports_no_heavy_module(argv):
     """Start-up: help never imports numpy, scipy, h5py, matplotlib or rich (measured in the README)."""
     code = ("import sys; sys.argv = ['difflab', *sys.argv[1:]]; from difflab.cli.app import main\n"
@@ -377,6 +380,7 @@ def test_a_run_file_that_appears_while_the_run_runs_is_not_replaced(in_tmp, monk
     assert r.stdout.strip().endswith("x-1.h5") and "written by another process" in r.stderr
 
 
+@pytest.mark.system
 def test_concurrent_writers_of_one_name_lose_nothing(in_tmp):
     """Four processes write -o same.h5 at once (seeds 1..4, no --force): every process that exits 0
     has its seed in a file it printed; a process that found the name taken at its start exits 2
@@ -462,6 +466,7 @@ def test_compare_json_is_strict_json_even_with_non_finite_values(in_tmp):
     assert float("Infinity") == float("inf")  # how a Python reader gets the number back
 
 
+@pytest.mark.system
 def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(in_tmp):
     """A writer killed with SIGKILL leaves its temporary file: the next write of that name removes
     it; a live process's temporary, another host's and another name's are kept."""
@@ -480,6 +485,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(in_tmp
     assert not stale.exists() and live.exists() and other_host.exists() and other_name.exists()
 
 
+@pytest.mark.system
 def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     """SIGKILL during a long run leaves no file under the final name (the name stays free), and the
     next run of that name completes and leaves no temporary behind."""
@@ -489,7 +495,8 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     argv = [sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "200000", "--steps", "400",
             "-o", "k.h5", "-q"]
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(3)
+    wait_until_handling_sigterm(p.pid)  # the run has started
+    time.sleep(0.5)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (in_tmp / "k.h5").exists()
@@ -596,6 +603,7 @@ def _limited(cmd, cwd, kib=200):
                           timeout=120, preexec_fn=cap, check=False)
 
 
+@pytest.mark.system
 def test_a_full_disk_is_one_line_exit_1_and_leaves_nothing(in_tmp):
     """sample, export and a serial and a parallel sweep under a 200 KiB file-size limit (run files
     of about 1.6 MB): one line per failure naming the real cause, exit 1, no segfault (export used to
@@ -629,6 +637,7 @@ def test_compare_on_a_missing_file_or_an_empty_pattern_exits_2(in_tmp):
     assert r.exit_code == 2 and "nothere.h5: no such file" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.system
 def test_version(tmp_path):
     """--version prints the package's version, from the CLI and from the entry point's fast path."""
     import subprocess
@@ -700,6 +709,7 @@ def test_show_and_targets_as_json(in_tmp):
     assert names["gmm50"]["dim"] == 50 and names["ising6"]["states"] == 64 and names["gmm"]["components"] == 8
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_saves_the_run_and_exits_128_plus_it(tmp_path, sig, code):
     """SIGTERM (as a batch scheduler sends it) or SIGINT to a running sample: the file is written
@@ -709,13 +719,15 @@ def test_a_signal_mid_run_saves_the_run_and_exits_128_plus_it(tmp_path, sig, cod
     p = subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "20000",
                           "--steps", "1000000", "-q", "-o", "s.h5"], cwd=tmp_path, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    wait_until_handling_sigterm(p.pid)  # the run has started: the signal is a user's, not one during imports
+    time.sleep(0.5)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err[-400:]
     assert read_run(tmp_path / "s.h5").attrs["status"] == "interrupted"
 
 
+@pytest.mark.system
 def test_shell_completion_completes_commands_and_options():
     """Typer's completion (difflab --install-completion): the shell's request, as bash sends it,
     gets sampler commands and their options (the entry point's fast paths step aside)."""

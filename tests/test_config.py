@@ -157,6 +157,7 @@ i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
 """
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("where", ["target", "spec", "sweep", "set"])
 def test_yaml_alias_bombs_are_refused_in_one_line(tmp_path, where):
     """A billion-laughs document (10^9 values from 10 lines) as a target (in a checked key), a run
@@ -204,7 +205,8 @@ def test_documents_with_a_few_aliases_and_every_shipped_target_are_read():
         assert isinstance(yamlio.load(f.read_text(), f.name), dict)
 
 
-@pytest.mark.parametrize("depth", [60, 5000, 100_000])
+@pytest.mark.parametrize("depth", [60, pytest.param(5000, marks=pytest.mark.slow),
+                                   pytest.param(100_000, marks=pytest.mark.slow)])
 def test_deeply_nested_yaml_is_refused_in_one_line(tmp_path, depth):
     """Lists nested 60, 5,000 and 100,000 deep (the parser recurses per level): one line naming the
     file, exit 2, no traceback, nothing written; 40 levels still read (negative control)."""
@@ -255,7 +257,8 @@ def test_a_set_value_no_float_holds_is_one_line():
 OVERSIZED = [
     ("kind: gmm\nrandom: {k: 4, dim: 100000, seed: 0}\n", "random: 4 component(s) in 100000 dimensions"),
     ("kind: gmm\nring: {k: 1000000000, radius: 4, std: 1}\n", "ring.k: 1000000000 component(s)"),
-    ("kind: gaussian\nmean: " + str([0] * 100_000) + "\ncov: 1.0\n", "mean: 1 component(s) in 100000 dimensions"),
+    pytest.param("kind: gaussian\nmean: " + str([0] * 100_000) + "\ncov: 1.0\n", "mean: 1 component(s) in 100000 dimensions",
+                 marks=pytest.mark.slow),
     ("kind: ising\nn: 200000\ngraph: complete\ncoupling: 0.1\n", "n: the state space has 2^200000 states"),
     ("kind: pmf\nalphabet: 2\ndim: 20000\nprobs: [1, 1]\n", "the state space has 2^20000 states"),
 ]
@@ -271,6 +274,7 @@ def test_oversized_targets_are_refused_before_anything_is_built(text, message):
         parse_target(text, "t.yaml", "t")
 
 
+@pytest.mark.slow
 def test_a_run_whose_mixture_evaluations_exceed_memory_is_refused(tmp_path):
     """--target-set ring.k=1000000 passes the file's size rule, but 1,000 particles on 10^6
     components need ~60 GiB of (K, d, n) evaluations: refused before the run (149 GiB attempted before)."""

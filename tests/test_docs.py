@@ -158,6 +158,7 @@ def test_metric_table_names_every_summary_metric_of_every_sampler(all_runs):
                     assert f"`{name}`" in sec, name
 
 
+@pytest.mark.system
 def test_the_python_api_walkthrough_runs(tmp_path, monkeypatch):
     """The README's Python API block, executed as a newcomer would paste it."""
     text = README.read_text()

@@ -110,7 +110,7 @@ def test_a_foreign_entry_under_the_name_is_not_trusted(tmp_path):
     assert any("another key's entry" in w for w in json.loads(again.attrs["warnings"]))
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_eight_concurrent_runs_leave_one_valid_entry_and_eight_run_files(tmp_path):
     """Eight processes start together on an empty cache and race to create the same entry."""
     env = {**os.environ, "DIFFLAB_CACHE_DIR": str(tmp_path / "cache")}

@@ -268,6 +268,7 @@ def _run(tmp_path, *args, name="run"):
     return r, out
 
 
+@pytest.mark.slow
 def test_classifier_scale_w_is_cfg_scale_w_minus_one(tmp_path):
     """Same gamma, same seed: bit-identical samples."""
     r1, o1 = _run(tmp_path, "pflow", "--guidance", "classifier", "--class", "right", "--scale", "2.5",

@@ -122,6 +122,7 @@ def test_defaults_reproduce_moments_and_mode_weights(target):
         assert np.all(np.abs(r.mean(0) - target.weights) < 4 * r.std(0) / np.sqrt(n))
 
 
+@pytest.mark.slow
 def test_metric_series_follow_the_running_estimate(tmp_path):
     """Series are taken on E[X | y_t]: the mean error falls along the run instead of growing with t."""
     from typer.testing import CliRunner

@@ -244,6 +244,7 @@ def test_convergence_warnings_follow_the_thresholds():
     assert len(both) == 2 and "> 1.1" in both[0]
 
 
+@pytest.mark.slow
 def test_a_stuck_mala_run_warns_and_a_mixed_one_does_not(tmp_path):
     """MALA on the ring from the default start does not cross modes in 1,000 steps: warnings on
     stderr (the run still exits 0); the same sampler on the Gaussian started at the target with

@@ -37,6 +37,7 @@ def difflab(*args, cwd, path=None):
                           capture_output=True, text=True)
 
 
+@pytest.mark.system
 def test_the_installed_package_adds_commands(installed, tmp_path):
     out = difflab("sample", "--help", cwd=tmp_path, path=installed).stdout
     assert "rmla" in out and "langevin-heun" in out
@@ -67,6 +68,7 @@ def _heun_law(h: float, steps: int, m0, c0):
     return mean + m, cov, stationary, S, m
 
 
+@pytest.mark.system
 def test_a_plugin_declaring_an_affine_step_gets_the_exact_law(installed, tmp_path):
     r = difflab("sample", "langevin-heun", "-t", "gaussian", "-n", "200", "--steps", "30", "--step-size", "0.2",
                 "--init", "normal", "-q", "-o", "heun.h5", cwd=tmp_path, path=installed)
@@ -115,6 +117,7 @@ def _local(tmp_path, mode="pass", extra=""):
     return "drift.py"
 
 
+@pytest.mark.system
 def test_a_local_file_plugin_runs_like_ula(tmp_path):
     """--plugin FILE.py registers its entries; the written-out ULA equals the built-in one bit for bit."""
     plug = _local(tmp_path)
@@ -137,6 +140,7 @@ def test_a_local_file_plugin_runs_like_ula(tmp_path):
     ("pass", "\nENTRY2 = SamplerEntry('mala', 'x', options=(), build=None, steps=STEPS, init=init_option('normal', "
              "help='x'))\n", "'mala' is a built-in sampler's name"),
 ])
+@pytest.mark.system
 def test_bad_plugins_give_one_line_and_write_nothing(tmp_path, mode, extra, message):
     plug = _local(tmp_path, mode, extra)
     r = difflab("--plugin", plug, "sample", "drift", "-t", "gaussian", "-n", "50", "--steps", "5", cwd=tmp_path)
@@ -173,6 +177,7 @@ def score(x, alpha, sigma):
 SCORE_TARGET = "kind: score\nname: mine\nscore: myscore:score\nreference: gaussian\n"
 
 
+@pytest.mark.system
 def test_target_and_run_files_never_import_code(tmp_path):
     (tmp_path / "myscore.py").write_text(SCORE_MODULE)
     (tmp_path / "mine.yaml").write_text(SCORE_TARGET)
@@ -188,6 +193,7 @@ def test_target_and_run_files_never_import_code(tmp_path):
     assert not (tmp_path / "IMPORTED").exists()
 
 
+@pytest.mark.system
 def test_a_user_score_is_measured_against_its_reference(tmp_path):
     """1.1 times the exact score: a score error of known size. score_mse at every step equals an
     independent computation on the saved states; the run is judged against the exact reference,
@@ -234,6 +240,7 @@ def test_the_learned_ring_score_example(tmp_path):
     assert learned.summary["sliced_w2"] > 1.5 * exact_run.summary["sliced_w2"]
 
 
+@pytest.mark.system
 def test_a_sweep_runs_a_plugin_sampler_on_worker_processes(tmp_path):
     plug = _local(tmp_path)
     (tmp_path / "s.yaml").write_text("sampler: drift\nset: {target: gaussian, particles: 50, steps: 5}\n"
@@ -244,6 +251,7 @@ def test_a_sweep_runs_a_plugin_sampler_on_worker_processes(tmp_path):
     assert len(files) == 3 and all(read_run(f).attrs["status"] == "complete" for f in files)
 
 
+@pytest.mark.system
 def test_the_installed_package_adds_a_target_kind(installed, tmp_path):
     """kind: banana, from the example package's entry point (group difflab.targets), runs through
     difflab sample, compare and plot (no marginals declared: samples without contours) and the Python
@@ -281,6 +289,7 @@ print(run.status, run.attrs["target"])
     assert r.returncode == 0 and r.stdout.split() == ["complete", "target"], r.stderr[-2000:]
 
 
+@pytest.mark.system
 def test_a_target_kind_from_a_plugin_file(tmp_path):
     """--plugin FILE registers the file's TargetKind records as it does its SamplerEntry records."""
     plugin = EXAMPLES / "difflab-extras" / "difflab_extras" / "banana.py"

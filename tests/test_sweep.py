@@ -81,6 +81,7 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
     assert files[2].stat().st_mtime_ns == stamp
 
 
+@pytest.mark.system
 def test_parallel_sweep_writes_the_same_distinct_files(tmp_path, monkeypatch):
     """--jobs 2 (two processes) writes the same four files as --jobs 1, with identical samples."""
     for jobs in ("1", "2"):
@@ -123,6 +124,7 @@ def dask_cluster():
         yield c
 
 
+@pytest.mark.system
 def test_dask_sweep_writes_the_same_files_as_a_local_one(tmp_path, monkeypatch, dask_cluster):
     """--dask on a LocalCluster: the same distinct files and bit-identical samples as --jobs 1, a
     target file given by a relative path is found by the workers, a resumed sweep skips them all."""
@@ -143,6 +145,7 @@ def test_dask_sweep_writes_the_same_files_as_a_local_one(tmp_path, monkeypatch, 
     assert r.exit_code == 0 and "4 runs: 0 to run, 4 already done" in r.output, r.output
 
 
+@pytest.mark.system
 def test_dask_failures_are_listed(tmp_path, monkeypatch, dask_cluster):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "same.yaml").write_text("kind: gmm\ncomponents:\n  - {weight: 0.5, mean: [0.0], cov: 1.0}\n"
@@ -153,6 +156,7 @@ def test_dask_failures_are_listed(tmp_path, monkeypatch, dask_cluster):
     assert len(list((tmp_path / "runs").glob("*.h5"))) == 1
 
 
+@pytest.mark.system
 def test_dask_bad_address_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.chdir(tmp_path)
@@ -201,7 +205,7 @@ def _start_sweep(tmp_path, jobs: str):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 @pytest.mark.parametrize("jobs, how", [("2", "ctrl-c"), ("1", "ctrl-c"), ("2", "sigterm")])
 def test_a_sweep_stops_on_the_first_signal(tmp_path, jobs, how):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM to the sweep
@@ -234,7 +238,7 @@ def test_a_sweep_stops_on_the_first_signal(tmp_path, jobs, how):
     assert _session(p.pid) == []  # no worker left behind
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_workers_exit_when_the_sweep_is_killed(tmp_path):
     """SIGKILL to the sweep (no chance to clean up): its workers notice within a second, save their
     runs as interrupted and exit; no further run is started (before: orphans ran on for 100 s)."""
