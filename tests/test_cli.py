@@ -495,8 +495,8 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     argv = [sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "200000", "--steps", "400",
             "-o", "k.h5", "-q"]
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until_handling_sigterm(p.pid)  # the run has started
-    time.sleep(0.5)
+    wait_until_handling_sigterm(p.pid)  # past the imports: the command has started
+    time.sleep(3)  # and into the sampling loop
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (in_tmp / "k.h5").exists()
@@ -719,8 +719,8 @@ def test_a_signal_mid_run_saves_the_run_and_exits_128_plus_it(tmp_path, sig, cod
     p = subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "20000",
                           "--steps", "1000000", "-q", "-o", "s.h5"], cwd=tmp_path, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    wait_until_handling_sigterm(p.pid)  # the run has started: the signal is a user's, not one during imports
-    time.sleep(0.5)
+    wait_until_handling_sigterm(p.pid)  # past the imports: the command has started
+    time.sleep(3)  # and into the sampling loop (its set-up takes well under this)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err[-400:]

@@ -40,15 +40,15 @@ def test_two_runs_of_a_sweep_share_one_entry(tmp_path):
 
 
 def test_the_cached_floors_are_the_floors_of_their_own_stream(tmp_path):
-    """An entry holds floor_stats of the suite on FLOOR_DRAWS sets drawn from the key's own seed:
+    """An entry holds floor_stats of the suite on DRAWS sets drawn from the key's own seed:
     recomputed independently here, equal to round-off (the metrics are deterministic)."""
     _, target = load_target("gaussian")
     judge = Judge(target, 200, FloorCache(tmp_path), np.random.default_rng(0))
     got, source, warnings = judge.floors(target.sample, np.random.default_rng(1))
     assert source == f"cache {next(tmp_path.glob('floors-*.json')).name}" and warnings == []
-    from difflab.run.floors import _generator
+    from difflab.run.floors import DRAWS, _generator
 
-    want = metrics.floor_stats(judge.suite.final, target.sample, _generator(judge.key), 200)
+    want = metrics.floor_stats(judge.suite.final, target.sample, _generator(judge.key), 200, draws=DRAWS)
     assert got.keys() == want.keys() and all(np.isclose(got[k], want[k], rtol=1e-12, atol=0) for k in got)
     again = Judge(target, 200, FloorCache(tmp_path), np.random.default_rng(5))
     assert again.entry is not None and again.floors(target.sample, None)[0] == got

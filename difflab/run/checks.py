@@ -45,10 +45,14 @@ def floor_keys(name: str) -> tuple[str, str]:
 def above_floor(summary: dict, name: str) -> float | None:
     """How far a Monte Carlo metric lies above its exact-draw floor, in standard errors of the
     difference: (value - floor) / (se sqrt(1 + 1/R)), se = floor_se_<m> (one value's standard error
-    at the target), R = floor_draws (the floor's own error, se / sqrt(R), included). None where the
-    run has no floor with a standard error (files from before floors had one, exact metrics)."""
+    at the target), R = floor_draws (tilted_floor_draws for a tilted_ metric; the floor's own error,
+    se / sqrt(R), included). None where the run has no floor with a standard error (files from
+    before floors had one, exact metrics)."""
     fk, sk = floor_keys(name)
-    value, floor, se, draws = summary.get(name), summary.get(fk), summary.get(sk), summary.get("floor_draws")
+    draws = summary.get("floor_draws")
+    if name.startswith("tilted_"):
+        draws = summary.get("tilted_floor_draws", draws)
+    value, floor, se = summary.get(name), summary.get(fk), summary.get(sk)
     if None in (value, floor, se, draws) or not all(map(math.isfinite, (value, floor, se))) or se <= 0:
         return None
     return (value - floor) / (se * math.sqrt(1.0 + 1.0 / draws))

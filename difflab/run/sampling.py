@@ -347,7 +347,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
         groups = {}
         with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
             floors, floor_source, floor_warnings = judge.floors(target.sample, rng_floor)
-            summary, summary_arrays = _summarise(suite, result, target, params, floors, mcmc=entry.mcmc)
+            summary, summary_arrays = _summarise(suite, result, target, params, floors, judge.draws, mcmc=entry.mcmc)
             if target.discrete:
                 _discrete_exact_law(sampler, target, law0, result, params, summary)
             else:
@@ -489,15 +489,15 @@ def _discrete_exact_law(sampler, target, law0, result, params: dict, summary: di
         result.metrics["exact_tv"] = np.array(series)
 
 
-def _summarise(suite, result, target, params: dict, floors: dict, mcmc: bool):
-    """Final metrics, their exact-draw floors (``floors``: the metrics on FLOOR_DRAWS sets of exact
+def _summarise(suite, result, target, params: dict, floors: dict, draws: int, mcmc: bool):
+    """Final metrics, their exact-draw floors (``floors``: the metrics on ``draws`` sets of exact
     i.i.d. draws of the same size, mean and standard error; see ``difflab.run.floors``), per-step
     totals or means, MCMC diagnostics."""
     from difflab.maths import metrics
 
     summary = suite.final(result.samples)
     summary.update(floors)
-    summary["floor_draws"] = metrics.FLOOR_DRAWS
+    summary["floor_draws"] = draws
     if "step_size" in params:
         summary["step_size"] = result.final_params.get("step_size_adapted", params["step_size"])
     for name, series in result.per_step.items():

@@ -61,11 +61,12 @@ def _guidance_summary(samples, tilted, suite, unconditional, members, gamma, rng
     """Guided runs: the distance to the tilted law q (tilted_*, against exact rejection draws, with
     their floor and its standard error), and the exact classifier's mean confidence p(c | x) on the
     samples next to its value on exact draws of p(x | c)."""
-    from difflab.maths.metrics import floor_stats
+    from difflab.maths.metrics import FLOOR_DRAWS, floor_stats
 
     summary = {"guidance_gamma": gamma, "class_weight": float(unconditional.components.weights[members].sum())}
     summary.update({f"tilted_{k}": v for k, v in suite.final(samples).items()})
     summary.update({f"tilted_{k}": v for k, v in floor_stats(suite.final, tilted.sample, rng_floor, n).items()})
+    summary["tilted_floor_draws"] = FLOOR_DRAWS
     summary["tilted_acceptance"] = tilted.acceptance
     summary["class_confidence"] = float(unconditional.class_probability(samples, members).mean())
     exact = tilted.conditional.sample(rng, n)
