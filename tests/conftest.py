@@ -29,7 +29,8 @@ def wait_until_handling_sigterm(pid: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status = open(f"/proc/{pid}/status").read()
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
         except OSError:
             return  # the process has ended: the caller's assertions say how
         caught = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:")), 16)
