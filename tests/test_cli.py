@@ -780,3 +780,18 @@ def test_sample_as_json(in_tmp):
     assert r.exit_code == 0 and doc["status"] == "complete" and doc["params"]["step_size"] > 0
     assert "acceptance_rate" in doc["summary"] and (in_tmp / doc["run"]).is_file()
     assert all(w in r.stderr for w in doc["warnings"])
+
+
+def test_sigterm_during_set_up_exits_143_and_writes_nothing(in_tmp, monkeypatch):
+    """A SIGTERM that arrives before the sampling loop (while the run is being set up) ends the
+    command with 143 like one during the run, and leaves no file (there is no run to save)."""
+    from difflab.run import sampling
+
+    def set_up_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by sample's own SIGTERM handler, in this thread
+        raise AssertionError("the SIGTERM handler did not interrupt the set-up")
+
+    monkeypatch.setattr(sampling, "execute", set_up_interrupted)
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "x.h5")
+    assert r.exit_code == 143 and "interrupted before the run started; nothing written" in r.stderr, r.output
+    assert not (in_tmp / "x.h5").exists()

@@ -200,6 +200,11 @@ def _sample(sampler: str, ctx, args: dict) -> None:
                                  progress=report.progress if show_progress else None)
     except sample_mod.LateSignal as exc:  # arrived after sampling: the finished run was saved first
         run, late = exc.run, exc.signum
+    except KeyboardInterrupt:  # before the sampling loop (set-up): nothing was run, nothing written
+        if not got:
+            raise  # Ctrl-C: 130
+        typer.echo("interrupted before the run started; nothing written", err=True)
+        raise typer.Exit(128 + got[0]) from None
     except OSError as exc:  # e.g. the disk filled up while writing: no partial file is left
         _fail(f"{path}: could not write the run file: {exc}", code=1)
     except DifflabError as exc:  # found while building the run's references, before any writing
