@@ -136,6 +136,11 @@ def test_the_cache_command_shows_and_clears(tmp_path):
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["folder"] == str(cache) and len(doc["entries"]) == 1
     assert doc["entries"][0]["target"] == "gaussian" and doc["entries"][0]["particles"] == 300
+    assert doc["entries"][0]["problem"] is None
+    entry, = cache.glob("floors-*.json")
+    _tamper(entry, "floor_mean_error", 2.0)  # shown as damaged, read with the runs' own bounds
+    shown = json.loads(runner.invoke(app, ["cache", "--cache-dir", str(cache), "--json"]).stdout)["entries"][0]
+    assert shown["problem"].startswith("checksum mismatch") and shown["target"] == "?"
     r = runner.invoke(app, ["cache", "--cache-dir", str(cache), "--clear"])
     assert r.exit_code == 0 and "removed 1 entry" in r.stdout and not list(cache.glob("floors-*"))
 

@@ -412,19 +412,10 @@ def run_table(run, rec, as_json: bool = False) -> None:
 def cache_table(cache, clear: bool, as_json: bool = False) -> None:
     """``difflab cache``: the floor cache's folder, its entries (target, particles, size) and total
     size; with ``clear``, what was removed."""
-    import json as _json
-
     from difflab.results.analysis import to_json
 
     removed = cache.clear() if clear else None
-    rows = []
-    for p in cache.entries():
-        try:
-            key = _json.loads(p.read_text())["key"]
-            what = {"target": str(key["target"][0]), "particles": int(key["n"])}
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            what = {"target": "?", "particles": None}
-        rows.append({"entry": p.name, **what, "bytes": p.stat().st_size})
+    rows = [{"entry": p.name, **cache.describe(p), "bytes": p.stat().st_size} for p in cache.entries()]
     doc = {"folder": str(cache.folder), "entries": rows, "bytes": sum(r["bytes"] for r in rows),
            **({"removed": removed} if clear else {})}
     if as_json:
@@ -434,5 +425,6 @@ def cache_table(cache, clear: bool, as_json: bool = False) -> None:
         return None
     print(f"{cache.folder}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {doc['bytes']:,} bytes")
     for r in rows:
-        print(f"  {r['target']:<20} n={r['particles']!s:<8} {r['entry']}")
+        damaged = f"  (damaged: {r['problem']}; the next run that needs it recomputes it)" if r["problem"] else ""
+        print(f"  {r['target']:<20} n={r['particles']!s:<8} {r['entry']}{damaged}")
     return None

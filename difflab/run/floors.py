@@ -90,24 +90,20 @@ class FloorCache:
         """(the entry, None), (None, None) when there is none, or (None, what is wrong with it)."""
         if self.folder is None:
             return None, None
-        path = self.path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            return None, None
-        except OSError as exc:
-            return None, f"unreadable ({exc.strerror})"
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None, "not a regular file"
-            raw = f.read(MAX_ENTRY_BYTES + 1)
-        if len(raw) > MAX_ENTRY_BYTES:
-            return None, f"larger than {MAX_ENTRY_BYTES} bytes"
-        try:
-            doc = json.loads(raw.decode())
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return None, "not valid JSON (truncated?)"
-        return _checked(doc, key)
+        doc, problem = read_entry(self.path(key))
+        return (None, problem) if doc is None else _checked(doc, key)
+
+    def describe(self, path: Path) -> dict:
+        """What ``difflab cache`` shows of an entry: its target's name and particle count, read with
+        the same bounds as a run reads it, and what is wrong with it (None: sound, its own key and
+        checksum)."""
+        doc, problem = read_entry(path)
+        key = doc.get("key") if doc is not None else None
+        if problem is None:
+            problem = _checked(doc, key)[1]
+        ok = problem is None and isinstance(key, dict) and isinstance(key.get("target"), list) and key["target"] and _number(key.get("n"))
+        return {"target": str(key["target"][0]) if ok else "?", "particles": int(key["n"]) if ok else None,
+                "problem": problem}
 
     def store(self, key, entry: Entry) -> str | None:
         """Write the entry atomically; returns what went wrong (the run goes on without it), or None."""
@@ -152,6 +148,28 @@ class FloorCache:
             for p in self.folder.glob(".floors-*.tmp"):
                 p.unlink(missing_ok=True)
         return gone
+
+
+def read_entry(path: Path) -> tuple[dict | None, str | None]:
+    """(the parsed entry, None), (None, None) when there is none, or (None, what is wrong with the
+    file): a regular file (not followed through a link) of at most MAX_ENTRY_BYTES of JSON."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None, "not a regular file"
+        raw = f.read(MAX_ENTRY_BYTES + 1)
+    if len(raw) > MAX_ENTRY_BYTES:
+        return None, f"larger than {MAX_ENTRY_BYTES} bytes"
+    try:
+        doc = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None, "not valid JSON (truncated?)"
+    return (doc, None) if isinstance(doc, dict) else (None, "not a difflab floor-cache entry")
 
 
 def _number(v) -> bool:
