@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "difflab-floor-cache"
-VERSION = 1  # bump when a metric's definition or the floors' recipe changes: old entries are ignored
+# An entry's format and the code that computed it: bump when a metric's computation or the floors'
+# recipe changes (an older entry is recomputed, silently: it is not damaged, only outdated). Version 2:
+# the pair terms summed in cache-sized blocks (the floors move at round-off, ~1e-15 relative).
+VERSION = 2
+# The seeds of the reference draws and of the floors come from keys holding SEED_VERSION, not VERSION:
+# a new computation of the same metrics keeps every reference, floor and reported value; bump it only
+# when the draws themselves must change.
+SEED_VERSION = 1
 MAX_ENTRY_BYTES = 1 << 20
 # Exact-draw sets behind a cached entry. Computed once per (target, n), the floors can afford to be
 # right: the standard error of a heavy-tailed metric (mmd2, energy, ksd2) estimated from 16 sets is
@@ -100,7 +107,9 @@ class FloorCache:
         doc, problem = read_entry(path)
         key = doc.get("key") if doc is not None else None
         if problem is None:
-            problem = _checked(doc, key)[1]
+            entry, problem = _checked(doc, key)
+            if entry is None and problem is None:
+                problem = f"outdated (version {doc.get('version')}): the next run on it recomputes it"
         ok = problem is None and isinstance(key, dict) and isinstance(key.get("target"), list) and key["target"] and _number(key.get("n"))
         return {"target": str(key["target"][0]) if ok else "?", "particles": int(key["n"]) if ok else None,
                 "problem": problem}
@@ -180,7 +189,10 @@ def _checked(doc, key) -> tuple[Entry | None, str | None]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         return None, "not a difflab floor-cache entry"
     if doc.get("version") != VERSION:
-        return None, f"format version {doc.get('version')!r}, not {VERSION}"
+        v = doc.get("version")
+        if _number(v) and v < VERSION:  # outdated, not damaged: recomputed without a warning
+            return None, None
+        return None, f"format version {v!r}, not {VERSION}"
     if set(doc) != {"format", "version", "key", "floors", "bandwidth", "ref_self", "checksum"}:
         return None, "unexpected fields"
     body = {k: doc[k] for k in ("key", "floors", "bandwidth", "ref_self")}
@@ -205,6 +217,12 @@ def _generator(key):
     return np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed_of(key))))
 
 
+# The reference parts (draws, directions, sorted projections, bandwidth, self-terms) of the last
+# few targets judged in this process, by their reference key: read-only arrays, shared by the runs.
+_REFERENCES: dict = {}
+_MAX_REFERENCES = 4
+
+
 class Judge:
     """A run's metric suite and its floors.
 
@@ -219,6 +237,7 @@ class Judge:
         from difflab.maths import metrics
 
         self.cache, self.n, self.entry, self.problem, self.key = cache, n, None, None, None
+        self._ref_name = None  # the reference's key in the process's memo (a target file's target)
         self.discrete = target.discrete
         self.draws = metrics.FLOOR_DRAWS  # sets behind the floors: DRAWS for a cached entry
         spec = target.spec
@@ -227,16 +246,35 @@ class Judge:
             return
         suite = "discrete" if target.discrete else "continuous"
         settings = {"discrete": True} if target.discrete else {**metrics.SUITE_DEFAULTS, "stein": True}
-        ref_key = {"version": VERSION, "target": spec.key(), "suite": suite, "settings": settings}
+        ref_key = {"version": SEED_VERSION, "target": spec.key(), "suite": suite, "settings": settings}
         self.key = {**ref_key, "n": n, "draws": DRAWS}
         self.draws = DRAWS
         self.entry, self.problem = cache.load(self.key)
         if target.discrete:
             self.suite = metrics.DiscreteMetricSuite(target)
-        else:
+            return
+        name = canonical(ref_key)
+        parts = _REFERENCES.get(name)
+        if parts is None:
             cached = self.entry or Entry({})
-            self.suite = metrics.MetricSuite(target, _generator(ref_key), bandwidth=cached.bandwidth,
-                                             ref_self=cached.ref_self)
+            suite = metrics.MetricSuite(target, _generator(ref_key), bandwidth=cached.bandwidth,
+                                        ref_self=cached.ref_self)
+        else:
+            _REFERENCES.pop(name)  # re-inserted below: the most recently used is kept longest
+            suite = metrics.MetricSuite.from_reference(target, parts)
+        self.suite = suite
+        self._ref_name = name
+        self._remember()
+
+    def _remember(self):
+        """Keep this suite's reference in the process (a sweep's worker, a notebook loop) for the
+        next run on the target: the same draws the generator would give again, at no cost."""
+        name = self._ref_name
+        if name is None:
+            return
+        _REFERENCES[name] = self.suite.reference_parts()
+        while len(_REFERENCES) > _MAX_REFERENCES:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
 
     def floors(self, sample, rng_floor) -> tuple[dict, str, list[str]]:
         """(the floors, where they came from, warning lines). Where they came from is the entry's
@@ -250,6 +288,7 @@ class Judge:
         if self.entry is not None:
             return dict(self.entry.floors), f"cache {path.name}", []
         floors = floor_stats(self.suite.final, sample, _generator(self.key), self.n, draws=self.draws)
+        self._remember()  # the self-terms are known now
         warnings = [f"warning: floor cache entry {path}: {self.problem}; recomputed it"] if self.problem else []
         if path is None:
             return floors, "computed (no cache)", warnings
