@@ -18,8 +18,9 @@ runner = CliRunner()
 CASES = [  # (CLI arguments, API call)
     (["mala", "-t", "gmm", "-n", "300", "--steps", "40", "--seed", "4", "--step-size", "0.2"],
      dict(sampler="mala", target="gmm", particles=300, steps=40, seed=4, step_size=0.2)),
-    (["ula", "-t", "gaussian", "-n", "5000", "--steps", "10"],  # chunked on threads
-     dict(sampler="ula", target="gaussian", particles=5000, steps=10)),
+    pytest.param(["ula", "-t", "gaussian", "-n", "5000", "--steps", "10"],  # chunked on threads
+                 dict(sampler="ula", target="gaussian", particles=5000, steps=10),
+                 marks=pytest.mark.slow),  # slow: floors of 5,000 particles (100 sets) on a fresh cache
     (["ddpm", "-t", "gmm-classes", "-n", "300", "--steps", "20", "--guidance", "cfg", "--class", "right"],
      dict(sampler="ddpm", target="gmm-classes", particles=300, steps=20, guidance="cfg", class_="right")),
     (["gibbs", "-t", "ising6", "-n", "300", "--steps", "10", "--init", "target"],
@@ -29,7 +30,7 @@ CASES = [  # (CLI arguments, API call)
 ]
 
 
-@pytest.mark.parametrize("argv, call", CASES, ids=[c[0][0] for c in CASES])
+@pytest.mark.parametrize("argv, call", CASES, ids=[(c.values if hasattr(c, "values") else c)[0][0] for c in CASES])
 def test_api_and_cli_give_the_same_run(tmp_path, monkeypatch, argv, call):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["sample", *argv, "-q", "-o", "cli.h5"])

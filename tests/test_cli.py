@@ -385,7 +385,12 @@ def test_concurrent_writers_of_one_name_lose_nothing(in_tmp):
     """Four processes write -o same.h5 at once (seeds 1..4, no --force): every process that exits 0
     has its seed in a file it printed; a process that found the name taken at its start exits 2
     having written nothing. No result is lost without a word."""
-    procs = [subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "2000",
+    # the floors of (gaussian, 1,000 particles) in the session's cache first, so the four runs race
+    # to write their files, not to compute the same floors four times
+    import difflab
+
+    difflab.sample("ula", target="gaussian", particles=1000, steps=2)
+    procs = [subprocess.Popen([sys.executable, "-m", "difflab", "sample", "ula", "-t", "gaussian", "-n", "1000",
                                "--steps", "200", "--seed", str(k), "-o", "same.h5", "-q"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(1, 5)]
     outcomes = [(k, p.wait(timeout=120), p.stdout.read().strip()) for k, p in zip(range(1, 5), procs)]
@@ -500,7 +505,8 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (in_tmp / "k.h5").exists()
-    r = subprocess.run([*argv[:10], "20", "-o", "k.h5", "-q"], capture_output=True, text=True, check=False)
+    # the next run of the name (smaller: its floors are computed on a fresh cache entry)
+    r = subprocess.run([*argv[:8], "1000", "--steps", "20", "-o", "k.h5", "-q"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert [p.name for p in in_tmp.iterdir()] == ["k.h5"]
 

@@ -29,13 +29,13 @@ def test_two_runs_of_a_sweep_share_one_entry(tmp_path):
     """Runs with other step sizes and seeds read the entry the first one wrote: the same floors, bit
     for bit, and one file in the cache."""
     cache = tmp_path / "cache"
-    a = difflab.sample("mala", target="gmm", particles=300, steps=20, step_size=0.1, seed=0, cache=cache)
-    b = difflab.sample("mala", target="gmm", particles=300, steps=20, step_size=0.3, seed=7, cache=cache)
+    a = difflab.sample("mala", target="gmm", particles=64, steps=20, step_size=0.1, seed=0, cache=cache)
+    b = difflab.sample("mala", target="gmm", particles=64, steps=20, step_size=0.3, seed=7, cache=cache)
     entries = list(cache.glob("floors-*.json"))
     assert len(entries) == 1
     assert a.attrs["floor_source"] == b.attrs["floor_source"] == f"cache {entries[0].name}"
     assert _floors(a) == _floors(b) and len(_floors(a)) >= 16
-    c = difflab.sample("mala", target="gmm", particles=400, steps=20, cache=cache)  # another size: another entry
+    c = difflab.sample("mala", target="gmm", particles=80, steps=20, cache=cache)  # another size: another entry
     assert len(list(cache.glob("floors-*.json"))) == 2 and _floors(c) != _floors(a)
 
 
@@ -55,11 +55,11 @@ def test_the_cached_floors_are_the_floors_of_their_own_stream(tmp_path):
 
 
 def test_no_cache_gives_the_same_floors_and_writes_nothing(tmp_path):
-    cached = difflab.sample("ula", target="gaussian", particles=300, steps=20, cache=tmp_path / "c")
-    fresh = difflab.sample("ula", target="gaussian", particles=300, steps=20, seed=3, cache=False)
+    cached = difflab.sample("ula", target="gaussian", particles=64, steps=20, cache=tmp_path / "c")
+    fresh = difflab.sample("ula", target="gaussian", particles=64, steps=20, seed=3, cache=False)
     assert _floors(cached) == _floors(fresh) and fresh.attrs["floor_source"] == "computed (no cache)"
     out = tmp_path / "r.h5"
-    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "300", "--steps", "20", "--no-cache", "-q",
+    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "64", "--steps", "20", "--no-cache", "-q",
                             "-o", str(out)], env={"DIFFLAB_CACHE_DIR": str(tmp_path / "env")})
     assert r.exit_code == 0, r.output
     assert _floors(read_run(out)) == _floors(cached) and not (tmp_path / "env").exists()
@@ -83,29 +83,29 @@ def _tamper(path, key, factor):
 ])
 def test_a_damaged_entry_is_recomputed_with_one_warning(tmp_path, damage, problem):
     cache = tmp_path / "cache"
-    good = difflab.sample("ula", target="gaussian", particles=300, steps=20, cache=cache)
+    good = difflab.sample("ula", target="gaussian", particles=64, steps=20, cache=cache)
     entry, = cache.glob("floors-*.json")
     damage(entry)
     out = tmp_path / "r.h5"
-    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "300", "--steps", "20", "--cache-dir", str(cache),
+    r = runner.invoke(app, ["sample", "ula", "-t", "gaussian", "-n", "64", "--steps", "20", "--cache-dir", str(cache),
                             "-o", str(out)])
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.stderr.splitlines() if "floor cache entry" in ln]
     assert len(lines) == 1 and problem in lines[0] and "recomputed" in lines[0]
     assert _floors(read_run(out)) == _floors(good)  # the same floors, recomputed
-    assert difflab.sample("ula", target="gaussian", particles=300, steps=20, cache=cache).attrs[
+    assert difflab.sample("ula", target="gaussian", particles=64, steps=20, cache=cache).attrs[
         "floor_source"].startswith("cache")  # and the entry rewritten whole
 
 
 def test_a_foreign_entry_under_the_name_is_not_trusted(tmp_path):
     """A valid entry of another key, copied under this key's name, is recomputed."""
     cache = tmp_path / "cache"
-    difflab.sample("ula", target="gaussian", particles=300, steps=20, cache=cache)
+    difflab.sample("ula", target="gaussian", particles=64, steps=20, cache=cache)
     other, = cache.glob("floors-*.json")
-    run = difflab.sample("ula", target="gaussian", particles=301, steps=20, cache=cache)
+    run = difflab.sample("ula", target="gaussian", particles=65, steps=20, cache=cache)
     mine = cache / run.attrs["floor_source"].removeprefix("cache ")
     mine.write_bytes(other.read_bytes())
-    again = difflab.sample("ula", target="gaussian", particles=301, steps=20, cache=cache)
+    again = difflab.sample("ula", target="gaussian", particles=65, steps=20, cache=cache)
     assert _floors(again) == _floors(run)
     assert any("another key's entry" in w for w in json.loads(again.attrs["warnings"]))
 
@@ -114,7 +114,7 @@ def test_a_foreign_entry_under_the_name_is_not_trusted(tmp_path):
 def test_eight_concurrent_runs_leave_one_valid_entry_and_eight_run_files(tmp_path):
     """Eight processes start together on an empty cache and race to create the same entry."""
     env = {**os.environ, "DIFFLAB_CACHE_DIR": str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, "-m", "difflab", "sample", "mala", "-t", "gmm", "-n", "500", "--steps",
+    procs = [subprocess.Popen([sys.executable, "-m", "difflab", "sample", "mala", "-t", "gmm", "-n", "100", "--steps",
                                "30", "--seed", str(i), "-q", "-o", f"r{i}.h5"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
     for p in procs:
@@ -125,17 +125,17 @@ def test_eight_concurrent_runs_leave_one_valid_entry_and_eight_run_files(tmp_pat
     runs = [read_run(tmp_path / f"r{i}.h5") for i in range(8)]
     assert all(r.status == "complete" for r in runs)
     assert all(_floors(r) == _floors(runs[0]) for r in runs)
-    again = difflab.sample("mala", target="gmm", particles=500, steps=30, cache=tmp_path / "cache")
+    again = difflab.sample("mala", target="gmm", particles=100, steps=30, cache=tmp_path / "cache")
     assert again.attrs["floor_source"] == f"cache {entries[0].name}" and _floors(again) == _floors(runs[0])
 
 
 def test_the_cache_command_shows_and_clears(tmp_path):
     cache = tmp_path / "cache"
-    difflab.sample("ula", target="gaussian", particles=300, steps=10, cache=cache)
+    difflab.sample("ula", target="gaussian", particles=64, steps=10, cache=cache)
     r = runner.invoke(app, ["cache", "--cache-dir", str(cache), "--json"])
     doc = json.loads(r.stdout)
     assert r.exit_code == 0 and doc["folder"] == str(cache) and len(doc["entries"]) == 1
-    assert doc["entries"][0]["target"] == "gaussian" and doc["entries"][0]["particles"] == 300
+    assert doc["entries"][0]["target"] == "gaussian" and doc["entries"][0]["particles"] == 64
     assert doc["entries"][0]["problem"] is None
     entry, = cache.glob("floors-*.json")
     _tamper(entry, "floor_mean_error", 2.0)  # shown as damaged, read with the runs' own bounds
@@ -148,7 +148,7 @@ def test_the_cache_command_shows_and_clears(tmp_path):
 def test_a_law_built_in_python_keeps_the_runs_own_streams(tmp_path):
     """Guidance judges against p(x | c), a law with no file: its floors come from the run's own
     stream, no entry is written for it, and the run says so."""
-    run = difflab.sample("ddpm", target="gmm-classes", particles=300, steps=20, guidance="cfg", class_="right",
+    run = difflab.sample("ddpm", target="gmm-classes", particles=64, steps=20, guidance="cfg", class_="right",
                          cache=tmp_path)
     assert run.attrs["floor_source"] == "computed (the run's own stream)" and not list(tmp_path.glob("floors-*"))
 

@@ -85,6 +85,7 @@ def test_runs_record_floors_with_standard_errors_for_every_final_metric():
     assert again.summary == s  # the floors have their own seeded stream: bit-identical
 
 
+@pytest.mark.slow  # statistical: a biased and an exact run at the default size, judged against their floors
 def test_a_biased_run_is_marked_and_an_exact_one_is_not():
     """ULA with h = 0.3 on bimodal1d has a visible bias (its mode weights and spreads are wrong):
     mode_tv and energy lie tens of standard errors above their floors. MALA started at the target

@@ -110,7 +110,7 @@ def test_samplers_run_on_a_tilted_gaussian_with_its_exact_law(tmp_path):
     """A tilted Gaussian is a Gaussian target: pflow's exact law is computed against it."""
     f = tmp_path / "tg.yaml"
     f.write_text("kind: gaussian\nmean: [0, 1]\ncov: [[1.0, 0.5], [0.5, 2.0]]\ntilt: {lambda: 1.0, b: [1, 0], A: 0.5}\n")
-    r = CliRunner().invoke(app, ["sample", "pflow", "-t", str(f), "-n", "500", "--steps", "20", "-o", str(tmp_path / "o.h5"), "-q"])
+    r = CliRunner().invoke(app, ["sample", "pflow", "-t", str(f), "-n", "100", "--steps", "20", "-o", str(tmp_path / "o.h5"), "-q"])
     assert r.exit_code == 0, r.output
     rec = read_run(tmp_path / "o.h5")
     assert rec.summary["exact_w2"] < 0.01
