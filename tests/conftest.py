@@ -1,11 +1,40 @@
 """One floor cache for the whole test session, a fresh temporary folder, never the user's: the
 session's processes (pytest-xdist workers, and the processes tests start, which inherit the
 environment) share its entries (floors once per target and size per session), and it is removed
-when the session ends."""
+when the session ends.
+
+Typer's test runner turns the app into a click command on every ``invoke`` (~15 ms: every sampler
+command and its options), which a process of the real CLI does once. The tests' runner reuses the
+command while the app's commands and groups are the same ones (a plug-in that adds a command
+changes them, and gets a fresh command)."""
 
 import os
 import shutil
 import tempfile
+
+import typer.testing
+
+_get_command = typer.testing._get_command
+_COMMANDS: dict = {}
+
+
+def _shape(app) -> tuple:
+    """What get_command builds from: the app's callback, commands and groups, recursively."""
+    callback = app.registered_callback
+    return (app, callback.callback if callback else None,  # the objects themselves (compared by identity,
+            tuple((c.name, c.callback) for c in app.registered_commands),  # and kept alive by the key)
+            tuple((g.name, _shape(g.typer_instance)) for g in app.registered_groups))
+
+
+def _cached_get_command(app):
+    key = _shape(app)
+    if key not in _COMMANDS:
+        _COMMANDS.clear()
+        _COMMANDS[key] = _get_command(app)
+    return _COMMANDS[key]
+
+
+typer.testing._get_command = _cached_get_command
 
 
 def pytest_configure(config):

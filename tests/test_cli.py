@@ -243,7 +243,7 @@ def test_show_targets_and_help(in_tmp):
 
 
 def test_init_target_and_adapt_are_recorded(in_tmp):
-    r = invoke("sample", "mala", "-t", "gaussian", "-n", "500", "--steps", "50", "--adapt", "--warmup", "200",
+    r = invoke("sample", "mala", "-t", "gaussian", "-n", "300", "--steps", "50", "--adapt", "--warmup", "200",
                "--init", "target", "-o", "a.h5", "-q")
     assert r.exit_code == 0, r.output
     rec = read_run("a.h5")

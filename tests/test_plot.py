@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     for name, args in {"mala": ["mala", "--steps", "60"], "gmm50": ["ula", "-t", "gmm50", "--steps", "30"],
                        "one_d": ["ddpm", "-t", "bimodal1d", "--steps", "50"], "disc": ["discrete"],
                        "gibbs": ["gibbs", "--steps", "30"]}.items():
-        r = runner.invoke(app, ["sample", *args, "-n", "200", "-q", "-o", str(d / f"{name}.h5")])
+        r = runner.invoke(app, ["sample", *args, "-n", "100", "-q", "-o", str(d / f"{name}.h5")])
         assert r.exit_code == 0, r.output
         out[name] = d / f"{name}.h5"
     for h in (0.02, 0.04, 0.08):
@@ -107,7 +107,7 @@ def test_pmf_panel_frequencies_give_the_runs_tv(runs):
     rec = read_run(runs["disc"], samples=True)
     _, target = load_target("ising6")
     freq, n = empirical_pmf(target, rec.samples)
-    assert n == 200 and abs(freq.sum() - 1) < 1e-12
+    assert n == 100 and abs(freq.sum() - 1) < 1e-12
     assert 0.5 * np.abs(freq - target.probs).sum() == pytest.approx(rec.summary["tv"], abs=1e-12)
     # negative control: frequencies of another run's samples do not give this run's tv
     other = read_run(runs["gibbs"], samples=True)
