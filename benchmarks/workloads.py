@@ -36,9 +36,13 @@ import time
 
 import numpy as np
 
+import careful
 from difflab.run import driver
 from difflab.targets.files import load_target
 from difflab.samplers import SAMPLERS
+
+# The careful numpy implementations (benchmarks/careful.py) of the 2-D workloads, on difflab's start.
+CAREFUL = {"W1": lambda x0: careful.w1(x0, 1_000, 0.1), "W4": lambda x0: careful.w4(x0)}
 
 # id: (sampler, target, chains, steps, options, start, cost model (flops, gemm flops, exp/log, normals))
 WORKLOADS = {
@@ -271,6 +275,17 @@ def main() -> None:
             row["times_the_floor"] = (t / (n * steps)) / floor
         rows.append(row)
         _print(row)
+        if wid in CAREFUL:  # the careful numpy yardstick, in this process, on the same start
+            _, _, x0, _ = _difflab_runner(wid)
+            tn, xn = _median_time(lambda: CAREFUL[wid](x0), args.repeat)
+            nrow = {"id": wid, "impl": "numpy", "seconds": tn, "chain_steps_per_s": n * steps / tn,
+                    **correctness(xn, target)}
+            row["difflab_over_numpy"] = nrow["chain_steps_per_s"] and row["chain_steps_per_s"] / nrow["chain_steps_per_s"]
+            if "floor_chain_steps_per_s" in row:
+                nrow["times_the_floor"] = (tn / (n * steps)) * row["floor_chain_steps_per_s"]
+            rows.append(nrow)
+            _print(nrow)
+            print(f"  difflab / careful numpy: {row['difflab_over_numpy']:.2f}")
         if args.no_peers:
             continue
         for peer in PEERS:

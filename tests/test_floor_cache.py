@@ -176,3 +176,26 @@ def test_the_false_alarm_rate_of_an_exact_sampler_is_small(tmp_path):
             biased += bool(far_above_floor({**judge.suite.final(y), **floors}))
     assert marked <= 9, marked
     assert biased > 0.03 * 50, biased
+
+
+def test_an_entry_of_an_older_version_is_recomputed_silently(tmp_path):
+    """An entry written by an older difflab (same key and seeds, an older format version) is not
+    damaged, only outdated: the run recomputes it without a warning (the same floors: the seeds do
+    not depend on the version), and `difflab cache` shows it as outdated meanwhile."""
+    from difflab.run import floors
+
+    cache = tmp_path / "c"
+    first = difflab.sample("ula", target="gaussian", particles=64, steps=5, cache=cache)
+    (entry,) = cache.glob("floors-*.json")
+    doc = json.loads(entry.read_text())
+    doc["version"] = floors.VERSION - 1
+    entry.write_text(json.dumps(doc))
+    shown = json.loads(runner.invoke(app, ["cache", "--cache-dir", str(cache), "--json"]).stdout)
+    assert "outdated" in shown["entries"][0]["problem"]
+    again = difflab.sample("ula", target="gaussian", particles=64, steps=5, cache=cache)
+    assert json.loads(again.attrs["warnings"]) == json.loads(first.attrs["warnings"])  # no cache warning
+    assert _floors(again) == _floors(first) and json.loads(entry.read_text())["version"] == floors.VERSION
+    doc["version"] = floors.VERSION + 1  # negative control: a newer version is not ours: a warning
+    entry.write_text(json.dumps(doc))
+    later = difflab.sample("ula", target="gaussian", particles=64, steps=5, cache=cache)
+    assert any("format version" in w for w in json.loads(later.attrs["warnings"]))

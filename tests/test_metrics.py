@@ -357,3 +357,55 @@ def test_w2_empirical_of_a_diverging_sample_is_inf_not_a_crash():
     x = np.array([[1e200, 0.0], [0.0, 1.0]])
     assert metrics.w2_empirical(x, np.zeros((2, 2))) == np.inf
 
+
+
+@pytest.mark.parametrize("n, m", [(1001, 37), (37, 3000), (1, 5), (257, 128)])
+def test_blocked_pair_terms_equal_the_full_matrices(n, m):
+    """The pair terms summed in cache-sized blocks (the upper half for a sample against itself)
+    equal the means over scipy's full distance matrices to round-off, for sizes that do not fill
+    the last block. Negative control: a wrong bandwidth is caught."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(n + m)
+    x, y, bw = rng.normal(size=(n, 3)), rng.normal(1.0, 2.0, size=(m, 3)), 1.7
+    dxy = cdist(x, y)
+    k, d = metrics._cross_terms(x, y, bw)
+    assert k == pytest.approx(np.exp(-0.5 * dxy**2 / bw**2).mean(), rel=1e-12)
+    assert d == pytest.approx(dxy.mean(), rel=1e-12)
+    assert k != pytest.approx(np.exp(-0.5 * dxy**2 / 1.6**2).mean(), rel=1e-6)
+    if n > 1:
+        dxx = cdist(x, x)
+        pairs = n * (n - 1)
+        k, d = metrics._self_terms(x, bw)
+        assert k == pytest.approx((np.exp(-0.5 * dxx**2 / bw**2).sum() - n) / pairs, rel=1e-12)
+        assert d == pytest.approx(dxx.sum() / pairs, rel=1e-12)
+
+
+def test_floor_sets_on_threads_are_the_sets_of_a_loop():
+    """floor_stats spreads its sets over threads, drawing each in turn: the values equal, bit for
+    bit, those of a plain loop over the same stream (and a metric that is not thread-safe would
+    show here)."""
+    _, t = load_target("gmm")
+    suite = metrics.MetricSuite(t, np.random.default_rng(0))
+    threaded = metrics.floor_stats(suite.final, t.sample, np.random.default_rng(5), 150, draws=12)
+    rng = np.random.default_rng(5)
+    values = [suite.final(t.sample(rng, 150)) for _ in range(12)]
+    for key in values[0]:
+        v = np.array([d[key] for d in values])
+        assert threaded[f"floor_{key}"] == float(v.mean()) and threaded[f"floor_se_{key}"] == float(v.std(ddof=1))
+    other = metrics.floor_stats(suite.final, t.sample, np.random.default_rng(6), 150, draws=12)
+    assert other != threaded  # negative control: another stream gives other floors
+
+
+def test_a_suite_sharing_a_reference_measures_identically():
+    """The reference kept in the process for the next run on a target gives the same metrics, bit
+    for bit, as a suite that draws it afresh."""
+    _, t = load_target("gmm")
+    fresh = metrics.MetricSuite(t, np.random.default_rng(0))
+    x = t.sample(np.random.default_rng(1), 300)
+    want = fresh.final(x)
+    again = metrics.MetricSuite(t, np.random.default_rng(0))
+    shared = metrics.MetricSuite.from_reference(t, again.reference_parts())
+    assert shared.final(x) == want and shared.series(x[:100]) == fresh.series(x[:100])
+    with pytest.raises(ValueError):  # the shared arrays are read-only
+        shared.reference[0, 0] = 1.0

@@ -427,7 +427,7 @@ class _Background:
     def _run(self, fn, args):
         try:
             self._value = fn(*args)
-        except BaseException as e:  # handed to the caller of result()
+        except BaseException as e:  # noqa: BLE001 -- re-raised by result(), in the caller
             self._error = e
 
     def result(self):
