@@ -290,7 +290,7 @@ def test_diffusion_runs_record_nfe_and_exact_law(in_tmp, sampler, extra):
 
 def test_score_error_run_records_its_error_and_is_reproducible(in_tmp):
     for out in ("e1.h5", "e2.h5"):
-        r = invoke("sample", "pflow", "-t", "bimodal1d", "-n", "400", "--steps", "30", "--score-error", "0.2",
+        r = invoke("sample", "pflow", "-t", "bimodal1d", "-n", "300", "--steps", "30", "--score-error", "0.2",
                    "-o", out, "-q")
         assert r.exit_code == 0, r.output
     a, b = read_run("e1.h5", samples=True, series=True), read_run("e2.h5", samples=True)
@@ -298,7 +298,7 @@ def test_score_error_run_records_its_error_and_is_reproducible(in_tmp):
     assert a.params["score_error"] == 0.2 and a.params["score_error_kind"] == "bias"
     assert a.summary["score_error_term"] > 0 and a.summary["score_error_term_se"] > 0
     assert len(a.per_step["score_mse"]) == 30 and (a.per_step["score_mse"] > 0).all()
-    r = invoke("sample", "pflow", "-t", "bimodal1d", "-n", "400", "--steps", "30", "-o", "exact.h5", "-q")
+    r = invoke("sample", "pflow", "-t", "bimodal1d", "-n", "300", "--steps", "30", "-o", "exact.h5", "-q")
     assert not np.array_equal(read_run("exact.h5", samples=True).samples, a.samples)
 
 

@@ -103,7 +103,7 @@ def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("st")
     out = {}
     for name, args in {"mala": ["mala"], "ula": ["ula", "--step-size", "0.05"], "uld": ["uld"]}.items():
-        r = runner.invoke(app, ["sample", *args, "-t", "student_t", "-n", "200", "--steps", "50", "-q",
+        r = runner.invoke(app, ["sample", *args, "-t", "student_t", "-n", "100", "--steps", "50", "-q",
                                 "-o", str(d / f"{name}.h5")])
         assert r.exit_code == 0, r.output
         out[name] = d / f"{name}.h5"
