@@ -19,6 +19,7 @@ root attributes    the run's attributes, and ``params_json``, ``summary_json``, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from difflab.errors import ConfigError
@@ -39,7 +40,7 @@ def export(run: Path, out: Path | None, to: str = "netcdf", *, force: bool = Fal
         raise ConfigError(f"--out: '{out}' is the run file itself")
     if out.exists() and not force:
         raise ConfigError(f"{out}: the file exists; pass --force to overwrite it or --out to write elsewhere")
-    with atomic_path(out) as tmp, h5_writing(tmp, lambda p: h5py.File(p, "w")) as f:
+    with atomic_path(out) as tmp, h5_writing(tmp, lambda p: h5py.File(p, "w"), size_hint=os.path.getsize(run)) as f:
         _fill(f, rec, run)
     return out
 

@@ -147,24 +147,46 @@ def write_run(path: Path, run: Run, *, replace: bool = True) -> None:
     line; the half-written temporary is closed quietly and removed, never left or renamed."""
     import h5py
 
-    with atomic_path(Path(path), replace=replace) as tmp, h5_writing(tmp, lambda p: h5py.File(p, "w")) as f:
+    with atomic_path(Path(path), replace=replace) as tmp, \
+            h5_writing(tmp, lambda p: h5py.File(p, "w"), size_hint=_array_bytes(run)) as f:
         _fill(f, run)
+
+
+def _array_bytes(run: Run) -> int:
+    """The bytes of a run's arrays: about the size of its file."""
+    import numpy as np
+
+    def size(v) -> int:
+        if isinstance(v, np.ndarray):
+            return v.nbytes
+        return sum(map(size, v.values())) if isinstance(v, dict) else 0
+
+    return sum(size(v) for v in vars(run).values())
 
 
 def write_bytes(path: Path, data) -> None:
     """Write ``data`` to ``path`` atomically (``atomic_path``), never through a link planted at the
     temporary name; a failed write is a plain one-line OSError."""
     with atomic_path(Path(path)) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
 
 
 @contextlib.contextmanager
-def h5_writing(tmp: Path, open_file):
-    """An HDF5 file being written (``open_file(tmp)``, h5py). A failed write (a full
-    disk, a file-size limit) raises one ``OSError`` with a one-line message; the file is closed
-    quietly (closing a file whose writes failed fails too; it is being discarded)."""
+def h5_writing(tmp: Path, open_file, size_hint: int = 0):
+    """An HDF5 file being written to ``tmp``. A failed write (a full disk, a file-size limit) raises
+    one ``OSError`` with a one-line message and leaves no open file behind.
+
+    A file of at most ``IMAGE_BYTES`` (by ``size_hint``, the bytes its arrays hold) is built in
+    memory (h5py's core driver, nothing on disk) and its image written to ``tmp`` by a plain write
+    and fsync: the HDF5 library never sees a failed write. (When a write fails under it, as on a
+    disk that fills mid-file, its metadata cache is left inconsistent and closing or even freeing
+    the file can crash the process: measured, a segfault in some runs on a full tmpfs.) A larger
+    file is written through HDF5 (``open_file(tmp)``, h5py) and closed quietly on failure."""
+    if size_hint <= IMAGE_BYTES:
+        yield from _h5_image(tmp)
+        return
     try:
         f = open_file(tmp)
     except OSError as exc:
@@ -180,6 +202,31 @@ def h5_writing(tmp: Path, open_file):
     try:
         f.close()  # the final flush can fail as well
     except (OSError, RuntimeError) as exc:
+        raise _os_error(exc) from None
+
+
+IMAGE_BYTES = 256 << 20  # files up to this size are built in memory, then written in one go
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on every platform
+
+
+def _h5_image(tmp: Path):
+    import h5py
+
+    f = h5py.File(tmp, "w", driver="core", backing_store=False)  # in memory: tmp only names it
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        with contextlib.suppress(Exception):
+            f.close()
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(image)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
         raise _os_error(exc) from None
 
 
