@@ -73,8 +73,33 @@ PATH_BUDGET = 100_000  # exact joint draws over all steps for the Monte Carlo kl
 PER_STEP = (100, 20_000)  # ... and at least / at most this many per step
 
 
+MAX_DRAWS = 1_000_000  # per term (per step for kl_step), whatever standard error is asked for
+PILOT = 1_000  # with a requested standard error: the first batch, whose spread sizes the rest
+
+
 def _mc(values: np.ndarray):
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def _sized_mc(draw, n: int, se: float | None, pilot: int = PILOT):
+    """(mean, standard error) of the per-draw values ``draw(m)`` returns for m draws.
+
+    Without a requested standard error (``se`` None): one batch of the fixed budget ``n``. With
+    one: a pilot batch, then, while the standard error of the draws so far is above ``se``, a batch
+    that brings them to m = 1.1 m_so_far (SE / se)^2 in all (the size at which their spread gives
+    ``se``, with a 10 % margin for the spread's own noise; at most MAX_DRAWS, at most 4 batches
+    after the pilot): a loose ``se`` costs the pilot alone, a tight one what it needs. The reported
+    standard error is that of all the draws."""
+    if se is None:
+        return _mc(draw(n))
+    values = draw(pilot)
+    for _ in range(4):
+        _, err = _mc(values)
+        if not (np.isfinite(err) and err > se) or len(values) >= MAX_DRAWS:
+            break
+        want = min(MAX_DRAWS, int(np.ceil(1.1 * len(values) * (err / se) ** 2)))
+        values = np.concatenate([values, draw(want - len(values))])
+    return _mc(values)
 
 
 def path_of(sampler) -> list:
@@ -216,7 +241,7 @@ def mc_kl_step(sampler, target, k: int, step, n: int, rng: np.random.Generator) 
     return np.einsum("nk,kn->n", w_t, kl_j) - info.sum(axis=1)
 
 
-def _prior_kl(law0, level, target, rng, gaussian: bool):
+def _prior_kl(law0, level, target, rng, gaussian: bool, se: float | None = None):
     """KL(p_level || prior) and its standard error (0 when exact)."""
     a1, s1 = level
     m0, c0 = (np.asarray(v, dtype=np.float64) for v in law0)
@@ -225,9 +250,13 @@ def _prior_kl(law0, level, target, rng, gaussian: bool):
     if gaussian:
         d = target.dim
         return exact.gaussian_kl(a1 * target.mean, a1 * a1 * target.cov + s1 * s1 * np.eye(d), m0, c0), 0.0
-    x = target.sample(rng, N_PRIOR)
-    y = a1 * x + s1 * rng.standard_normal(x.shape)
-    return _mc(target.noised_log_prob(y, a1, s1) - exact.gaussian_log_pdf(y, m0, c0))
+
+    def draw(n):
+        x = target.sample(rng, n)
+        y = a1 * x + s1 * rng.standard_normal(x.shape)
+        return target.noised_log_prob(y, a1, s1) - exact.gaussian_log_pdf(y, m0, c0)
+
+    return _sized_mc(draw, N_PRIOR, se)
 
 
 def _ideal_output(sampler, target, n_path: int, level):
@@ -283,9 +312,11 @@ def _w2_split(sampler, target, law0, steps, target_law) -> dict:
     return terms
 
 
-def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, dict]:
+def error_terms(sampler, target, law0, rng: np.random.Generator, se: float | None = None) -> tuple[dict, dict]:
     """(summary terms, per-step series {"kl_step": (n_steps,), ...}) for a sampler with path steps
-    judged against ``target`` (a Gaussian mixture) from the initial law ``law0``; ({}, {}) without."""
+    judged against ``target`` (a Gaussian mixture) from the initial law ``law0``; ({}, {}) without.
+    ``se``: the standard error asked of each Monte Carlo term (``kl_prior``, ``kl_early_stop`` and
+    the path's sum of ``kl_step``, each step asked se / sqrt(steps)); None: fixed budgets."""
     steps = path_of(sampler)
     if steps:
         first, level = steps[0].frm, steps[-1].to
@@ -296,9 +327,9 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
     d, n_path = target.dim, len(steps) or sampler.n_steps
     exact_law = exact.has_exact_law(sampler, target)
     out = {}
-    out["kl_prior"], se = _prior_kl(law0, first, target, rng, target.is_gaussian)
+    out["kl_prior"], prior_se = _prior_kl(law0, first, target, rng, target.is_gaussian, se)
     if not target.is_gaussian:
-        out["kl_prior_se"] = se
+        out["kl_prior_se"] = prior_se
     # early stopping: the ideal output against the target
     read_out = not steps and sampler.capabilities.diffusion and sampler.output == "denoised"
     if target.is_gaussian:
@@ -310,8 +341,12 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
         if s == 0.0 and a == 1.0:
             out["kl_early_stop"], out["kl_early_stop_se"] = 0.0, 0.0
         else:
-            x = target.sample(rng, N_PRIOR)
-            out["kl_early_stop"], out["kl_early_stop_se"] = _mc(target.log_prob(x) - target.noised_log_prob(x, a, s))
+
+            def draw(n):
+                x = target.sample(rng, n)
+                return target.log_prob(x) - target.noised_log_prob(x, a, s)
+
+            out["kl_early_stop"], out["kl_early_stop_se"] = _sized_mc(draw, N_PRIOR, se)
     if not steps:
         return out, {}
     noises = [_noise(sampler, k, d) for k in range(n_path)]
@@ -333,7 +368,9 @@ def error_terms(sampler, target, law0, rng: np.random.Generator) -> tuple[dict, 
         return out, {}
     else:
         n = int(np.clip(PATH_BUDGET // n_path, *PER_STEP))
-        stats = np.array([_mc(mc_kl_step(sampler, target, k, step, n, rng)) if _positive_definite(q)
+        step_se = None if se is None else se / np.sqrt(n_path)
+        stats = np.array([_sized_mc(lambda m, k=k, step=step: mc_kl_step(sampler, target, k, step, m, rng), n, step_se,
+                                    pilot=PER_STEP[0]) if _positive_definite(q)
                           else (np.inf, 0.0) for k, (step, q) in enumerate(zip(steps, noises))])
         kl_step, kl_se = stats[:, 0], stats[:, 1]
         per_step["kl_step_se"] = _pad(kl_se, sampler.n_steps)
@@ -350,7 +387,7 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([values, np.full(n - len(values), np.nan)])
 
 
-def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000) -> dict:
+def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000, se: float | None = None) -> dict:
     """int g^2 / 2 E_{p_t}|s~ - s|^2 dt on the sampler's grid, for a perturbed score (else {}).
 
     The same n_mc clean draws x_i serve every grid time (fresh noise per time), so the per-time
@@ -361,11 +398,15 @@ def score_error_term(sampler, rng: np.random.Generator, n_mc: int = 1_000) -> di
     if pert.exact_score:
         return {}
     times, schedule = np.asarray(sampler.times, dtype=np.float64), sampler.schedule
-    x = pert.base.sample(rng, n_mc)
-    per_draw = np.zeros(n_mc)
-    for t, s in itertools.pairwise(times):
-        a, sig = (float(v) for v in alpha_sigma(schedule, t))
-        y = a * x + sig * rng.standard_normal(x.shape)
-        per_draw += 0.5 * float(schedule.g2(t)) * (t - s) * pert.score_error_sq(np.ascontiguousarray(y.T), a, sig)
-    total, se = _mc(per_draw)
-    return {"score_error_term": total, "score_error_term_se": se}
+
+    def draw(n):
+        x = pert.base.sample(rng, n)
+        per_draw = np.zeros(n)
+        for t, s in itertools.pairwise(times):
+            a, sig = (float(v) for v in alpha_sigma(schedule, t))
+            y = a * x + sig * rng.standard_normal(x.shape)
+            per_draw += 0.5 * float(schedule.g2(t)) * (t - s) * pert.score_error_sq(np.ascontiguousarray(y.T), a, sig)
+        return per_draw
+
+    total, total_se = _sized_mc(draw, n_mc, se, pilot=min(n_mc, 200))
+    return {"score_error_term": total, "score_error_term_se": total_se}

@@ -73,6 +73,8 @@ def resolve_params(opts: SampleOptions) -> dict:
         "trajectory_particles": value["trajectory_particles"],
     }
     params.update(entry.resolve_params(opts.options, steps))
+    if params.get("decomposition_se", 0) is None:  # recorded only when asked for: fixed budgets otherwise
+        del params["decomposition_se"]
     return params
 
 
@@ -357,11 +359,12 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             if (sampler.capabilities.affine or sampler.capabilities.diffusion) and not target.discrete:
                 from difflab.maths.decomposition import error_terms, score_error_term
 
-                terms, series = error_terms(sampler, target, law0, rng_path)
+                se = params.get("decomposition_se")
+                terms, series = error_terms(sampler, target, law0, rng_path, se)
                 summary.update(terms)
                 result.per_step.update({k: v[: result.steps_done] for k, v in series.items() if result.steps_done})
                 if sampler.capabilities.diffusion:
-                    summary.update(score_error_term(sampler, rng_path))
+                    summary.update(score_error_term(sampler, rng_path, se=se))
         if entry.after is not None:
             groups.update(entry.after(sampler, target, law0, params, rng_metric, summary, load_points))
         samples, trajectory = result.samples, result.trajectory

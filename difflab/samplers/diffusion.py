@@ -407,6 +407,11 @@ class ReverseSDE(_ContinuousTime):
 SCORE_ERROR_KINDS = ("bias", "scale", "variance")
 GUIDANCE = ("none", "classifier", "cfg")
 # The score the sampler sees: exact, deliberately wrong, naively reward-guided, or class-guided.
+# Shared with localization: how the error decomposition's Monte Carlo terms are sized.
+DECOMPOSITION_SE = Option(
+    "decomposition_se", None, float, "Size the error decomposition's Monte Carlo terms (on mixtures: kl_prior, "
+    "kl_early_stop, kl_path, score_error_term) by this standard error, each drawing what it needs (a pilot of "
+    "1,000 draws, at most 10^6); default: fixed budgets.", check=positive)
 MODEL_OPTIONS = (
     schedules.PRIOR_OPTION,
     Option("score_error", 0.0, float, "Size eps of a deliberate, seeded score error (0: exact score).",
@@ -420,6 +425,7 @@ MODEL_OPTIONS = (
            "score - W score); needs a target with classes.", choices=GUIDANCE),
     Option("class", None, str, "With --guidance: the class (a name from the target's classes: block)."),
     Option("scale", None, float, "With --guidance: the guidance scale W >= 0 (default 1).", check=non_negative),
+    DECOMPOSITION_SE,
 )
 PRIOR_INIT = init_option("prior", help="The start law (see --prior).")
 

@@ -50,7 +50,7 @@ from difflab.contracts import (
 from difflab.errors import ConfigError
 from difflab.lazy import lazy
 from difflab.maths.schedules import localization_grid
-from difflab.samplers.diffusion import DiffusionState, _as_state
+from difflab.samplers.diffusion import DECOMPOSITION_SE, DiffusionState, _as_state
 
 np = lazy("numpy", globals(), "np")
 TRANSITIONS, OUTPUTS = ("gaussian", "em"), ("mean", "y")
@@ -174,7 +174,8 @@ LOCALIZATION_ENTRY = SamplerEntry(
                     choices=("log", "uniform")),
              Option("transition", Localization.transition, str, "gaussian (exact conditional mean and covariance) "
                     "or em (Euler-Maruyama).", choices=TRANSITIONS),
-             Option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS)),
+             Option("output", Localization.output, str, "mean: E[X | y_T]; y: y_T / T.", choices=OUTPUTS),
+             DECOMPOSITION_SE),
     build=lambda target, p: Localization(target, localization_grid(p["t_min"], p["t_max"], p["steps"], p["grid"]),
                                          transition=p["transition"], output=p["output"]),
     resolve=_resolve, needs=("noised_law", "exact", "components"),
