@@ -1,5 +1,4 @@
-"""Careful numpy implementations of the 2-D workloads W1 (MALA) and W4 (DDPM ancestral) on ring8,
-the yardstick of ``../shared/perf/WORKLOADS.md`` ("careful numpy, best variant"): what a competent
+"""Careful numpy implementations of the workloads W1-W5, the yardstick of ``../shared/perf/WORKLOADS.md`` ("careful numpy, best variant"): what a competent
 numpy programmer writes for this one target and workload, with no framework around it (not a test).
 
 * the shared-variance form of the isotropic mixture: with every component N(m_k, s^2 I), the
@@ -11,7 +10,10 @@ numpy programmer writes for this one target and workload, with no framework arou
 * chains in chunks of 5,000, each chunk with its own SFC64 stream, all steps of a chunk on one
   thread of a two-thread pool (numpy releases the GIL in its loops), BLAS left as it is.
 
-``w1(x0, steps, h, seed)`` and ``w4(x0, seed)`` return the final states (n, 2).
+``w1(x0, steps, h, seed)`` and ``w4(x0, seed)`` return the final states (n, 2). The 50-D workloads
+(W2 MALA, W3 ULA, W5 probability-flow Heun on rand50) are GEMM-bound: ``FullMixture`` does a
+mixture evaluation as two GEMMs against the stacked inverse Cholesky factors, on one block of
+chains (BLAS's own threads).
 """
 
 from __future__ import annotations
@@ -142,3 +144,92 @@ def w1(x0: np.ndarray, steps: int = 1_000, h: float = 0.1, seed: int = 1) -> np.
 
 def w4(x0: np.ndarray, seed: int = 1) -> np.ndarray:
     return _chunked(_ddpm_chunk, x0, seed)
+
+
+# ------------------------------------------------------------------ the 50-D workloads (rand50)
+class FullMixture:
+    """A Gaussian mixture with full covariances at noise level (a, s2): the law of a X + N(0, s2 I).
+
+    Stacked inverse Cholesky factors W = [L_1^-1; ...; L_K^-1] (K d, d): one GEMM x W^T gives
+    every whitened residual z_k = L_k^-1 (x - a m_k) at once, and a second, (resp_k z_k) W, the
+    score -sum_k p(k | x) C_k^-1 (x - a m_k)."""
+
+    def __init__(self, weights, means, covs, a: float = 1.0, s2: float = 0.0):
+        k, d = means.shape
+        cov = a * a * covs + s2 * np.eye(d)
+        chol = np.linalg.cholesky(cov)
+        inv = np.linalg.inv(chol)  # L_k^-1, (K, d, d): triangular, K small: once per level
+        self.w_stack = inv.reshape(k * d, d)
+        self.shift = np.einsum("kij,kj->ki", inv, a * means).reshape(k * d)  # L_k^-1 a m_k
+        self.const = (np.log(weights) - np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+                      - 0.5 * d * np.log(2 * np.pi))
+        self.k, self.d = k, d
+
+    def log_prob_and_score(self, x: np.ndarray, want_logp: bool = True):
+        n = len(x)
+        z = x @ self.w_stack.T  # (n, K d)
+        z -= self.shift
+        z3 = z.reshape(n, self.k, self.d)
+        logits = -0.5 * np.einsum("nkd,nkd->nk", z3, z3) + self.const
+        mx = logits.max(axis=1, keepdims=True)
+        logits -= mx
+        np.exp(logits, out=logits)
+        norm = logits.sum(axis=1, keepdims=True)
+        logits /= norm  # responsibilities
+        z3 *= logits[:, :, None]
+        score = -(z @ self.w_stack)
+        logp = (np.log(norm[:, 0]) + mx[:, 0]) if want_logp else None
+        return logp, score
+
+
+def w2(target, x0: np.ndarray, steps: int = 500, h: float = 0.1, seed: int = 1) -> np.ndarray:
+    """MALA on rand50, one block of chains (the GEMMs use BLAS's threads)."""
+    c = target.components
+    mix, rng = FullMixture(c.weights, c.means, c.covs), np.random.Generator(np.random.SFC64(seed))
+    x = x0.copy()
+    logp, grad = mix.log_prob_and_score(x)
+    for _ in range(steps):
+        xi = rng.standard_normal(x.shape)
+        prop = x + h * grad + np.sqrt(2 * h) * xi
+        lp, gp = mix.log_prob_and_score(prop)
+        back = x - prop - h * gp
+        log_a = lp - logp + 0.5 * np.einsum("nd,nd->n", xi, xi) - np.einsum("nd,nd->n", back, back) / (4 * h)
+        accept = np.log(rng.random(len(x))) < log_a
+        x[accept], logp[accept], grad[accept] = prop[accept], lp[accept], gp[accept]
+    return x
+
+
+def w3(target, x0: np.ndarray, steps: int = 500, h: float = 0.1, seed: int = 1) -> np.ndarray:
+    """ULA on rand50."""
+    c = target.components
+    mix, rng = FullMixture(c.weights, c.means, c.covs), np.random.Generator(np.random.SFC64(seed))
+    x = x0.copy()
+    noise = np.empty_like(x)
+    for _ in range(steps):
+        _, grad = mix.log_prob_and_score(x, want_logp=False)
+        rng.standard_normal(out=noise)
+        noise *= np.sqrt(2 * h)
+        grad *= h
+        x += grad
+        x += noise
+    return x
+
+
+def w5(target, x0: np.ndarray, steps: int = 100, delta: float = 1e-3) -> np.ndarray:
+    """Probability-flow ODE, Heun, VP beta(t) = 0.1 + 19.9 t, on a uniform grid from 1 to delta:
+    dx/dt = -beta(t) (x + score_t(x)) / 2, score_t the noised mixture's (a factorisation per time)."""
+    c = target.components
+
+    def drift(x, t):
+        a = np.exp(-0.5 * (0.1 * t + 19.9 * t * t / 2))
+        _, score = FullMixture(c.weights, c.means, c.covs, a, 1 - a * a).log_prob_and_score(x, want_logp=False)
+        return -0.5 * (0.1 + 19.9 * t) * (x + score)
+
+    times = np.linspace(1.0, delta, steps + 1)
+    x = x0.copy()
+    for t, s in zip(times[:-1], times[1:]):
+        dt = s - t
+        d1 = drift(x, t)
+        pred = x + dt * d1
+        x = x + 0.5 * dt * (d1 + drift(pred, s))
+    return x

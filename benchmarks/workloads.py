@@ -41,8 +41,10 @@ from difflab.run import driver
 from difflab.targets.files import load_target
 from difflab.samplers import SAMPLERS
 
-# The careful numpy implementations (benchmarks/careful.py) of the 2-D workloads, on difflab's start.
-CAREFUL = {"W1": lambda x0: careful.w1(x0, 1_000, 0.1), "W4": lambda x0: careful.w4(x0)}
+# The careful numpy implementations (benchmarks/careful.py) of the workloads, on difflab's start.
+CAREFUL = {"W1": lambda x0, t: careful.w1(x0, 1_000, 0.1), "W2": lambda x0, t: careful.w2(t, x0, 500, 0.1),
+           "W3": lambda x0, t: careful.w3(t, x0, 500, 0.1), "W4": lambda x0, t: careful.w4(x0),
+           "W5": lambda x0, t: careful.w5(t, x0, 100, 1e-3)}
 
 # id: (sampler, target, chains, steps, options, start, cost model (flops, gemm flops, exp/log, normals))
 WORKLOADS = {
@@ -277,7 +279,7 @@ def main() -> None:
         _print(row)
         if wid in CAREFUL:  # the careful numpy yardstick, in this process, on the same start
             _, _, x0, _ = _difflab_runner(wid)
-            tn, xn = _median_time(lambda: CAREFUL[wid](x0), args.repeat)
+            tn, xn = _median_time(lambda: CAREFUL[wid](x0, target), args.repeat)
             nrow = {"id": wid, "impl": "numpy", "seconds": tn, "chain_steps_per_s": n * steps / tn,
                     **correctness(xn, target)}
             row["difflab_over_numpy"] = nrow["chain_steps_per_s"] and row["chain_steps_per_s"] / nrow["chain_steps_per_s"]
