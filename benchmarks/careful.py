@@ -18,6 +18,7 @@ chains (BLAS's own threads).
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -227,7 +228,7 @@ def w5(target, x0: np.ndarray, steps: int = 100, delta: float = 1e-3) -> np.ndar
 
     times = np.linspace(1.0, delta, steps + 1)
     x = x0.copy()
-    for t, s in zip(times[:-1], times[1:]):
+    for t, s in itertools.pairwise(times):
         dt = s - t
         d1 = drift(x, t)
         pred = x + dt * d1
