@@ -446,7 +446,13 @@ def _plain(v):
     return v
 
 
-def _check_shapes(f, path) -> None:
+# The root attributes difflab writes, by type: a reader trusts each one present to be of its type.
+_ROOT_TYPES = {"sampler": str, "target": str, "status": str, "created": str, "argv": str, "floor_source": str,
+               "warnings": str, "difflab_version": str, "seed": int, "steps_done": int, "diverged_step": int,
+               "n_particles": int, "dim": int, "schema_version": int, "wall_time_s": (int, float)}
+
+
+def _check_shapes(f, path, root: dict, config: dict, summary: dict) -> None:
     """The schema's shapes and types, before anything uses them (a crafted file fails here, in one line)."""
     import h5py
 
@@ -459,46 +465,154 @@ def _check_shapes(f, path) -> None:
         present = name == "samples" or obj is not None  # /samples is required, the rest optional
         if present and (not isinstance(obj, h5py.Dataset) or obj.ndim != ndim or obj.dtype.kind not in "fiu"):
             bad(f"/{name} is not a {ndim}-D numeric array")
-    for group in ("config", "summary"):
-        if not isinstance(f.get(group), h5py.Group):
-            bad(f"/{group} is missing")
-    try:
-        params = json.loads(_plain(f["config"].attrs["params_json"]))
-    except (KeyError, ValueError, TypeError):
-        bad("/config params_json is not JSON")
-    if not isinstance(params, dict):
-        bad("/config params_json is not a mapping")
+    for key, kind in _ROOT_TYPES.items():
+        if key in root and (not isinstance(root[key], kind) or isinstance(root[key], bool)):
+            bad(f"/ attribute {key} is not {'text' if kind is str else 'a number'}")
+    for key in ("params_json", "target_yaml", "target_source"):
+        if not isinstance(config.get(key), str):
+            bad(f"/config attribute {key} is missing or not text")
+    for key, value in summary.items():
+        if not isinstance(value, (int, float)):
+            bad(f"/summary attribute {key!r} is not a number")
+
+
+def _check_arrays(rec: Run, path) -> None:
+    """The arrays read agree with each other as the schema says: a metric per metrics step, a per-step
+    value per step, a trajectory frame per frame step, a summary array per coordinate."""
+    def bad(what):
+        raise RunFileError(f"{path}: {what}; not a difflab run file of schema {SCHEMA_VERSION}")
+
+    d = rec.samples.shape[1] if rec.samples is not None else None
+    if rec.trajectory is not None and (rec.trajectory.shape[0] != len(rec.trajectory_step)
+                                       or (d is not None and rec.trajectory.shape[2] != d)):
+        bad("/trajectory/positions does not match /trajectory/step and the coordinates")
+    for name, table, axis in (("metrics", rec.metrics, "step"), ("per_step", rec.per_step, "step")):
+        n = len(table[axis]) if axis in table and table[axis].ndim == 1 else None
+        for k, v in table.items():
+            if v.ndim != 1 or v.dtype.kind not in "fiub" or (n is not None and len(v) != n):
+                bad(f"/{name}/{k} is not one number per step")
+    for k, v in rec.summary_arrays.items():
+        if v.ndim != 1 or (d is not None and len(v) != d):
+            bad(f"/summary/{k} is not one number per coordinate")
+    for g, datasets in rec.groups.items():
+        lengths = {v.shape[0] if v.ndim else -1 for v in datasets.values()}
+        if len(lengths) > 1 or -1 in lengths:
+            bad(f"/{g} holds arrays of different lengths")
+
+
+def _attributes(f, name: str, path) -> dict:
+    """The attributes of group ``name`` as plain Python values, each checked from its header before
+    its value is read (a crafted type or a huge size is one RunFileError line, not an allocation)."""
+    import h5py
+    from h5py import h5a
+
+    group = f if name == "/" else f.get(name)
+    where = "/" if name == "/" else f"/{name}"
+    if not isinstance(group, h5py.Group):
+        raise RunFileError(f"{path}: {where} is missing; not a difflab run file of schema {SCHEMA_VERSION}")
+    out = {}
+    for index in range(h5a.get_num_attrs(group.id)):
+        attr = h5a.open(group.id, index=index)
+        key = attr.name.decode(errors="replace")
+        problem = _type_problem(attr.get_type(), strings=True)
+        if not problem and (attr.get_storage_size() > MAX_ATTRIBUTE_BYTES
+                            or attr.get_space().get_simple_extent_npoints() > MAX_ATTRIBUTE_BYTES):
+            problem = f"larger than {MAX_ATTRIBUTE_BYTES >> 20} MiB"
+        if not problem:  # a variable-length string's size shows only once read (it is in the file, so bounded)
+            out[key] = _plain(group.attrs[key])
+            if isinstance(out[key], str) and len(out[key]) > MAX_ATTRIBUTE_BYTES:
+                problem = f"larger than {MAX_ATTRIBUTE_BYTES >> 20} MiB"
+        if problem:
+            raise RunFileError(f"{path}: attribute {key!r} of {where} is {problem}; difflab reads only run files "
+                               f"as it writes them")
+    return out
 
 
 _SCHEMA_GROUPS = ("config", "trajectory", "metrics", "per_step", "summary")  # the rest: extra groups (likelihood)
 MAX_OBJECTS = 10_000  # a run file holds a few dozen; more (or a cycle of hard links) is not one
+MAX_ATTRIBUTE_BYTES = 4 << 20  # the largest attribute difflab writes is the target's YAML (kilobytes)
+MAX_JSON_DEPTH = 64  # params_json is a flat mapping; deeper nesting is crafted
+# What a file may declare in all its datasets: difflab's gzip trajectories compress float64 by ~1.1-3x,
+# never by 1,000x; a dataset declared huge and never written (read back as fill values) exceeds this.
+DECLARED_PER_FILE_BYTE = 1_100
+DECLARED_SLACK = 64 << 20
+def _type_problem(tid, *, strings: bool) -> str | None:
+    """Why an HDF5 type (a TypeID) is not one difflab writes there: numbers and booleans (h5py's
+    two-member enum), and strings only in attributes (``strings``). None if it is one."""
+    from h5py import h5t
+
+    cls = tid.get_class()
+    if cls in (h5t.INTEGER, h5t.FLOAT) or (cls == h5t.STRING and strings):
+        return None
+    if cls == h5t.ENUM and tid.dtype.kind == "b":
+        return None
+    names = {h5t.REFERENCE: "an HDF5 reference", h5t.COMPOUND: "a compound type", h5t.OPAQUE: "an opaque type",
+             h5t.ENUM: "an enum type", h5t.VLEN: "a variable-length sequence", h5t.ARRAY: "an array type",
+             h5t.STRING: "a string", h5t.BITFIELD: "a bit field", h5t.TIME: "a time type"}
+    return names.get(cls, "a type difflab never writes")
 
 
-def _reads_elsewhere(f) -> str | None:
-    """What in an open HDF5 file would make a reader read outside it, or loop: an external or soft
-    link, a dataset with external raw storage, a virtual dataset, too many objects. None if none.
-    (A crafted run file could otherwise copy a local file into difflab's output.)"""
-    import h5py
+def _reads_elsewhere(f, file_bytes: int) -> str | None:
+    """What in an open HDF5 file would make a reader read outside it, loop, or allocate more than the
+    file can hold: an external or soft link, a dataset with external raw storage, a virtual dataset, too
+    many objects, a dataset type difflab never writes (reference, compound, opaque...), or datasets
+    declaring more bytes than a file of this size can (a memory bomb). None if none. Attributes are
+    checked where they are read (``_attributes``: difflab reads those of /, /config and /summary). (Low-level h5py: a run file's ~30 objects in well under a millisecond.)"""
+    from h5py import h5d, h5l, h5o
 
-    stack, seen = [f], 0
-    while stack:
-        group = stack.pop()
-        for name in group:
-            seen += 1
-            where = f"{group.name.rstrip('/')}/{name}"
-            if seen > MAX_OBJECTS:
-                return f"more than {MAX_OBJECTS} objects (at {where})"
-            link = group.get(name, getlink=True)
-            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-                return f"{where} is {'an external' if isinstance(link, h5py.ExternalLink) else 'a soft'} link"
-            obj = group[name]
-            if isinstance(obj, h5py.Group):
-                stack.append(obj)
-            elif obj.external:
-                return f"{where} is stored in another file"
-            elif obj.is_virtual:
-                return f"{where} is a virtual dataset"
+    links = []
+
+    def visit(name, info):  # every link once (HDF5 visits a group reached twice once: no cycles)
+        links.append((name, info.type))
+        return True if len(links) > MAX_OBJECTS else None  # anything but None stops the visit
+
+    f.id.links.visit(visit, info=True)
+    if len(links) > MAX_OBJECTS:
+        return f"more than {MAX_OBJECTS} objects"
+    declared_cap = DECLARED_PER_FILE_BYTE * file_bytes + DECLARED_SLACK
+    declared = 0
+    for raw, kind in links:
+        where = "/" + raw.decode(errors="replace")
+        if kind != h5l.TYPE_HARD:
+            return f"{where} is {'an external' if kind == h5l.TYPE_EXTERNAL else 'a soft'} link"
+        otype = h5o.get_info(f.id, raw).type
+        if otype == h5o.TYPE_GROUP:
+            continue
+        if otype != h5o.TYPE_DATASET:
+            return f"{where} is not a group or a dataset"
+        ds = h5d.open(f.id, raw)
+        plist = ds.get_create_plist()
+        if plist.get_external_count():
+            return f"{where} is stored in another file"
+        if plist.get_layout() == h5d.VIRTUAL:
+            return f"{where} is a virtual dataset"
+        tid = ds.get_type()
+        problem = _type_problem(tid, strings=False)
+        if problem:
+            return f"{where} is {problem}"
+        declared += ds.get_space().get_simple_extent_npoints() * tid.get_size()
+        if declared > declared_cap:
+            return (f"its datasets declare more than {declared_cap / 2**20:.0f} MiB (at {where}), more than "
+                    f"a {file_bytes}-byte run file can hold")
     return None
+
+
+def _json_mapping(text, path, what: str) -> dict:
+    """``text`` parsed as a JSON mapping nested at most MAX_JSON_DEPTH deep, or one RunFileError line
+    (json.loads itself raises RecursionError, caught here, on nesting deeper than the interpreter's limit)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        raise RunFileError(f"{path}: {what} is not JSON; not a difflab run file of schema {SCHEMA_VERSION}") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: {what} is not a mapping; not a difflab run file of schema {SCHEMA_VERSION}")
+    level, depth = list(value.values()), 1
+    while level:  # breadth first, no recursion: whatever reads the mapping later may recurse
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise RunFileError(f"{path}: {what} is nested more than {MAX_JSON_DEPTH} deep; not a difflab run file")
+        level = [w for v in level if isinstance(v, (list, dict)) for w in (v.values() if isinstance(v, dict) else v)]
+    return value
 
 
 def read_run(path, *, samples: bool = False, series: bool = False, trajectory: bool = False,
@@ -519,23 +633,27 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
         with h5py.File(path, "r") as f:
             if "schema_version" not in f.attrs or "samples" not in f:
                 raise RunFileError(f"{path}: not a difflab run file (no schema_version or /samples)")
-            foreign = _reads_elsewhere(f)
+            foreign = _reads_elsewhere(f, os.path.getsize(path))
             if foreign:
-                raise RunFileError(f"{path}: {foreign}; difflab reads only self-contained run files (it writes "
-                                   f"no links, external storage or virtual datasets)")
-            version = int(f.attrs["schema_version"])
+                raise RunFileError(f"{path}: {foreign}; difflab reads only self-contained run files as it "
+                                   f"writes them (refused before reading any data)")
+            root = _attributes(f, "/", path)
+            version = root["schema_version"]
+            if not isinstance(version, int):
+                raise RunFileError(f"{path}: schema_version is not an integer; not a difflab run file")
             if version > SCHEMA_VERSION:
                 raise RunFileError(f"{path}: schema_version {version} is newer than this difflab reads ({SCHEMA_VERSION})")
             if version not in READS:
                 raise RunFileError(f"{path}: schema_version {version}; this difflab reads {' and '.join(map(str, READS))}")
-            _check_shapes(f, path)
+            config, summary = _attributes(f, "config", path), _attributes(f, "summary", path)
+            _check_shapes(f, path, root, config, summary)
             rec = Run(
                 path=str(path),
-                attrs={k: _plain(v) for k, v in f.attrs.items()},
-                params=json.loads(_plain(f["config"].attrs["params_json"])),
-                summary={k: _plain(v) for k, v in f["summary"].attrs.items()},
-                target_yaml=_plain(f["config"].attrs["target_yaml"]),
-                target_source=_plain(f["config"].attrs["target_source"]),
+                attrs=root,
+                params=_json_mapping(config["params_json"], path, "/config params_json"),
+                summary=summary,
+                target_yaml=config["target_yaml"],
+                target_source=config["target_source"],
             )
             if samples:
                 rec.samples = f["samples"][()]
@@ -550,10 +668,11 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
                 rec.summary_arrays = {k: v[()] for k, v in f["summary"].items()}
                 rec.groups = {g: {k: v[()] for k, v in f[g].items() if k != "point"} for g in f
                               if isinstance(f[g], h5py.Group) and g not in _SCHEMA_GROUPS}
+            _check_arrays(rec, path)
             return rec
     except RunFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RecursionError) as exc:
         raise RunFileError(f"{path}: not a readable difflab run file ({type(exc).__name__}: {exc})") from None
 
 
