@@ -324,3 +324,20 @@ def test_every_command_reads_or_refuses_crafted_files(bases, tmp_path):
             if args[0] == "export":
                 assert (tmp_path / "o.nc").exists() == (r.exit_code == 0), (what, text)
                 (tmp_path / "o.nc").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("form", ["compound", "bomb"])
+def test_if_exists_skip_runs_again_over_a_crafted_file(bases, tmp_path, form):
+    """--if-exists skip (and sweep resume, through the same is_finished) treats a crafted file at the
+    run's path as unfinished: the run is done again and the file replaced by a readable one."""
+    from typer.testing import CliRunner
+
+    from difflab.cli.app import app
+
+    out = tmp_path / "run.h5"
+    craft(bases[0], out, "dataset", "samples", "", form)
+    assert not is_finished(out)
+    r = CliRunner().invoke(app, ["sample", "mala", "-t", "gaussian", "-n", "30", "--steps", "3", "-o", str(out),
+                                 "--if-exists", "skip"])
+    assert r.exit_code == 0, r.output
+    assert is_finished(out) and read_run(out, samples=True).samples.shape == (30, 2)
