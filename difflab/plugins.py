@@ -49,7 +49,7 @@ def load_plugin(ref: str):
             module = importlib.import_module(ref)
     except DifflabError:
         raise
-    except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 -- the user's code: any failure (sys.exit too) is one line
         raise ConfigError(f"--plugin {ref}: importing it raised {type(exc).__name__}: {exc}") from None
     for record in vars(module).values():
         if isinstance(record, SamplerEntry):

@@ -43,6 +43,10 @@ class Registry(Mapping):
         self._registered[name] = record
         return record
 
+    def offers(self, name: str) -> bool:
+        """Whether ``name`` is a built-in, installed or registered record, without loading it."""
+        return name in self._registered or name in self.table or name in self._installed()
+
     def __iter__(self):
         return iter(dict.fromkeys([*self.table, *self._installed(), *self._registered]))
 
@@ -54,7 +58,7 @@ class Registry(Mapping):
         kind = self.record_type
         try:
             record = load()
-        except Exception as exc:  # noqa: BLE001 -- the user's code: any failure is one line
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- the user's code: any failure (sys.exit too) is one line
             raise ConfigError(f"{self.what} {name}: {source} could not be loaded: {type(exc).__name__}: {exc}") from None
         if not isinstance(record, kind) or record.name != name:
             raise ConfigError(f"{self.what} {name}: {source} is not a difflab.contracts.{kind.__name__} named '{name}'")

@@ -137,6 +137,7 @@ def test_a_local_file_plugin_runs_like_ula(tmp_path):
     ("raise RuntimeError('boom')", "", "sampler drift (plug-in): its run raised RuntimeError: boom"),
     ("return State(state.xt), {'nfe': 'one'}", "", "expected a mapping of names to numbers"),
     ("pass", "\nraise ImportError('no such thing')\n", "--plugin drift.py: importing it raised ImportError"),
+    ("pass", "\nimport sys\nsys.exit(0)\n", "--plugin drift.py: importing it raised SystemExit"),
     ("pass", "\nENTRY2 = SamplerEntry('mala', 'x', options=(), build=None, steps=STEPS, init=init_option('normal', "
              "help='x'))\n", "'mala' is a built-in sampler's name"),
 ])
@@ -298,3 +299,44 @@ def test_a_target_kind_from_a_plugin_file(tmp_path):
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert read_run(tmp_path / "u.h5").attrs["target"] == "t"
+
+
+def _broken_install(where: Path, body: str) -> Path:
+    """An installed distribution (dist-info with entry points, on PYTHONPATH) whose sampler module
+    fails on import with ``body``."""
+    where.mkdir()
+    (where / "broken_plugin.py").write_text(body)
+    info = where / "brokenplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[difflab.samplers]\nbroken = broken_plugin:ENTRY\n")
+    return where
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("body", ["raise ImportError('no such thing')\n", "import sys\nsys.exit(0)\n"])
+def test_a_broken_installed_plugin_costs_one_warning_line(tmp_path, body):
+    """A plug-in that raises on import (or calls sys.exit(0)) leaves every built-in command working:
+    `difflab sample`, its --help, --spec, a mistyped name each print one warning line naming it; a
+    built-in sampler's command does not even load it; asking for it is one error line, exit 2."""
+    from difflab.samplers import SAMPLERS
+
+    site = _broken_install(tmp_path / "site", body)
+    for args in (["sample", "--help"], ["sample"]):
+        r = difflab(*args, cwd=tmp_path, path=site)
+        assert r.returncode == 0 and "mala" in r.stdout, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and "warning: sampler broken" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    (tmp_path / "spec.yaml").write_text("sampler: mala\nparticles: 40\nsteps: 3\n")
+    r = difflab("sample", "--spec", "spec.yaml", "-q", "-o", "s.h5", cwd=tmp_path, path=site)
+    assert r.returncode == 0 and (tmp_path / "s.h5").is_file(), r.stderr
+    r = difflab("sample", "mlaa", cwd=tmp_path, path=site)
+    assert r.returncode == 2 and "No such command 'mlaa'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 2  # the warning and the error
+    r = difflab("sample", "broken", "-n", "5", cwd=tmp_path, path=site)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "could not be loaded" in r.stderr, r.stderr
+    for name in SAMPLERS.table:  # every built-in sampler's command, with the broken plug-in installed
+        r = difflab("sample", name, "--help", cwd=tmp_path, path=site)
+        assert r.returncode == 0 and not r.stderr and "--seed" in r.stdout, (name, r.stderr)
+    r = difflab("sample", "mala", "-n", "40", "--steps", "3", "-q", "-o", "m.h5", cwd=tmp_path, path=site)
+    assert r.returncode == 0 and "broken" not in r.stderr and (tmp_path / "m.h5").is_file(), r.stderr

@@ -141,8 +141,24 @@ def _register_samplers() -> None:
         return
     from difflab.samplers import SAMPLERS
 
-    for name in [runner.ONLY] if runner.ONLY in SAMPLERS else SAMPLERS:
-        sample_app.command(name)(_command(SAMPLERS[name]))
+    names = [runner.ONLY] if runner.ONLY is not None and SAMPLERS.offers(runner.ONLY) else list(SAMPLERS)
+    for name in names:
+        try:
+            entry = SAMPLERS[name]
+        except DifflabError as exc:  # an installed plug-in that does not load: it alone is left out
+            if name != runner.ONLY:
+                typer.echo(f"warning: {exc}; 'difflab sample {name}' is unavailable", err=True)
+            sample_app.command(name, hidden=True, add_help_option=False, context_settings={
+                "ignore_unknown_options": True, "allow_extra_args": True})(_unloadable(str(exc)))
+            continue
+        sample_app.command(name)(_command(entry))
+
+
+def _unloadable(message: str):
+    """The command of a plug-in that did not load: whatever it is given, the load error, exit 2."""
+    def command(ctx: typer.Context) -> None:
+        _fail(message)
+    return command
 
 
 def main() -> None:
