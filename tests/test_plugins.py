@@ -340,3 +340,37 @@ def test_a_broken_installed_plugin_costs_one_warning_line(tmp_path, body):
         assert r.returncode == 0 and not r.stderr and "--seed" in r.stdout, (name, r.stderr)
     r = difflab("sample", "mala", "-n", "40", "--steps", "3", "-q", "-o", "m.h5", cwd=tmp_path, path=site)
     assert r.returncode == 0 and "broken" not in r.stderr and (tmp_path / "m.h5").is_file(), r.stderr
+
+
+@pytest.mark.system
+def test_a_score_reference_is_found_beside_its_file_and_stored_inline(tmp_path):
+    """`reference: ref.yaml` in a/mine.yaml is a/ref.yaml, not the current folder's ref.yaml; the run
+    file stores the reference inline, so plot draws the run against it after the file is gone, and
+    a run file whose stored target names a file is refused in one line (plot reads no file it names)."""
+    import h5py
+    import yaml
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "myscore.py").write_text(SCORE_MODULE)
+    (tmp_path / "a" / "ref.yaml").write_text("kind: gaussian\nmean: [3.0, -1.0]\ncov: [[1.0, 0.0], [0.0, 1.0]]\n")
+    (tmp_path / "ref.yaml").write_text("kind: gaussian\nmean: [-5.0, 5.0]\ncov: [[1.0, 0.0], [0.0, 1.0]]\n")  # decoy
+    (tmp_path / "a" / "mine.yaml").write_text("kind: score\nname: mine\nscore: myscore:score\nreference: ref.yaml\n")
+    r = difflab("--plugin", "myscore.py", "sample", "ddpm", "-t", "a/mine.yaml", "-n", "50", "--steps", "5", "-q",
+                "-o", "m.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = read_run(tmp_path / "m.h5")
+    assert yaml.safe_load(rec.target_yaml)["reference"]["mean"] == [3.0, -1.0]
+    (tmp_path / "a" / "ref.yaml").unlink()
+    (tmp_path / "ref.yaml").unlink()
+    from difflab.results.plot import _target
+
+    np.testing.assert_allclose(_target(rec).mean, [3.0, -1.0])
+    assert difflab("plot", "m.h5", "-o", "m.png", cwd=tmp_path).returncode == 0
+    # a run file whose stored target names a local file: refused, the file never read
+    (tmp_path / "elsewhere.yaml").write_text("kind: gaussian\nmean: [7.0, 7.0]\ncov: [[1.0, 0.0], [0.0, 1.0]]\n")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        f["config"].attrs["target_yaml"] = (f"kind: score\nname: mine\nscore: myscore:score\n"
+                                           f"reference: {tmp_path / 'elsewhere.yaml'}\n")
+    r = difflab("plot", "m.h5", "-o", "n.png", cwd=tmp_path)
+    assert r.returncode == 2 and "names no file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "n.png").exists()

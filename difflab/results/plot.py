@@ -50,8 +50,11 @@ def _is_discrete(rec) -> bool:
 def _target(rec):
     """The run's exact target (for a score of the user's own, its reference: no code is run)."""
     from difflab.targets import build_exact_target, parse_target
+    from difflab.targets.files import sealed
 
-    return build_exact_target(parse_target(rec.target_yaml, rec.target_source, rec.attrs.get("target", "target")))
+    with sealed():  # the YAML the run file holds, and nothing it names
+        return build_exact_target(parse_target(rec.target_yaml, f"{rec.path}: /config target_yaml",
+                                               rec.attrs.get("target", "target")))
 
 
 def _grid(n: int) -> tuple[int, int]:

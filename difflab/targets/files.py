@@ -3,6 +3,8 @@ validated target file (``difflab.targets.parse_target``) -> its target (``build_
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from importlib import resources
 from pathlib import Path
@@ -13,6 +15,21 @@ from difflab.contracts.target import TargetFile
 from difflab.errors import ConfigError
 from difflab.errors import suggest as _suggest
 from difflab.targets import build_target, parse_target
+
+# Set while a target's YAML from a run file is parsed (plot): a run file names no file to read, so
+# a reference there must be inline or a shipped name (a crafted run file cannot make difflab read a
+# local file, and a moved or edited file cannot change what a run is drawn against).
+_SEALED = contextvars.ContextVar("difflab_sealed_targets", default=False)
+
+
+@contextlib.contextmanager
+def sealed():
+    """Parse targets without reading any file (a run file's stored target YAML)."""
+    token = _SEALED.set(True)
+    try:
+        yield
+    finally:
+        _SEALED.reset(token)
 
 
 def shipped_targets() -> dict[str, str]:
@@ -43,6 +60,9 @@ def read_target_spec(ref, overrides: tuple = ()) -> TargetFile:
             text, source = _overridden(text, source, "target", overrides)
         return parse_target(text, source, "target")
     path = Path(ref)
+    if _SEALED.get() and ref.removesuffix(".yaml") not in shipped_targets():
+        raise ConfigError(f"'{ref}': a target stored in a run file names no file (only shipped targets and "
+                          f"inline mappings); written by an older difflab or not by difflab")
     if path.is_file():
         text = yamlio.read(path, "the target file")
         source, name = str(ref), path.stem
@@ -66,8 +86,9 @@ def _overridden(text: str, source: str, name: str, overrides: tuple) -> tuple[st
     """(effective YAML text, source naming the overrides) of a target file with --target-set."""
     import yaml
 
-    parse_target(text, source, name)  # the file itself must be valid: its errors name the file
-    doc = apply_target_sets(yamlio.load(text, source), overrides, source)
+    spec = parse_target(text, source, name)  # the file itself must be valid: its errors name the file
+    # its effective text: files it names (a score's reference) are inline there, read once, from its folder
+    doc = apply_target_sets(yamlio.load(spec.text, source), overrides, source)
     shown = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides)
     source = f"{source} with --target-set {shown}"
     return f"# {source}\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), source

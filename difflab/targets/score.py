@@ -79,13 +79,38 @@ def parse(ctx: Where, doc: dict, name: str, source: str, text: str) -> ScoreSpec
 
         reference = parse_target(yaml.safe_dump(raw, sort_keys=False), f"{source}: reference", f"{name}-reference")
     elif isinstance(raw, str):
-        reference = read_target_spec(raw)
+        reference = read_target_spec(_beside(raw, source))
+        text = _inline_reference(text, source, reference)
     else:
         raise ctx.fail("reference", "expected a target: a shipped name, a path or a mapping", raw)
     if not isinstance(reference, MixtureSpec):  # the score error is measured against its exact noised law
         raise ctx.fail("reference", "expected a continuous target with an exact law (gaussian or gmm)", raw)
     return ScoreSpec(name=name, kind="score", score=ref, noised=noised, reference=reference, source=source,
                      text=text)
+
+
+def _beside(ref: str, source: str) -> str:
+    """A reference path relative to the target file's folder (as a YAML file's own references are);
+    a shipped name, an absolute path and a target not from a file (the Python API) as given."""
+    from pathlib import Path
+
+    folder = Path(source).parent if not source.startswith("<") and Path(source).is_file() else None
+    if folder is not None and not Path(ref).is_absolute() and (folder / ref).is_file():
+        return str(folder / ref)
+    return ref
+
+
+def _inline_reference(text: str, source: str, reference) -> str:
+    """The score file's text with its reference inline (its effective YAML, as the run file records
+    it: re-reading the run never reads another file)."""
+    import yaml
+
+    from difflab import yamlio
+
+    doc = yamlio.load(text, source)
+    doc["reference"] = yamlio.load(reference.text, reference.source)
+    return f"# {source}, its reference {reference.source} inline\n" + yaml.safe_dump(doc, sort_keys=False,
+                                                                                     default_flow_style=None)
 
 
 def build(spec: ScoreSpec):
