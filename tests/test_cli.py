@@ -511,11 +511,10 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run(in_tmp):
     assert [p.name for p in in_tmp.iterdir()] == ["k.h5"]
 
 
-@pytest.mark.parametrize("when", ["summary", "write"])
-def test_a_late_signal_never_throws_away_a_finished_run(in_tmp, monkeypatch, when):
-    """Ctrl-C during the final summary, or Ctrl-C and then SIGTERM during the file write: the finished
-    run is saved complete, and the command says so and exits 130. Negative control: the same
-    signal with the deferral undone loses the run."""
+def test_a_signal_during_the_write_never_throws_away_a_finished_run(in_tmp, monkeypatch):
+    """Ctrl-C and then SIGTERM during the file write: the finished run is saved complete, and the
+    command says so and exits 130. Negative control: the same signals with the deferral undone lose
+    the run."""
     import signal
 
     from difflab.run import io as dio
@@ -528,19 +527,51 @@ def test_a_late_signal_never_throws_away_a_finished_run(in_tmp, monkeypatch, whe
             return real(*a, **kw)
         return wrapper
 
-    if when == "summary":
-        monkeypatch.setattr(sampling, "_summarise", signalling(sampling._summarise, signal.SIGINT))
-    else:
-        monkeypatch.setattr(dio, "write_run", signalling(dio.write_run, signal.SIGINT, signal.SIGTERM))
+    monkeypatch.setattr(dio, "write_run", signalling(dio.write_run, signal.SIGINT, signal.SIGTERM))
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "late.h5")
     assert r.exit_code == 130, r.output
     assert "holds the complete run" in r.stderr
     rec = read_run(in_tmp / "late.h5")
-    assert rec.attrs["status"] == "complete" and rec.attrs["steps_done"] == 5
+    assert rec.attrs["status"] == "complete" and rec.attrs["steps_done"] == 5 and rec.summary
 
     monkeypatch.setattr(sampling, "_signals_deferred", lambda: __import__("contextlib").nullcontext([]))
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "lost.h5")
     assert r.exit_code != 0 and not (in_tmp / "lost.h5").exists()
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])
+def test_a_signal_stops_a_summary_that_blocks(in_tmp, monkeypatch, signum, code):
+    """Ctrl-C (or SIGTERM) while the summary runs a step that blocks (a user's score that hangs):
+    the summary stops at once (the blocking wait is interrupted, not sat out), the run is saved with
+    its samples, no metrics and status interrupted, the message says so, exit 130 (143)."""
+    import threading
+
+    from difflab.run import sampling
+
+    never = threading.Event()
+    outcome, real_summarise = [], sampling._summarise
+
+    def blocking_summary(*a, **kw):
+        try:
+            os.kill(os.getpid(), signum)
+            outcome.append("sat out" if not never.wait(600) else "set")  # held signals: 600 s, then fails
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+            raise
+
+    monkeypatch.setattr(sampling, "_summarise", blocking_summary)
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "s.h5")
+    assert outcome == ["interrupted"] and r.exit_code == code, (outcome, r.output)
+    assert "interrupted while summarising" in r.stderr and "no metrics" in r.stderr
+    rec = read_run(in_tmp / "s.h5", samples=True)
+    assert rec.attrs["status"] == "interrupted" and rec.attrs["steps_done"] == 5 and rec.summary == {}
+    assert rec.samples.shape == (50, 2) and "summary was interrupted" in rec.attrs["warnings"]
+    # run again: the same samples, now judged (the sweep's resume does this for an interrupted run)
+    monkeypatch.setattr(sampling, "_summarise", real_summarise)
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "s.h5", "--if-exists", "skip")
+    again = read_run(in_tmp / "s.h5", samples=True)
+    assert r.exit_code == 0 and again.attrs["status"] == "complete" and again.summary
+    assert (again.samples == rec.samples).all()
 
 
 def test_seeds_outside_64_bits_are_refused_before_the_run(in_tmp):

@@ -209,13 +209,13 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         return typer.echo(str(path) if quiet or as_json else f"skipped: {path} holds a finished run (--if-exists skip)")
     show_progress = not (quiet or as_json) and sys.stderr.isatty()
     # SIGTERM ends a run like Ctrl-C (the file is written with status = interrupted), exit 143 not 130
-    late, got = None, []
+    late, late_signal, got = None, False, []
     previous = signal.signal(signal.SIGTERM, lambda s, f: (got.append(s), signal.default_int_handler(s, f)))
     try:
         run = sample_mod.execute(opts, spec=spec, target=target, params=params, path=path,
                                  progress=report.progress if show_progress else None)
     except sample_mod.LateSignal as exc:  # arrived after sampling: the finished run was saved first
-        run, late = exc.run, exc.signum
+        run, late, late_signal = exc.run, exc.signum, True
     except KeyboardInterrupt:  # before the sampling loop (set-up): nothing was run, nothing written
         if not got:
             raise  # Ctrl-C: 130
@@ -233,8 +233,13 @@ def _sample(sampler: str, ctx, args: dict) -> None:
         path = Path(run.path)
     report.after_run(path, run, quiet, as_json)
     stopped_by = 128 + (late or (got[0] if got else signal.SIGINT))  # 130 Ctrl-C, 143 SIGTERM
-    if late is not None:
-        typer.echo(f"interrupted after the run finished; {path} holds the complete run", err=True)
+    if late_signal and run.status == "interrupted" and not run.summary:
+        typer.echo(f"interrupted while summarising; {path} holds the run's {run.steps_done} steps and no metrics "
+                   f"(status interrupted: run it again to judge it)", err=True)
+        raise typer.Exit(stopped_by)
+    if late_signal:
+        what = "the complete run" if run.status == "complete" else f"the run ({run.status}, {run.steps_done} steps)"
+        typer.echo(f"interrupted while writing; {path} holds {what}", err=True)
         raise typer.Exit(stopped_by)
     if run.status == "diverged":
         typer.echo(f"warning: the run diverged at step {run.attrs['diverged_step']} (non-finite values); "

@@ -107,7 +107,7 @@ def after_run(path, run, quiet: bool, as_json: bool = False) -> None:
     if as_json:
         print(to_json({"run": str(path), "status": run.status, "steps_done": run.steps_done, "params": run.params,
                        "summary": run.summary, "warnings": warn}), flush=True)
-    elif quiet:
+    elif quiet or not run.summary:  # no summary (interrupted while summarising): its path alone
         print(path, flush=True)
     else:
         run_summary(path, run)

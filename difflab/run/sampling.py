@@ -345,8 +345,13 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
             trajectory_particles=params["trajectory_particles"], metrics_every=every,
             metric_fn=suite.series if every else None, warmup=warmup, adapter=adapter,
             on_step=on_step))
-    with _signals_deferred() as late:  # the run is over: a Ctrl-C or SIGTERM now waits for the file
-        groups = {}
+    # The summary (floors, metrics, exact laws, the error decomposition, a plug-in's hooks) is not
+    # held against Ctrl-C/SIGTERM: its cost is unbounded (a user's score may block). A signal there
+    # stops it; the run is written at once with its samples, no metrics and status interrupted (run
+    # it again to judge it: same seed, same samples). Only the write itself, bounded, is held.
+    groups, summary, summary_arrays, floor_source, floor_warnings = {}, {}, {}, "", []
+    stopped = False
+    try:
         with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
             floors, floor_source, floor_warnings = judge.floors(target.sample, rng_floor)
             summary, summary_arrays = _summarise(suite, result, target, params, floors, judge.draws, mcmc=entry.mcmc)
@@ -367,13 +372,19 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
                     summary.update(score_error_term(sampler, rng_path, se=se))
         if entry.after is not None:
             groups.update(entry.after(sampler, target, law0, params, rng_metric, summary, load_points))
+    except KeyboardInterrupt:  # a partial summary would read as a whole one: none at all
+        stopped = True
+        groups, summary, summary_arrays, floor_source = {}, {}, {}, "none (the summary was interrupted)"
+        result.per_step = {k: v for k, v in result.per_step.items() if k not in ("kl_step", "kl_step_se")}
+    with _signals_deferred() as late:  # the write, bounded: a Ctrl-C or SIGTERM now waits for the file
         samples, trajectory = result.samples, result.trajectory
         if target.discrete:  # states are integer codes, written as the target's labels (spins -1/+1; masked = NaN)
             samples, trajectory = target.to_labels(samples), target.to_labels(trajectory)
         run = Run(
             path=str(path or ""),
             attrs={
-                "sampler": name, "target": spec.name, "seed": opts.seed, "status": result.status,
+                "sampler": name, "target": spec.name, "seed": opts.seed,
+                "status": driver.INTERRUPTED if stopped else result.status,
                 "steps_done": result.steps_done, "diverged_step": result.diverged_step,
                 "wall_time_s": result.wall_time_s,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -388,22 +399,26 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
         )
         from difflab.run.checks import run_warnings
 
-        run.attrs["warnings"] = json.dumps(floor_warnings + run_warnings(summary, params, result.status))
+        stop_note = [("the summary was interrupted: the run holds its samples and no metrics (status interrupted); "
+                     "run it again to judge it (the same seed gives the same samples)")] if stopped else []
+        run.attrs["warnings"] = json.dumps(floor_warnings + stop_note
+                                           + run_warnings(summary, params, run.attrs["status"]))
         if path is not None:
             if opts.force:
                 write_run(path, run)
             else:  # the name was free at the start; another writer may have taken it since: never replace
                 run.path = str(write_run_new(path, run))
-    if late:
-        raise LateSignal(late[0], run)
+    if late or stopped:
+        raise LateSignal(late[0] if late else None, run)
     return run
 
 
 class LateSignal(KeyboardInterrupt):
-    """A Ctrl-C or SIGTERM that arrived after sampling ended, while the summary and the file were
-    being made: both were finished first; ``run`` is the finished run (written if a path was given)."""
+    """A Ctrl-C or SIGTERM that arrived after sampling ended: during the summary (``signum`` None:
+    the summary was stopped, the run saved as interrupted without metrics) or during the write
+    (``signum``: the file was finished first). ``run`` is the run saved (if a path was given)."""
 
-    def __init__(self, signum: int, run):
+    def __init__(self, signum: int | None, run):
         super().__init__(signum)
         self.signum, self.run = signum, run
 
