@@ -19,6 +19,47 @@ from difflab.errors import ConfigError
 from difflab.run.io import Run
 
 
+def _integer(name: str, value, *, optional: bool = False):
+    """An integer argument (numpy integers too) as a plain int; None where optional; else one
+    ConfigError line (a float, a bool, a string is refused before any work)."""
+    import numbers
+
+    if value is None and optional:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and not _numpy_bool(value):
+        return int(value)
+    raise ConfigError(f"{name}: expected an integer{' or None' if optional else ''}, got {value!r}")
+
+
+def _numpy_bool(value) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+
+
+def _flag(name: str, value) -> bool:
+    if value is True or value is False or _numpy_bool(value):
+        return bool(value)
+    raise ConfigError(f"{name}: expected True or False, got {value!r}")
+
+
+def _path(name: str, value, *, optional: bool = False):
+    import os
+
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return Path(value)
+    raise ConfigError(f"{name}: expected a path (str or pathlib.Path){' or None' if optional else ''}, got {value!r}")
+
+
+def _plain_option(value):
+    """A sampler option's value: numpy scalars as Python ones (the CLI's types)."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = None, seed: int = 0,
            init: str | None = None, save_every: int | None = None, metrics_every: int | None = None,
            trajectory_particles: int = 100, target_set: dict | None = None, out=None, force: bool = False,
@@ -36,13 +77,27 @@ def sample(sampler, target="gmm", *, particles: int = 1000, steps: int | None = 
     from difflab.contracts import SamplerEntry
     from difflab.run import sampling as sample_mod
 
+    particles, steps, seed = _integer("particles", particles), _integer("steps", steps, optional=True), \
+        _integer("seed", seed)
+    save_every, metrics_every = _integer("save_every", save_every, optional=True), \
+        _integer("metrics_every", metrics_every, optional=True)
+    trajectory_particles, force = _integer("trajectory_particles", trajectory_particles), _flag("force", force)
+    out = _path("out", out, optional=True)
+    if init is not None and not isinstance(init, str):
+        raise ConfigError(f"init: expected a name (str) or None, got {init!r}")
+    if target_set is not None and not isinstance(target_set, dict):
+        raise ConfigError(f"target_set: expected a mapping of dotted paths to values, got {target_set!r}")
+    if not (cache is True or cache is False or isinstance(cache, (str, Path))):
+        raise ConfigError(f"cache: expected True, False or a folder, got {cache!r}")
+    if sampler is None or isinstance(sampler, (bytes, int, float, list, dict, tuple)):
+        raise ConfigError(f"sampler: expected a sampler's name, a SamplerEntry or a sampler object, got {sampler!r}")
     entry = sampler if isinstance(sampler, (str, SamplerEntry)) else _entry_of_object(sampler)
     name = entry if isinstance(entry, str) else entry.name
     spec_or_ref = _target_ref(target)
-    options = {k.rstrip("_") if k == "class_" else k: v for k, v in options.items()}
+    options = {k.rstrip("_") if k == "class_" else k: _plain_option(v) for k, v in options.items()}
     opts = sample_mod.SampleOptions(
         sampler=entry, target=spec_or_ref, particles=particles, steps=steps, seed=seed, init=init,
-        out=Path(out) if out is not None else None, save_every=save_every, metrics_every=metrics_every,
+        out=out, save_every=save_every, metrics_every=metrics_every,
         trajectory_particles=trajectory_particles, force=force, options=options, cache=cache,
         target_set=tuple((target_set or {}).items()))
     spec, tgt, params, path = sample_mod.prepare(opts, default_path=False)
@@ -89,7 +144,7 @@ def load(path) -> Run:
     """Read a run file completely (samples, trajectory, series, summary arrays)."""
     from difflab.run.io import read_run
 
-    return read_run(path, everything=True)
+    return read_run(_path("path", path), everything=True)
 
 
 def load_target(target="gmm", **target_set):
@@ -110,6 +165,15 @@ def compare(runs, metrics=None, *, sort: str | None = None, as_frame: bool = Fal
     ``Run`` objects and/or run-file paths. ``as_frame``: a pandas DataFrame (pandas is optional)."""
     from difflab.results import analysis as cmp
 
+    from collections.abc import Iterable
+
+    if isinstance(runs, (str, Path, Run)) or not isinstance(runs, Iterable):
+        raise ConfigError(f"runs: expected a list of Run objects and/or run-file paths, got {runs!r}")
+    runs = [r if isinstance(r, Run) else _path("runs", r) for r in runs]
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise ConfigError(f"metrics: expected a list of summary keys or None, got {metrics!r}")
+    if sort is not None and not isinstance(sort, str):
+        raise ConfigError(f"sort: expected a column name or None, got {sort!r}")
     rows = [cmp.row_of(r) if isinstance(r, Run) else cmp.load_rows([r])[0] for r in runs]
     params = cmp.differing_params(rows)
     cols, flat = cmp.flatten(rows, params, metrics)

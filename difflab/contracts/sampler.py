@@ -167,6 +167,10 @@ class Option:
         """The value checked against ``choices`` and ``check`` (ConfigError naming the flag)."""
         if value is None:
             return None
+        expected = _KINDS.get(self.typ)
+        if expected is not None and not (isinstance(value, expected[0]) and (self.typ is bool
+                                                                           or not isinstance(value, bool))):
+            raise ConfigError(f"{self.flag}: expected {expected[1]}, got {value!r}")
         if isinstance(value, str):  # an alias is recorded as the choice it names
             value = self.aliases.get(value, value)
         if self.choices and value not in self.choices:
@@ -178,6 +182,16 @@ class Option:
             if rule:
                 raise ConfigError(f"{self.flag}: {rule}, got {value}")
         return float(value) if self.typ is float else value
+
+
+def _kinds() -> dict:
+    import numbers
+
+    return {int: (numbers.Integral, "an integer"), float: (numbers.Real, "a number"), str: (str, "text"),
+            bool: (bool, "true or false")}
+
+
+_KINDS = _kinds()  # an option's type -> (what its value must be an instance of, its name in messages)
 
 
 # Options every ``difflab sample`` command has. A sampler's entry sets the defaults and help of
