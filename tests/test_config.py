@@ -295,3 +295,30 @@ def test_a_list_kind_and_a_file_name_with_a_space_are_handled():
     with pytest.raises(ConfigError, match=r"t.yaml: kind: expected one of"):
         parse_target("kind: [gaussian]\nmean: [0]\ncov: 1\n", "t.yaml", "t")
     assert parse_target("kind: gaussian\nmean: [0]\ncov: 1\n", "my target.yaml", "my target").name == "my_target"
+
+
+def test_yaml_is_parsed_by_libyaml_unless_it_could_nest_too_deep():
+    """Plain files (every shipped target, a 1 MB matrix) go to libyaml's safe loader and give the
+    same document as PyYAML's; a file that could nest deeper than C_DEPTH goes to the Python loader
+    (libyaml's recursive composer would overflow the C stack), even when quotes, comments or stray
+    closing brackets try to hide the depth, and is refused in one line."""
+    from pathlib import Path
+
+    import yaml
+
+    from difflab import yamlio
+
+    root = Path(__file__).resolve().parents[1] / "targets"
+    for f in root.glob("*.yaml"):
+        text = f.read_text()
+        assert yamlio._loader(text) is yaml.CSafeLoader and yamlio.load(text, f.name) == yaml.safe_load(text)
+    big = "\n".join(f"k{i}: [{', '.join(str(j * 0.5) for j in range(40))}]  # [ ' {{" for i in range(300))
+    assert yamlio._loader(big) is yaml.CSafeLoader and yamlio.load(big, "big") == yaml.safe_load(big)
+    n = yamlio.C_DEPTH + 1
+    indented = "-\n" + " " * n + "- x"  # the loader is chosen by the line's indentation alone
+    assert yamlio._loader(indented) is yaml.SafeLoader
+    for deep in ("[" * n + "]" * n, "- " * n + "x", "x: ']]]]]]]]'  # ]]]]]]\ny: " + "[" * n + "]" * n,
+                 "a: b]]]]]]]\nc: " + "{d: " * n + "1" + "}" * n):
+        assert yamlio._loader(deep) is yaml.SafeLoader, deep[:40]  # (their refusal: the tests above)
+    with pytest.raises(ConfigError, match="nests deeper"):
+        yamlio.load("- " * n + "x", "deep")
