@@ -879,3 +879,17 @@ def test_sigterm_during_set_up_exits_143_and_writes_nothing(in_tmp, monkeypatch)
     r = invoke("sample", "ula", "-t", "gaussian", "-n", "50", "--steps", "5", "-o", "x.h5")
     assert r.exit_code == 143 and "interrupted before the run started; nothing written" in r.stderr, r.output
     assert not (in_tmp / "x.h5").exists()
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(in_tmp, umask):
+    """Run files, exports and figures get 0666 less the umask, like any Unix tool's (they were 0600
+    whatever the umask: mkstemp's mode), in a child process with that umask."""
+    code = (f"import os, sys; os.umask({umask}); sys.argv = ['difflab'] + sys.argv[1:]; "
+            "from difflab.cli.app import main; main()")
+    for args, out in ((["sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-q", "-o", "r.h5"], "r.h5"),
+                      (["export", "r.h5", "-o", "r.nc"], "r.nc")):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        assert (in_tmp / out).stat().st_mode & 0o777 == 0o666 & ~umask, (out, oct((in_tmp / out).stat().st_mode))

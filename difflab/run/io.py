@@ -68,6 +68,8 @@ def atomic_path(path: Path, suffix: str = "", *, replace: bool = True):
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp made it 0600; the final file gets what any Unix tool's would: 0666 less the umask
+        os.chmod(tmp, 0o666 & ~_umask())
         if replace:
             os.replace(tmp, path)
         else:
@@ -75,6 +77,17 @@ def atomic_path(path: Path, suffix: str = "", *, replace: bool = True):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc), else by setting it back."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _host() -> str:
