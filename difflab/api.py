@@ -163,9 +163,9 @@ def compare(runs, metrics=None, *, sort: str | None = None, as_frame: bool = Fal
     """One record per run, the numbers ``difflab compare`` prints: the parameters that differ
     between the runs and the final metrics (``metrics``: these summary keys instead). ``runs``:
     ``Run`` objects and/or run-file paths. ``as_frame``: a pandas DataFrame (pandas is optional)."""
-    from difflab.results import analysis as cmp
-
     from collections.abc import Iterable
+
+    from difflab.results import analysis as cmp
 
     if isinstance(runs, (str, Path, Run)) or not isinstance(runs, Iterable):
         raise ConfigError(f"runs: expected a list of Run objects and/or run-file paths, got {runs!r}")

@@ -893,3 +893,21 @@ def test_written_files_respect_the_umask(in_tmp, umask):
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
         assert r.returncode == 0, r.stderr
         assert (in_tmp / out).stat().st_mode & 0o777 == 0o666 & ~umask, (out, oct((in_tmp / out).stat().st_mode))
+
+
+def test_names_longer_than_the_file_system_allows_are_one_line(in_tmp):
+    """300-character names (ENAMETOOLONG) as a run file, a folder of one, a target, a sweep spec, a
+    run to read, an export or figure: one line, exit 2 (1 for a write that could not happen), no
+    traceback, nothing written. They were tracebacks for sample -o and -t."""
+    long = "a" * 300
+    invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-q", "-o", "r.h5")
+    before = sorted(p.name for p in in_tmp.iterdir())
+    for args in (["sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-o", f"{long}.h5"],
+                 ["sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-o", f"{long}/x.h5"],
+                 ["sample", "ula", "-t", f"{long}.yaml"], ["sample", "ula", "-t", f"{long}/x.yaml"],
+                 ["show", f"{long}/x.h5"], ["compare", f"{long}.h5"], ["sweep", f"{long}.yaml"],
+                 ["export", "r.h5", "-o", f"{long}/x.nc"], ["plot", "r.h5", "-o", f"{long}.png"]):
+        r = invoke(*args)
+        assert r.exit_code in (1, 2) and not isinstance(r.exception, OSError), (args[:2], r.exception, r.output)
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 3, (args[:2], r.output)
+    assert sorted(p.name for p in in_tmp.iterdir()) == before

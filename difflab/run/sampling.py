@@ -165,6 +165,14 @@ def default_name(opts: SampleOptions, spec, params: dict) -> str:
 
 def output_path(opts: SampleOptions, spec, params: dict) -> Path:
     path = opts.out or Path("runs") / default_name(opts, spec, params)
+    try:
+        return _checked_output(path, opts)
+    except OSError as exc:  # a name or folder the file system refuses outright (ENAMETOOLONG, ELOOP, ...)
+        raise ConfigError(f"--out: cannot use '{str(path)[:60]}{'...' if len(str(path)) > 60 else ''}': "
+                          f"{exc.strerror or exc}") from None
+
+
+def _checked_output(path: Path, opts: SampleOptions) -> Path:
     if path.is_file() and not opts.force:
         raise RunExistsError(f"{path}: the run file exists; pass --force (or --if-exists overwrite) to overwrite it, "
                              f"--if-exists skip to keep a finished run, or --out to write elsewhere")

@@ -63,10 +63,16 @@ def read_target_spec(ref, overrides: tuple = ()) -> TargetFile:
     if _SEALED.get() and ref.removesuffix(".yaml") not in shipped_targets():
         raise ConfigError(f"'{ref}': a target stored in a run file names no file (only shipped targets and "
                           f"inline mappings); written by an older difflab or not by difflab")
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows: not a path, maybe a name
+        is_file = is_dir = False
+        if len(ref) > 255 or "/" in ref:
+            raise ConfigError(f"--target: cannot use '{ref[:60]}...': {exc.strerror or exc}") from None
+    if is_file:
         text = yamlio.read(path, "the target file")
         source, name = str(ref), path.stem
-    elif path.is_dir():
+    elif is_dir:
         raise ConfigError(f"--target: '{ref}' is a folder; expected a target YAML file or a shipped name")
     else:
         shipped = shipped_targets()
