@@ -54,9 +54,9 @@ def _loader(text: str):
 
     import yaml
 
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is None:
+    if not yaml.__with_libyaml__:  # PyYAML built without libyaml
         return yaml.SafeLoader
+    fast = yaml.CSafeLoader
     block = max((len(line) - len(line.lstrip(" -?")) for line in text.splitlines()), default=0)
     if block > C_DEPTH:
         return yaml.SafeLoader
