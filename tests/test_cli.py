@@ -911,3 +911,16 @@ def test_names_longer_than_the_file_system_allows_are_one_line(in_tmp):
         assert r.exit_code in (1, 2) and not isinstance(r.exception, OSError), (args[:2], r.exception, r.output)
         assert "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 3, (args[:2], r.output)
     assert sorted(p.name for p in in_tmp.iterdir()) == before
+
+
+def test_a_dangling_link_as_out_is_refused_not_sidestepped(in_tmp):
+    """-o naming a dangling symbolic link: one line, exit 2, nothing written (it was saved as
+    '<name>-1.h5' with a false 'written by another process' warning); --force replaces the link
+    itself (never writes through it)."""
+    (in_tmp / "r.h5").symlink_to(in_tmp / "nowhere" / "x.h5")
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-q", "-o", "r.h5")
+    assert r.exit_code == 2 and "symbolic link to nothing" in r.output, r.output
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["r.h5"] and (in_tmp / "r.h5").is_symlink()
+    r = invoke("sample", "ula", "-t", "gaussian", "-n", "20", "--steps", "3", "-q", "-o", "r.h5", "--force")
+    assert r.exit_code == 0 and not (in_tmp / "r.h5").is_symlink() and not (in_tmp / "nowhere").exists()
+    assert read_run(in_tmp / "r.h5").attrs["steps_done"] == 3

@@ -173,6 +173,9 @@ def output_path(opts: SampleOptions, spec, params: dict) -> Path:
 
 
 def _checked_output(path: Path, opts: SampleOptions) -> Path:
+    if path.is_symlink() and not path.exists() and not opts.force:  # a dangling link holds the name
+        raise RunExistsError(f"{path}: a symbolic link to nothing ({os.readlink(path)}) holds the name; pass --force "
+                             f"to replace the link, or --out to write elsewhere")
     if path.is_file() and not opts.force:
         raise RunExistsError(f"{path}: the run file exists; pass --force (or --if-exists overwrite) to overwrite it, "
                              f"--if-exists skip to keep a finished run, or --out to write elsewhere")
