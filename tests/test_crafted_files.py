@@ -341,3 +341,30 @@ def test_if_exists_skip_runs_again_over_a_crafted_file(bases, tmp_path, form):
                                  "--if-exists", "skip"])
     assert r.exit_code == 0, r.output
     assert is_finished(out) and read_run(out, samples=True).samples.shape == (30, 2)
+
+
+def test_text_from_a_run_file_cannot_drive_the_terminal(bases, tmp_path):
+    """Escape sequences and newlines planted in a run file's text (a root attribute, a parameter's
+    key and value, a summary key) never reach the terminal: show, compare (table and CSV) print
+    U+FFFD in their place. Negative control: the planted text is there in the raw file."""
+    from typer.testing import CliRunner
+
+    from difflab.cli.app import app
+
+    out = tmp_path / "esc.h5"
+    shutil.copyfile(bases[0], out)
+    evil = "\x1b]0;owned\x07\x1b[2J\nline\r"
+    with h5py.File(out, "r+") as f:
+        f.attrs["sampler"] = "mala" + evil
+        params = json.loads(f["config"].attrs["params_json"])
+        params["step_size" + evil] = "x" + evil
+        f["config"].attrs["params_json"] = json.dumps(params)
+        f["summary"].attrs["mmd2" + evil] = 1.0
+    with h5py.File(out, "r") as f:
+        assert "\x1b" in f.attrs["sampler"]
+    for args in (["show", out], ["compare", out], ["compare", out, "--csv"], ["compare", out, "--json"]):
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        assert r.exit_code == 0, (args, r.output)
+        assert "\x1b" not in r.output and "\x07" not in r.output and "\r" not in r.output, args
+        if args[0] == "show":  # (compare of one run shows no parameters: none differ)
+            assert "\ufffd" in r.output, r.output

@@ -489,6 +489,21 @@ def _check_shapes(f, path, root: dict, config: dict, summary: dict) -> None:
             bad(f"/summary attribute {key!r} is not a number")
 
 
+def _printable(value):
+    """Text from a run file with control characters (terminal escape sequences, newlines, carriage
+    returns) replaced by U+FFFD, in keys and values alike: whatever a reader prints of it (show,
+    compare's table and CSV, messages) cannot drive the terminal. difflab writes none there."""
+    import re  # (its compiled patterns are cached)
+
+    if isinstance(value, str):
+        return re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
 def _check_arrays(rec: Run, path) -> None:
     """The arrays read agree with each other as the schema says: a metric per metrics step, a per-step
     value per step, a trajectory frame per frame step, a summary array per coordinate."""
@@ -662,9 +677,9 @@ def read_run(path, *, samples: bool = False, series: bool = False, trajectory: b
             _check_shapes(f, path, root, config, summary)
             rec = Run(
                 path=str(path),
-                attrs=root,
-                params=_json_mapping(config["params_json"], path, "/config params_json"),
-                summary=summary,
+                attrs=_printable(root),
+                params=_printable(_json_mapping(config["params_json"], path, "/config params_json")),
+                summary=_printable(summary),
                 target_yaml=config["target_yaml"],
                 target_source=config["target_source"],
             )
