@@ -257,3 +257,37 @@ def test_workers_exit_when_the_sweep_is_killed(tmp_path):
     files = sorted((tmp_path / "runs").glob("*.h5"))
     time.sleep(3)
     assert sorted((tmp_path / "runs").glob("*.h5")) == files and len(files) <= 4
+
+
+def test_a_grid_too_large_is_refused_before_anything_is_built(monkeypatch):
+    """A 10^9-run grid (six axes): one ConfigError line from the product of the axis lengths,
+    before any run is built (it took 722 MB and never started at 10^6, MemoryError at 10^9); at
+    the cap the grid expands (negative control, with the cap lowered to 8)."""
+    from difflab.errors import ConfigError
+    from difflab.run import sweep as sw
+
+    axes = "\n".join(f"  {k}: [{', '.join(map(str, range(1, 33)))}]"
+                     for k in ("seed", "steps", "metrics_every", "save_every", "trajectory_particles"))
+    text = f"sampler: ula\nset: {{target: gaussian, particles: 10}}\ngrid:\n{axes}\n  step_size: [0.1, 0.2, 0.3]\n"
+    with pytest.raises(ConfigError, match="100,663,296 runs; expected at most 100,000"):
+        sw.expand(text, "big.yaml")
+    monkeypatch.setattr(sw, "MAX_RUNS", 8)
+    small = "sampler: ula\ngrid:\n  seed: [1, 2]\n  steps: [3, 4]\nzip:\n  step_size: [0.1, 0.2]\n  particles: [10, 20]\n"
+    assert len(sw.expand(small, "small.yaml")) == 8
+    with pytest.raises(ConfigError, match="12 runs"):
+        sw.expand(small.replace("seed: [1, 2]", "seed: [1, 2, 3]"), "small.yaml")
+
+
+def test_a_stopped_sweep_summarises_its_not_started_runs(capsys):
+    """A stopped sweep of 500 runs lists 10 not-started ones and counts the rest in one line (it
+    printed a line per run)."""
+    from difflab.cli import report
+    from difflab.run import sweep as sw
+
+    runs = sw.expand("sampler: ula\ngrid:\n  seed: [" + ", ".join(map(str, range(500))) + "]\n", "s.yaml")
+    todo = [(run, None) for run in runs]
+    report.sweep_outcome(sw, todo, {0: ("runs/a.h5", "complete", "")}, stopped=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("sweep stopped: 1 done, 0 interrupted") and "499 not started" in err[0]
+    assert sum(line.startswith("  not started:") for line in err) == report.SHOWN_NOT_STARTED
+    assert err[-1] == "  ... and 489 more not started (runs 11-499); re-run the sweep to do them"

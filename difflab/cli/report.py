@@ -316,6 +316,9 @@ def sweep_display(total: int, live: bool):
     return progress, on_done
 
 
+SHOWN_NOT_STARTED = 10  # a stopped sweep lists this many of its not-started runs, then counts the rest
+
+
 def sweep_outcome(sw, todo, results, stopped: bool = False) -> bool:
     """Print a sweep's run files, then its diverged and failed runs, and for a stopped sweep what
     was interrupted and what was not started; True if any failed."""
@@ -330,8 +333,12 @@ def sweep_outcome(sw, todo, results, stopped: bool = False) -> bool:
         done = sum(s in ("complete", "diverged") for s in status.values())
         print(f"sweep stopped: {done} done, {len(interrupted)} interrupted (saved as such; re-run the sweep to "
               f"redo them), {len(waiting)} not started", file=sys.stderr)
-        for run in waiting:
+        for run in waiting[:SHOWN_NOT_STARTED]:
             print(f"  not started: run {run.index} ({sw.describe(run)})", file=sys.stderr)
+        if len(waiting) > SHOWN_NOT_STARTED:  # a large sweep: a summary, not a line per run
+            print(f"  ... and {len(waiting) - SHOWN_NOT_STARTED} more not started (runs "
+                  f"{waiting[SHOWN_NOT_STARTED].index}-{waiting[-1].index}); re-run the sweep to do them",
+                  file=sys.stderr)
     if diverged:
         print(f"{len(diverged)} run(s) diverged (their files say so): {', '.join(diverged)}", file=sys.stderr)
     if failed:

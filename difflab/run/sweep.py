@@ -47,6 +47,9 @@ class Run:
     varied: dict  # the settings this run takes from grid and zip (for messages)
 
 
+MAX_RUNS = 100_000  # runs in one spec: each is validated (and its file name made) before any starts
+
+
 def expand(text: str, src: str) -> list[Run]:
     """The runs of a spec."""
     import yaml
@@ -105,6 +108,12 @@ def expand(text: str, src: str) -> list[Run]:
                 args[key] = _coerce(src, f"{block_of[key]}.{key}", value, options[key][1])
         return args, targets
 
+    count = len(next(iter(blocks["zip"].values()), [None]))
+    for values in blocks["grid"].values():
+        count *= len(values)
+    if count > MAX_RUNS:  # counted before anything is built: a 10^9-point grid costs nothing
+        raise ConfigError(f"{src}: grid and zip: {count:,} runs; expected at most {MAX_RUNS:,} in one spec "
+                          f"(split the sweep into several specs)")
     base = {k: default for k, (default, _) in options.items()}
     fixed, fixed_targets = arguments(dict.fromkeys(blocks["set"], "set"), blocks["set"])
     base.update(fixed)
