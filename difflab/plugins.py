@@ -85,6 +85,11 @@ def check_sampler(sampler, name: str) -> None:
         missing.append("capabilities (a difflab.contracts.Capabilities)")
     if not hasattr(sampler, "n_steps"):
         missing.append("n_steps (an int, or None for a Markov kernel)")
+    else:
+        steps = sampler.n_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ConfigError(f"sampler {name}: the plug-in's sampler ({type(sampler).__name__}) has n_steps "
+                              f"{steps!r}; expected an integer >= 1, or None for a Markov kernel")
     caps = getattr(sampler, "capabilities", None)
     if isinstance(caps, Capabilities):
         needs = {"affine": ("deterministic", "noise_cov", "exact_law_start", "exact_law_output"),

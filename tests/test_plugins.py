@@ -134,6 +134,9 @@ def test_a_local_file_plugin_runs_like_ula(tmp_path):
 @pytest.mark.parametrize("mode, extra, message", [
     ("pass", "\nDrift.step = None\n", "lacks step"),
     ("return State(state.xt[:, :5]), {}", "", "returned a state whose x has shape (5, 2)"),
+    ("CALLS.append(1)\n        if len(CALLS) > 2: return State(np.hstack([state.xt, state.xt[:, :6]])), {}",
+     "\nCALLS = []\n", "step 3 returned a state whose x has shape (56, 2)"),  # a shape change after step 1
+    ("pass", "\nDrift.n_steps = -3\n", "has n_steps -3; expected an integer >= 1"),
     ("raise RuntimeError('boom')", "", "sampler drift (plug-in): its run raised RuntimeError: boom"),
     ("return State(state.xt), {'nfe': 'one'}", "", "expected a mapping of names to numbers"),
     ("pass", "\nraise ImportError('no such thing')\n", "--plugin drift.py: importing it raised ImportError"),

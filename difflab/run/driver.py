@@ -252,8 +252,9 @@ def _finite(state, sampler) -> bool:
 
 
 def _check_state(state, shape: tuple, where: str, info=None) -> None:
-    """The contract's shapes, checked once per run (a plug-in's mistake is one line, not a crash
-    somewhere in the metrics): state.x is (n, d) like the start, info a mapping of numbers."""
+    """The contract's shapes, checked at every step (a plug-in's mistake is one line, not a crash
+    somewhere in the metrics or a run of 62 samples for 50 particles): state.x is (n, d) like the
+    start; info (at the first step) a mapping of numbers."""
     from difflab.errors import PluginError
 
     got = state.shape if isinstance(state, ChunkedState) else np.shape(state.x)  # no copy of the particles
@@ -305,8 +306,7 @@ def _run(sampler, x0, rng, *, steps, save_every, trajectory_particles, metrics_e
                 record_metrics(0, state)
             for k in range(1, steps + 1):
                 new_state, info = sampler.step(rng, state)
-                if k == 1:
-                    _check_state(new_state, x0.shape, "step", info)
+                _check_state(new_state, x0.shape, f"step {k}", info if k == 1 else None)  # a shape: ~1 us
                 if not _finite(new_state, sampler):
                     status, diverged_at = DIVERGED, k
                     break
