@@ -377,3 +377,24 @@ def test_a_score_reference_is_found_beside_its_file_and_stored_inline(tmp_path):
     r = difflab("plot", "m.h5", "-o", "n.png", cwd=tmp_path)
     assert r.returncode == 2 and "names no file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "n.png").exists()
+
+
+@pytest.mark.system
+def test_a_score_that_writes_into_its_input_fails_in_one_line(tmp_path):
+    """A user score that writes into the particles it is given (x *= 0) used to zero the run
+    silently (status complete): it gets a read-only view, and the run fails in one line, exit 2,
+    nothing written. Negative control: the same score on a copy runs."""
+    body = ("import difflab\n_exact = difflab.load_target('gaussian')\n"
+            "def score(x, alpha, sigma):\n    X\n    return _exact.noised_score(x, alpha, sigma)\n")
+    (tmp_path / "inplace.py").write_text(body.replace("X", "x *= 0.0"))
+    (tmp_path / "copying.py").write_text(body.replace("X", "x = x * 0.0 + x"))
+    for module, code in (("inplace", 2), ("copying", 0)):
+        (tmp_path / f"{module}.yaml").write_text(f"kind: score\nscore: {module}:score\nreference: gaussian\n")
+        r = difflab("--plugin", f"{module}.py", "sample", "ddpm", "-t", f"{module}.yaml", "-n", "30", "--steps", "4",
+                    "-q", "-o", f"{module}.h5", cwd=tmp_path)
+        assert r.returncode == code, (module, r.stderr)
+        assert (tmp_path / f"{module}.h5").exists() == (code == 0)
+    r = difflab("--plugin", "inplace.py", "sample", "ddpm", "-t", "inplace.yaml", "-n", "30", "--steps", "4", "-q",
+                "-o", "inplace.h5", cwd=tmp_path)
+    assert "score inplace:score: raised ValueError" in r.stderr and "read-only" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

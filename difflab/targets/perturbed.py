@@ -63,13 +63,15 @@ class UserScore(ScoreWrapper):
     def score_t(self, xt: np.ndarray, alpha: float = 1.0, sigma: float = 0.0) -> np.ndarray:
         from difflab.errors import PluginError
 
+        x = xt.T.view()
+        x.flags.writeable = False  # the particles, read-only: a score that writes into them fails in one line
         try:
-            out = self.fn(xt.T, alpha, sigma) if self.has_noised_law else self.fn(xt.T)
-            out = np.asarray(out, dtype=np.float64)
+            out = self.fn(x, alpha, sigma) if self.has_noised_law else self.fn(x)
+            out = np.array(out, dtype=np.float64)  # a copy: nothing of the user's is kept or aliased
         except Exception as exc:  # noqa: BLE001 -- the user's code: one line
             raise PluginError(f"score {self.ref}: raised {type(exc).__name__}: {exc}") from None
-        if out.shape != xt.T.shape:
-            raise PluginError(f"score {self.ref}: returned shape {out.shape}; expected {xt.T.shape} (particles, dimension)")
+        if out.shape != x.shape:
+            raise PluginError(f"score {self.ref}: returned shape {out.shape}; expected {x.shape} (particles, dimension)")
         return np.ascontiguousarray(out.T)
 
     def log_prob_and_score_t(self, xt, alpha: float = 1.0, sigma: float = 0.0):
