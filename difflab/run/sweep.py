@@ -159,10 +159,15 @@ def _watch_parent(parent: int, every_s: float = 0.5) -> None:
     while os.getppid() == parent:
         time.sleep(every_s)
     _WORKER["orphan"] = True
-    if _WORKER["busy"]:
-        os.kill(os.getpid(), signal.SIGINT)  # the run is saved as interrupted; then the worker exits
-    else:
+    if not _WORKER["busy"]:
         os._exit(130)
+    # The run is saved as interrupted; then the worker exits. One SIGINT a second while it is busy:
+    # the first stops the sampling loop, the next the summary (its cost is unbounded; the run is then
+    # saved without metrics); the write holds them and ends by itself.
+    while _WORKER["busy"]:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+    os._exit(130)  # the run is saved (busy is cleared after the write): whatever the main thread is doing
 
 
 def _run_in_worker(sampler: str, args: dict) -> tuple[str, str, str]:
