@@ -139,3 +139,23 @@ def test_missing_or_unreadable_run(tmp_path, monkeypatch):
     r = runner.invoke(app, ["plot", "bad.h5"])
     assert r.exit_code == 2 and "bad.h5: not a readable difflab run file" in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+
+
+def test_a_diverged_run_plots(tmp_path):
+    """ULA at step size 5 on a Gaussian diverges (metrics up to ~1e145, then inf): every kind of
+    figure is drawn (values beyond 1e100 left out of the metric panels; matplotlib's tick locator
+    raised OverflowError on them), and the run's warning states the SE ratio in e-notation rather
+    than as a 150-digit integer."""
+    import json
+
+    import difflab
+    from difflab.results import plot
+
+    run = difflab.sample("ula", "gaussian", particles=100, steps=200, step_size=5.0, out=tmp_path / "div.h5")
+    assert run.attrs["status"] in ("diverged", "complete")
+    assert max(abs(v) for v in run.metrics["mean_error"]) > plot.PLOTTED_MAX  # the case is what it says
+    for kind in ("metrics", "samples", "trajectories"):
+        out = plot.render([tmp_path / "div.h5"], kind, tmp_path / f"{kind}.png")
+        assert out.stat().st_size > 1000
+    said = " ".join(json.loads(run.attrs["warnings"]))
+    assert " SE)" in said and not any(len(w) > 40 and w.isdigit() for w in said.replace("(", " ").split())

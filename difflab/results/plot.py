@@ -255,6 +255,9 @@ def render(paths, kind: str | None, out: Path | None, *, by: str | None = None, 
     return out
 
 
+PLOTTED_MAX = 1e100  # metric values beyond it (a diverging run's) are left out of the metric panels
+
+
 def _metric_panel(ax, records, name, legend):
     import numpy as np
 
@@ -262,6 +265,8 @@ def _metric_panel(ax, records, name, legend):
     for rec, label in zip(records, legend):
         if name in rec.metrics:
             y = np.asarray(rec.metrics[name], dtype=float)
+            # a diverging run's values (1e145, inf) break matplotlib's tick locators: not drawn
+            y = np.where(np.isfinite(y) & (np.abs(y) < PLOTTED_MAX), y, np.nan)
             ax.plot(rec.metrics["step"], y, marker=".", lw=1, label=label)
             positive &= bool(np.all(y[np.isfinite(y)] > 0))
     if positive:

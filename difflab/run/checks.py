@@ -78,7 +78,8 @@ def floor_warning(summary: dict, params: dict | None = None) -> list[str]:
     said = []
     for k, z in far[:2]:
         fk, sk = floor_keys(k)
-        said.append(f"{k} {fmt(summary[k])} against {fmt(summary[fk])} ± {fmt(summary[sk])} ({z:.0f} SE)")
+        ses = f"{z:.0f}" if z < 1e6 else f"{z:.1e}"  # a diverged run's: not a 150-digit integer
+        said.append(f"{k} {fmt(summary[k])} against {fmt(summary[fk])} ± {fmt(summary[sk])} ({ses} SE)")
     more = f" and {len(far) - 2} more" if len(far) > 2 else ""
     hints = []
     if "step_size" in params:
