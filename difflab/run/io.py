@@ -465,28 +465,29 @@ _ROOT_TYPES = {"sampler": str, "target": str, "status": str, "created": str, "ar
                "n_particles": int, "dim": int, "schema_version": int, "wall_time_s": (int, float)}
 
 
+def _not_schema(path, what: str):
+    raise RunFileError(f"{path}: {what}; not a difflab run file of schema {SCHEMA_VERSION}")
+
+
 def _check_shapes(f, path, root: dict, config: dict, summary: dict) -> None:
     """The schema's shapes and types, before anything uses them (a crafted file fails here, in one line)."""
     import h5py
-
-    def bad(what):
-        raise RunFileError(f"{path}: {what}; not a difflab run file of schema {SCHEMA_VERSION}")
 
     expect = {"samples": 2, "trajectory/positions": 3, "trajectory/step": 1, "metrics/step": 1}
     for name, ndim in expect.items():
         obj = f.get(name)
         present = name == "samples" or obj is not None  # /samples is required, the rest optional
         if present and (not isinstance(obj, h5py.Dataset) or obj.ndim != ndim or obj.dtype.kind not in "fiu"):
-            bad(f"/{name} is not a {ndim}-D numeric array")
+            _not_schema(path, f"/{name} is not a {ndim}-D numeric array")
     for key, kind in _ROOT_TYPES.items():
         if key in root and (not isinstance(root[key], kind) or isinstance(root[key], bool)):
-            bad(f"/ attribute {key} is not {'text' if kind is str else 'a number'}")
+            _not_schema(path, f"/ attribute {key} is not {'text' if kind is str else 'a number'}")
     for key in ("params_json", "target_yaml", "target_source"):
         if not isinstance(config.get(key), str):
-            bad(f"/config attribute {key} is missing or not text")
+            _not_schema(path, f"/config attribute {key} is missing or not text")
     for key, value in summary.items():
         if not isinstance(value, (int, float)):
-            bad(f"/summary attribute {key!r} is not a number")
+            _not_schema(path, f"/summary attribute {key!r} is not a number")
 
 
 def _printable(value):
@@ -507,25 +508,22 @@ def _printable(value):
 def _check_arrays(rec: Run, path) -> None:
     """The arrays read agree with each other as the schema says: a metric per metrics step, a per-step
     value per step, a trajectory frame per frame step, a summary array per coordinate."""
-    def bad(what):
-        raise RunFileError(f"{path}: {what}; not a difflab run file of schema {SCHEMA_VERSION}")
-
     d = rec.samples.shape[1] if rec.samples is not None else None
     if rec.trajectory is not None and (rec.trajectory.shape[0] != len(rec.trajectory_step)
                                        or (d is not None and rec.trajectory.shape[2] != d)):
-        bad("/trajectory/positions does not match /trajectory/step and the coordinates")
+        _not_schema(path, "/trajectory/positions does not match /trajectory/step and the coordinates")
     for name, table, axis in (("metrics", rec.metrics, "step"), ("per_step", rec.per_step, "step")):
         n = len(table[axis]) if axis in table and table[axis].ndim == 1 else None
         for k, v in table.items():
             if v.ndim != 1 or v.dtype.kind not in "fiub" or (n is not None and len(v) != n):
-                bad(f"/{name}/{k} is not one number per step")
+                _not_schema(path, f"/{name}/{k} is not one number per step")
     for k, v in rec.summary_arrays.items():
         if v.ndim != 1 or (d is not None and len(v) != d):
-            bad(f"/summary/{k} is not one number per coordinate")
+            _not_schema(path, f"/summary/{k} is not one number per coordinate")
     for g, datasets in rec.groups.items():
         lengths = {v.shape[0] if v.ndim else -1 for v in datasets.values()}
         if len(lengths) > 1 or -1 in lengths:
-            bad(f"/{g} holds arrays of different lengths")
+            _not_schema(path, f"/{g} holds arrays of different lengths")
 
 
 def _attributes(f, name: str, path) -> dict:
@@ -585,7 +583,8 @@ def _reads_elsewhere(f, file_bytes: int) -> str | None:
     file can hold: an external or soft link, a dataset with external raw storage, a virtual dataset, too
     many objects, a dataset type difflab never writes (reference, compound, opaque...), or datasets
     declaring more bytes than a file of this size can (a memory bomb). None if none. Attributes are
-    checked where they are read (``_attributes``: difflab reads those of /, /config and /summary). (Low-level h5py: a run file's ~30 objects in well under a millisecond.)"""
+    checked where they are read (``_attributes``: difflab reads those of /, /config and /summary).
+    Low-level h5py: a run file's ~30 objects in about a millisecond."""
     from h5py import h5d, h5l, h5o
 
     links = []

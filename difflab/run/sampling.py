@@ -360,8 +360,7 @@ def execute(opts: SampleOptions, *, spec, target, params: dict, path: Path | Non
     # held against Ctrl-C/SIGTERM: its cost is unbounded (a user's score may block). A signal there
     # stops it; the run is written at once with its samples, no metrics and status interrupted (run
     # it again to judge it: same seed, same samples). Only the write itself, bounded, is held.
-    groups, summary, summary_arrays, floor_source, floor_warnings = {}, {}, {}, "", []
-    stopped = False
+    groups, floor_warnings, stopped = {}, [], False
     try:
         with np.errstate(all="ignore"):  # metrics of a state about to diverge may be inf or nan
             floors, floor_source, floor_warnings = judge.floors(target.sample, rng_floor)
